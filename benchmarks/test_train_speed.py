@@ -1,0 +1,209 @@
+"""Training throughput: `train` side by side with the classic tutorial loop and with compute-only steps.
+
+Groups (one pytest-benchmark table each; one round = 10 steps of batch 128 = 1,280 pairs):
+  train-vs-tutorial  small-cnn + koch head on MNIST-sized images, end to end:
+                     `tutorial_train` (a per-pair Python generator making numpy float arrays, then the network
+                     run as two separate forward passes per batch) vs `train` (target: >= 2x pairs/s).
+  train-overhead     the same model: `train` end to end vs `compute_only_step` on pre-made tensors (the same
+                     forward/backward/step without sampling and gathering) (target: overhead <= 10%).
+
+Real MNIST train is used when `load_mnist()` finds the files ($SIAMESE_BENCH_DATA or the checkout's data/);
+otherwise synthetic uint8 tensors of the same size (content does not change the speed). Which one is
+printed with the summary and stored in extra_info. Torch runs on one thread, and the summary compares the
+fastest round of each side (the least disturbed on a shared machine); medians are in the tables.
+Run: pytest benchmarks/test_train_speed.py --benchmark-only -q
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from siamese_bench.datasets.imageset import ImageSet
+from siamese_bench.episodes.index import ClassIndex, gather
+from siamese_bench.episodes.pairs import sample_pairs
+from siamese_bench.model import SiameseModel
+from siamese_bench.train import TrainConfig, compute_only_step, train
+
+BATCH = 128
+ROUND_STEPS = 10
+ROUND_PAIRS = BATCH * ROUND_STEPS
+ROUNDS = 5
+RESULTS: dict[str, float] = {}  # benchmark key -> pairs per second of the fastest round
+NOTES: list[str] = []
+
+
+def tutorial_pairs(images_np: np.ndarray, labels_np: np.ndarray, rng: random.Random):
+    """The classic tutorial generator (reference only): one (a, b, same) numpy float32 triple per pair."""
+    classes = sorted(set(labels_np.tolist()))
+    by_class = {c: list(np.flatnonzero(labels_np == c)) for c in classes}
+    k = 0
+    while True:
+        c = rng.choice(classes)
+        i = rng.choice(by_class[c])
+        if k % 2 == 0:
+            j = rng.choice(by_class[c])
+            while j == i:
+                j = rng.choice(by_class[c])
+        else:
+            c2 = rng.choice(classes)
+            while c2 == c:
+                c2 = rng.choice(classes)
+            j = rng.choice(by_class[c2])
+        yield (
+            images_np[i].astype(np.float32) / 255.0,
+            images_np[j].astype(np.float32) / 255.0,
+            float(k % 2 == 0),
+        )
+        k += 1
+
+
+def tutorial_train(model: SiameseModel, pairs, steps: int, optimizer) -> float:
+    """The classic tutorial loop (reference only): stack a batch from the generator, two forward passes."""
+    loss = torch.zeros(())
+    for _ in range(steps):
+        a, b, y = zip(*(next(pairs) for _ in range(BATCH)), strict=True)
+        xa = torch.from_numpy(np.stack(a))[:, None]
+        xb = torch.from_numpy(np.stack(b))[:, None]
+        same = torch.tensor(y) > 0.5
+        optimizer.zero_grad()
+        loss = model.head.loss(model.embed(xa), model.embed(xb), same)
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
+
+
+def _say(line: str) -> None:
+    print(line)
+    NOTES.append(line)
+
+
+@pytest.fixture(scope="module")
+def mnist() -> tuple[ImageSet, str]:
+    try:
+        from siamese_bench.datasets.mnist import load_mnist
+
+        ds = load_mnist()["train"]
+        what = f"real MNIST train ({len(ds)} images)"
+    except Exception as err:  # missing files: synthetic data of the same size, and say so
+        gen = torch.Generator().manual_seed(0)
+        n = 60000
+        ds = ImageSet(
+            "synthetic-mnist",
+            torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen),
+            torch.randint(0, 10, (n,), generator=gen),
+            tuple(str(i) for i in range(10)),
+            torch.zeros(10, dtype=torch.int64),
+            ("digits",),
+        )
+        what = f"synthetic MNIST-sized (60000, 1, 28, 28) uint8 ({type(err).__name__}: no real MNIST)"
+    _say(f"[train benchmark] data: {what}; torch threads: {torch.get_num_threads()}")
+    return ds, what
+
+
+def _model() -> SiameseModel:
+    torch.manual_seed(0)
+    return SiameseModel.build("small-cnn", "koch", in_channels=1, image_size=28)
+
+
+def _record(benchmark, key: str, what: str) -> None:
+    stats = benchmark.stats.stats
+    RESULTS[key] = ROUND_PAIRS / stats.min
+    benchmark.extra_info.update(
+        {
+            "data": what,
+            "pairs_per_round": ROUND_PAIRS,
+            "pairs_per_s_best": RESULTS[key],
+            "pairs_per_s_median": ROUND_PAIRS / stats.median,
+        }
+    )
+
+
+def _config() -> TrainConfig:
+    return TrainConfig(
+        train_pairs=ROUND_PAIRS, batch_size=BATCH, schedule="none", val_every=0, log_every=ROUND_PAIRS
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: one thread keeps the rounds comparable
+    yield
+    torch.set_num_threads(threads)
+    lines = list(NOTES)
+    keys = ("tutorial", "train")
+    if all(k in RESULTS for k in keys):
+        t, v = (RESULTS[k] for k in keys)
+        verdict = "meets" if v >= 2 * t else "MISSES"
+        lines.append(
+            f"pairs/s: tutorial loop {t:,.0f}, train() {v:,.0f}: {v / t:.2f}x ({verdict} the 2x target)"
+        )
+    keys = ("compute-only", "train-overhead")
+    if all(k in RESULTS for k in keys):
+        c, v = (RESULTS[k] for k in keys)
+        overhead = c / v - 1
+        verdict = "meets" if overhead <= 0.10 else "MISSES"
+        lines.append(
+            f"pairs/s: compute-only {c:,.0f}, train() {v:,.0f}: overhead {overhead:.1%} "
+            f"({verdict} the 10% target)"
+        )
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        print("\n" + "\n".join(lines))
+
+
+def test_tutorial_loop(benchmark, mnist):
+    ds, what = mnist
+    benchmark.group = "train-vs-tutorial: small-cnn + koch, batch 128, 1280 pairs per round"
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    pairs = tutorial_pairs(ds.images[:, 0].numpy(), ds.labels.numpy(), random.Random(0))
+    loss = benchmark.pedantic(
+        tutorial_train, args=(model, pairs, ROUND_STEPS, opt), rounds=ROUNDS, iterations=1, warmup_rounds=1
+    )
+    assert np.isfinite(loss)
+    _record(benchmark, "tutorial", what)
+
+
+@pytest.mark.parametrize("key", ["train", "train-overhead"])
+def test_train_loop(benchmark, mnist, key):
+    ds, what = mnist
+    benchmark.group = (
+        "train-vs-tutorial: small-cnn + koch, batch 128, 1280 pairs per round"
+        if key == "train"
+        else "train-overhead: small-cnn + koch, batch 128, 1280 pairs per round"
+    )
+    model = _model()
+    index = ClassIndex.build(ds)
+    result = benchmark.pedantic(
+        train, args=(model, ds.images, index, _config()), rounds=ROUNDS, iterations=1, warmup_rounds=1
+    )
+    assert result.pairs_seen == ROUND_PAIRS
+    _record(benchmark, key, what)
+
+
+def test_compute_only(benchmark, mnist):
+    ds, what = mnist
+    benchmark.group = "train-overhead: small-cnn + koch, batch 128, 1280 pairs per round"
+    model = _model()
+    index = ClassIndex.build(ds)
+    gen = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(ROUND_STEPS):
+        b = sample_pairs(index, BATCH, gen)
+        batches.append((gather(ds.images, torch.cat([b.a, b.b])), (b.same,)))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def run():
+        loss = torch.zeros(())
+        for x, targets in batches:
+            loss = compute_only_step(model, x, targets, opt)
+        return float(loss)
+
+    loss = benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    assert np.isfinite(loss)
+    _record(benchmark, "compute-only", what)

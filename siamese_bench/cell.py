@@ -1,0 +1,245 @@
+"""One training group of the grid: load the protocol's data on the device, train once, evaluate each cell.
+
+Every cell of a group is scored on frozen test episodes shared by every method (OUT/episodes/, keyed by
+protocol, split hash, N, K, Q, episode count and seed), so heads and backbones are compared on the very
+same episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from siamese_bench import provenance
+from siamese_bench.datasets import load_dataset
+from siamese_bench.episodes.episodes import Episodes, episodes_fingerprint, sample_episodes
+from siamese_bench.episodes.index import ClassIndex
+from siamese_bench.episodes.pairs import sample_pairs
+from siamese_bench.evaluate import evaluate_episodes, verification
+from siamese_bench.model import SiameseModel
+from siamese_bench.protocols.base import Protocol
+from siamese_bench.summary import per_episode_path
+from siamese_bench.train import StderrProgress, TrainConfig, train
+
+VERIFICATION_PAIRS = 2000  # balanced held-out pairs for verification accuracy and ROC-AUC
+TEST_SEED_OFFSET = 1_000  # test episodes use seed + 1000, so they never coincide with validation draws
+
+
+class CellRunner:
+    def __init__(self, config) -> None:
+        self.config = config
+        self._data: dict[tuple, dict] = {}
+        self._measured: set[tuple] = set()
+        self._trained_shapes: list[tuple] = []  # (backbone, head, device, dtype, image_size, channels)
+
+    # ------------------------------------------------------------------ data
+    def data(self, proto: Protocol, device: str) -> dict:
+        key = (proto.dataset, proto.image_size, device)
+        if key not in self._data:
+            cpu_key = (proto.dataset, proto.image_size, "cpu")
+            if cpu_key not in self._data:
+                self._data[cpu_key] = load_dataset(
+                    proto.dataset, self.config.data_dir, proto.image_size, download=self.config.download
+                )
+            self._data[key] = {k: v.to(device) for k, v in self._data[cpu_key].items()}
+        return self._data[key]
+
+    def parts(self, proto: Protocol, device: str):
+        """(data, split, {part: (ImageSet, ClassIndex)}) for the protocol on the device."""
+        data = self.data(proto, device)
+        split = proto.split(data, self.config.data_dir)
+        parts = {}
+        for name in split.part_names:
+            part = split.part(name)
+            ds = data[part.subset]
+            parts[name] = (ds, ClassIndex.build(ds, part.classes, name=f"{proto.name}/{name}"))
+        return data, split, parts
+
+    # ------------------------------------------------------------------ episodes
+    def episodes(self, proto, data, split, test, n_way, k_shot, n_episodes, seed) -> Episodes:
+        """Frozen test episodes: loaded from OUT/episodes/ when present, else drawn (seeded) and saved."""
+        if proto.fixed_episodes is not None:
+            return proto.fixed_episodes(data, split, self.config.data_dir, n_way, k_shot)
+        q = proto.n_query
+        path = (
+            Path(self.config.out)
+            / "episodes"
+            / f"{proto.name}-v{proto.version}-{split.hash}-{n_way}w{k_shot}s{q}q-{n_episodes}e-seed{seed}.pt"
+        )
+        ds, index = test
+        if path.exists():
+            ep = Episodes.load(path)
+            if ep.split_hash != split.hash:
+                raise ValueError(
+                    f"{path} was drawn from another split ({ep.split_hash}); delete it to redraw"
+                )
+            return ep.to(ds.device)
+        ep = sample_episodes(
+            index.to("cpu") if index.device.type != "cpu" else index,
+            n_way,
+            k_shot,
+            q,
+            n_episodes,
+            seed=seed + TEST_SEED_OFFSET,
+            within_group=proto.within_group,
+            split_hash=split.hash,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ep.save(path)
+        return ep.to(ds.device)
+
+    # ------------------------------------------------------------------ one group
+    def run_group(self, group: dict, cells: list[tuple[int, int]]) -> Iterator[dict]:
+        from siamese_bench.runner import base_row, error_text
+
+        cfg, proto, grid, device = self.config, group["protocol"], group["grid"], group["device"]
+        try:
+            data, split, parts = self.parts(proto, device)
+            train_ds, train_index = parts["train"]
+            channels, size = train_ds.image_shape[0], train_ds.image_shape[1]
+            torch.manual_seed(group["seed"])  # weight initialisation
+            model = SiameseModel.build(
+                group["backbone"], group["head"], in_channels=channels, image_size=size
+            )
+            model.to(device)
+            if cfg.channels_last:
+                model.to(memory_format=torch.channels_last)
+            tcfg = TrainConfig(
+                lr=grid.lr,
+                batch_size=grid.batch_size,
+                train_pairs=grid.train_pairs,
+                distort=grid.distort,
+                val_every=grid.val_every,
+                val_episodes=grid.val_episodes,
+                val_way=proto.val_way,
+                amp="bf16" if group["dtype"].startswith("bfloat16") else "none",
+                channels_last=cfg.channels_last,
+                compile=cfg.compile,
+                seed=group["seed"],
+            )
+            images, val = train_ds.images, None
+            if "val" in parts:
+                val_ds, val_index = parts["val"]
+                val = sample_episodes(
+                    val_index.to("cpu"),
+                    proto.val_way,
+                    1,
+                    1,
+                    grid.val_episodes,
+                    seed=group["seed"] + 2,
+                    split_hash=split.hash,
+                )
+                if (
+                    val_ds is not train_ds
+                ):  # validation images live in another subset: index past the train ones
+                    off = len(train_ds)
+                    images = torch.cat([train_ds.images, val_ds.images])
+                    val = dataclasses.replace(val, support=val.support + off, query=val.query + off)
+                val = val.to(device)
+            progress = None if cfg.quiet else StderrProgress()
+            result = train(model, images, train_index, tcfg, val=val, progress=progress)
+            del images
+            if not cfg.quiet:
+                print(file=sys.stderr)
+            self._trained_shapes.append(
+                (group["backbone"], group["head"], device, group["dtype"], size, channels)
+            )
+            if cfg.checkpoints:
+                self.save_checkpoint(
+                    model, {**group, "in_channels": channels, "image_size": size}, tcfg, split
+                )
+        except Exception as exc:  # the whole group failed: one error row per cell, the run goes on
+            msg = error_text(exc)
+            for n, k in cells:
+                yield {
+                    **base_row(group, n, k),
+                    "status": "error",
+                    "error": msg,
+                    "timestamp": provenance.timestamp(),
+                }
+            return
+
+        test_ds, test_index = parts["test"]
+        verif_acc, auc = self.verify(model, parts, group["seed"])
+        for n, k in cells:
+            row = base_row(group, n, k)
+            row.update(
+                split_hash=split.hash,
+                best_val_accuracy=result.best_val_accuracy,
+                train_pairs=result.pairs_seen,
+                train_seconds=round(result.seconds, 3),
+                train_pairs_per_s=result.pairs_per_s,
+                verification_accuracy=verif_acc,
+                roc_auc=auc,
+            )
+            try:
+                ep = self.episodes(
+                    proto, data, split, (test_ds, test_index), n, k, row["episodes"], group["seed"]
+                )
+                ev = evaluate_episodes(model, test_ds.images, ep, return_correct=True)
+                path = per_episode_path(cfg.out, row)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(ev.correct.cpu(), path)
+                row.update(
+                    episodes=len(ep),
+                    n_query=ep.n_query,
+                    episodes_hash=episodes_fingerprint(ep)[:16],
+                    aggregation=ev.aggregation,
+                    accuracy=ev.accuracy,
+                    ci95=ev.ci95,
+                    status="ok",
+                )
+                if cfg.save_pairs:
+                    from siamese_bench.pictures import save_pairs
+
+                    save_pairs(
+                        model, test_ds, ep, cfg.save_pairs, Path(cfg.out) / "pairs" / f"{path.stem}.png"
+                    )
+            except Exception as exc:
+                row.update(status="error", error=error_text(exc))
+            row["timestamp"] = provenance.timestamp()
+            yield row
+
+    def verify(self, model, parts, seed: int) -> tuple[float, float]:
+        """Verification accuracy and ROC-AUC on balanced test pairs; metric heads' threshold from val (or
+        train) pairs, never from the test pairs."""
+        test_ds, test_index = parts["test"]
+        ref_ds, ref_index = parts.get("val", parts["train"])
+        gen = torch.Generator().manual_seed(seed + 3 * TEST_SEED_OFFSET)
+        pairs = sample_pairs(test_index, VERIFICATION_PAIRS, gen)
+        if not model.metric:
+            return verification(model, test_ds.images, pairs)
+        threshold_pairs = sample_pairs(ref_index, VERIFICATION_PAIRS, gen)
+        images = test_ds.images
+        if ref_ds is not test_ds:  # threshold pairs come from another ImageSet: index past the test images
+            images = torch.cat([test_ds.images, ref_ds.images])
+            off = len(test_ds)
+            threshold_pairs = dataclasses.replace(
+                threshold_pairs, a=threshold_pairs.a + off, b=threshold_pairs.b + off
+            )
+        return verification(model, images, pairs, threshold_pairs=threshold_pairs)
+
+    def save_checkpoint(self, model, group, tcfg, split) -> None:
+        from siamese_bench.checkpoint import save
+
+        name = f"{group['protocol'].name}_{group['backbone']}_{group['head']}_{group['device']}_seed{group['seed']}.pt"
+        save(Path(self.config.out) / "checkpoints" / name, model, group, tcfg, split)
+
+    # ------------------------------------------------------------------ throughput
+    def throughput_rows(self, table) -> Iterator[dict]:
+        from siamese_bench.throughput import measure
+
+        for backbone, head, device, dtype, size, channels in dict.fromkeys(self._trained_shapes):
+            for bs in self.config.throughput_batch_sizes:
+                row = dict(
+                    backbone=backbone, head=head, device=device, dtype=dtype, image_size=size, batch_size=bs
+                )
+                if table.get(row) is not None and table.get(row)["status"] == "ok":
+                    continue
+                yield measure(
+                    row, channels, amp=dtype.startswith("bfloat16"), channels_last=self.config.channels_last
+                )

@@ -1,0 +1,157 @@
+"""Checkpoints (weights + the config that made them) and the `evaluate` / `predict` commands that use them.
+
+A checkpoint is written by `run --checkpoints` as OUT/checkpoints/<protocol>_<backbone>_<head>_<device>_seed<S>.pt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from siamese_bench import provenance
+from siamese_bench.model import SiameseModel
+
+FORMAT = "siamese_bench.checkpoint"
+FORMAT_VERSION = 1
+
+
+def save(path: Path, model: SiameseModel, group: dict, train_config, split) -> None:
+    """Atomically write the weights with the backbone/head names, input shape, protocol, split and config."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "backbone": group["backbone"],
+        "head": group["head"],
+        "in_channels": group.get("in_channels", 1),
+        "image_size": group.get("image_size"),
+        "protocol": group["protocol"].name,
+        "protocol_version": group["protocol"].version,
+        "split_hash": split.hash,
+        "seed": group["seed"],
+        "train_config": dataclasses.asdict(train_config),
+        "git_hash": provenance.git_hash(),
+        "torch_version": str(torch.__version__),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(doc, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path, device: str = "cpu") -> tuple[SiameseModel, dict]:
+    """(model in eval mode on `device`, metadata); a clear error for a missing or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; write one with `run --checkpoints`")
+    try:
+        doc = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a siamese_bench checkpoint (written by `run --checkpoints`)")
+    if doc["version"] != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has checkpoint format v{doc['version']}; this siamese_bench reads v{FORMAT_VERSION}"
+        )
+    model = SiameseModel.build(
+        doc["backbone"], doc["head"], in_channels=doc["in_channels"], image_size=doc["image_size"]
+    )
+    model.load_state_dict(doc["state_dict"])
+    return model.to(device).eval(), doc
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            "--device cuda: torch.cuda.is_available() is False (no GPU or CPU-only torch); use --device cpu"
+        )
+
+
+def evaluate_command(args) -> int:
+    from siamese_bench.cell import TEST_SEED_OFFSET
+    from siamese_bench.datasets import load_dataset
+    from siamese_bench.episodes.episodes import sample_episodes
+    from siamese_bench.episodes.index import ClassIndex
+    from siamese_bench.evaluate import evaluate_episodes
+    from siamese_bench.protocols import PROTOCOLS
+
+    _check_device(args.device)
+    model, meta = load(args.checkpoint, args.device)
+    proto = PROTOCOLS.get(args.protocol or meta["protocol"])
+    data = {
+        k: v.to(args.device) for k, v in load_dataset(proto.dataset, args.data_dir, proto.image_size).items()
+    }
+    split = proto.split(data, args.data_dir)
+    test = split.part("test")
+    ds = data[test.subset]
+    if ds.image_shape[1] != meta["image_size"] or ds.image_shape[0] != meta["in_channels"]:
+        raise ValueError(
+            f"the checkpoint expects {meta['in_channels']}x{meta['image_size']}x{meta['image_size']} images but "
+            f"protocol {proto.name} gives {'x'.join(map(str, ds.image_shape))}; choose a protocol with that size"
+        )
+    index = ClassIndex.build(ds, test.classes)
+    print(
+        f"protocol {proto.id} split {split.hash}; checkpoint {args.checkpoint} ({meta['backbone']}+{meta['head']})"
+    )
+    for n in args.ways or proto.ways:
+        for k in args.shots or proto.shots:
+            if proto.fixed_episodes is not None:
+                ep = proto.fixed_episodes(data, split, args.data_dir, n, k)
+            else:
+                ep = sample_episodes(
+                    index.to("cpu"),
+                    n,
+                    k,
+                    proto.n_query,
+                    args.episodes or proto.episodes,
+                    seed=args.seed + TEST_SEED_OFFSET,
+                    within_group=proto.within_group,
+                    split_hash=split.hash,
+                ).to(args.device)
+            r = evaluate_episodes(model, ds.images, ep)
+            print(
+                f"  {n}-way {k}-shot: accuracy {100 * r.accuracy:.2f}% ± {100 * r.ci95:.2f} "
+                f"({len(ep)} episodes, {r.aggregation})"
+            )
+    return 0
+
+
+def predict_command(args) -> int:
+    from siamese_bench.datasets.folders import load_folder, load_images
+    from siamese_bench.evaluate import embed_all
+
+    _check_device(args.device)
+    model, meta = load(args.checkpoint, args.device)
+    size, ch = meta["image_size"], meta["in_channels"]
+    gallery = load_folder(args.gallery, image_size=size, channels=ch, invert=args.invert).to(args.device)
+    queries = load_images(args.images, image_size=size, channels=ch, invert=args.invert).to(args.device)
+    g = embed_all(model, gallery.images, torch.arange(len(gallery), device=args.device))
+    q = embed_all(model, queries, torch.arange(len(queries), device=args.device))
+    n_cls = gallery.num_classes
+    counts = torch.bincount(gallery.labels, minlength=n_cls).clamp(min=1).unsqueeze(0)
+    with torch.no_grad():
+        if model.metric:  # prototype: score against each class's mean embedding
+            protos = (
+                torch.zeros(n_cls, g.shape[1], device=g.device).index_add_(0, gallery.labels, g) / counts.T
+            )
+            scores = model.head.score(q.unsqueeze(0), protos.unsqueeze(0))[0]
+        else:  # mean score over each class's gallery images
+            s = model.head.score(q.unsqueeze(0), g.unsqueeze(0))[0]  # (Q, G)
+            scores = (
+                torch.zeros(len(queries), n_cls, device=g.device).index_add_(1, gallery.labels, s) / counts
+            )
+    best = scores.argmax(1)
+    for path, c, sc in zip(args.images, best.tolist(), scores.max(1).values.tolist(), strict=True):
+        print(f"{path}\t{gallery.class_names[c]}\t{sc:.4f}")
+    return 0

@@ -1,0 +1,131 @@
+"""Command line: `python -m siamese_bench {run,ls,data,evaluate,predict,summarize}`.
+
+Each subcommand parses its flags here and hands off to one module; errors a user can fix (missing data,
+unknown names, impossible episodes, no CUDA) print one line that says what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return tuple(kind(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="dataset directory (default: $SIAMESE_BENCH_DATA, else the checkout's data/ folder)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m siamese_bench",
+        description="Benchmark Siamese networks for one-shot image recognition on MNIST and Omniglot.",
+        epilog="Run `python -m siamese_bench COMMAND --help` for the options of one command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="train and evaluate a grid, write CSVs and summary.md (default: the quick preset)",
+        description="Train and evaluate protocols x backbones x heads x devices x ways x shots x seeds. "
+        "Each finished cell is written to OUT/accuracy.csv at once; re-running the same command resumes, "
+        "skipping finished cells. Flags override the preset's grids.",
+    )
+    run.add_argument("--preset", default="quick", help="named grid (see `ls`; default: quick)")
+    run.add_argument("--protocols", type=_csv(str), help="protocols, e.g. vinyals,mnist-heldout")
+    run.add_argument(
+        "--datasets",
+        type=_csv(str),
+        help="datasets, mapped to their default protocol (mnist, omniglot, digits)",
+    )
+    run.add_argument("--backbones", type=_csv(str), help="e.g. small-cnn,conv4")
+    run.add_argument("--heads", type=_csv(str), help="e.g. koch,contrastive,triplet")
+    run.add_argument("--devices", type=_csv(str), help="cpu,cuda (default: cpu, plus cuda when present)")
+    run.add_argument("--ways", type=_csv(int), help="N of N-way episodes, e.g. 5,20")
+    run.add_argument("--shots", type=_csv(int), help="K of K-shot episodes, e.g. 1,5")
+    run.add_argument("--episodes", type=int, help="test episodes per cell (default: the protocol's, >= 1000)")
+    run.add_argument("--seeds", type=_csv(int), help="training and episode seeds, e.g. 0,1,2")
+    run.add_argument("--train-pairs", type=int, help="training budget in pairs (triplets for triplet heads)")
+    run.add_argument("--batch-size", type=int, help="training pairs per step")
+    run.add_argument("--lr", type=float, help="learning rate")
+    run.add_argument("--distort", action="store_true", help="Koch-style affine distortions while training")
+    run.add_argument("--amp", choices=["none", "bf16"], default="none", help="autocast dtype (CUDA)")
+    run.add_argument("--channels-last", action="store_true", help="channels-last memory format (CUDA)")
+    run.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    run.add_argument("--no-throughput", action="store_true", help="skip the throughput table")
+    run.add_argument(
+        "--checkpoints", action="store_true", help="save each trained model under OUT/checkpoints"
+    )
+    run.add_argument("--save-pairs", type=int, default=0, metavar="N", help="PNG grid of N evaluated pairs")
+    run.add_argument("--retry-failed", action="store_true", help="re-run cells whose row says error")
+    run.add_argument("--out", type=Path, help="output directory (default: results/<preset>/)")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_data_dir(run)
+
+    ls = sub.add_parser("ls", help="list datasets, protocols, backbones, heads and presets")
+    ls.add_argument("kind", nargs="?", help="only this kind")
+
+    data = sub.add_parser("data", help="fetch or verify datasets")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    for name, text in (("verify", "check the files: counts and checksums"), ("fetch", "download (online)")):
+        p = dsub.add_parser(name, help=text)
+        p.add_argument("datasets", nargs="*", help="datasets (default: all of mnist omniglot omniglot-runs omniglot-vinyals digits)")
+        _add_data_dir(p)
+
+    ev = sub.add_parser("evaluate", help="evaluate a saved checkpoint on a protocol's test episodes")
+    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--protocol", help="default: the protocol it was trained on")
+    ev.add_argument("--ways", type=_csv(int))
+    ev.add_argument("--shots", type=_csv(int))
+    ev.add_argument("--episodes", type=int)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", default="cpu")
+    _add_data_dir(ev)
+
+    pr = sub.add_parser("predict", help="nearest gallery class for each image (one-shot prediction)")
+    pr.add_argument("--checkpoint", type=Path, required=True)
+    pr.add_argument(
+        "--gallery", type=Path, required=True, help="folder of class folders (one or more images)"
+    )
+    pr.add_argument("images", nargs="+", type=Path)
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument(
+        "--invert", action="store_true", help="invert images (dark ink on white -> bright on dark)"
+    )
+
+    sm = sub.add_parser("summarize", help="regenerate summary.md from a results directory's CSVs")
+    sm.add_argument("out", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from siamese_bench import commands
+
+    try:
+        return getattr(commands, args.command)(args)
+    except commands.UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished cells are saved; re-run the same command to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,126 @@
+"""The subcommands behind the CLI; each takes the parsed argparse namespace and returns an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from siamese_bench.registry import UnknownNameError
+
+
+class UserError(Exception):
+    """A problem the user can fix; the CLI prints its message (no traceback) and exits with 2."""
+
+
+def _user_errors():
+    from siamese_bench.datasets.store import DatasetMissingError
+
+    return (UserError, UnknownNameError, DatasetMissingError, FileNotFoundError, ValueError)
+
+
+def _guard(fn):
+    """Turn fixable errors into UserError, unless SIAMESE_BENCH_DEBUG=1 asks for the traceback."""
+
+    def wrapped(args):
+        try:
+            return fn(args)
+        except _user_errors() as e:
+            if os.environ.get("SIAMESE_BENCH_DEBUG") == "1" or isinstance(e, UserError):
+                raise
+            raise UserError(str(e)) from e
+
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+def listing() -> dict[str, list[str]]:
+    from siamese_bench.backbones import BACKBONES
+    from siamese_bench.datasets import DATASETS
+    from siamese_bench.heads import HEADS
+    from siamese_bench.presets import PRESETS
+    from siamese_bench.protocols import PROTOCOLS
+
+    return {
+        "datasets": DATASETS.names(),
+        "protocols": PROTOCOLS.names(),
+        "backbones": BACKBONES.names(),
+        "heads": HEADS.names(),
+        "presets": PRESETS.names(),
+    }
+
+
+@_guard
+def ls(args) -> int:
+    from siamese_bench.presets import PRESETS
+    from siamese_bench.protocols import PROTOCOLS
+
+    kinds = listing()
+    if args.kind:
+        if args.kind not in kinds:
+            raise UserError(f"unknown kind {args.kind!r}; valid kinds: {', '.join(kinds)}")
+        kinds = {args.kind: kinds[args.kind]}
+    for kind, names in kinds.items():
+        print(f"{kind}:")
+        for name in names:
+            detail = ""
+            if kind == "protocols":
+                p = PROTOCOLS.get(name)
+                detail = f"v{p.version}  {p.description}"
+            elif kind == "presets":
+                detail = PRESETS.get(name).description
+            print(f"  {name:<16} {detail}".rstrip())
+    return 0
+
+
+@_guard
+def data(args) -> int:
+    from siamese_bench import datasets
+
+    names = args.datasets or None  # None: every dataset
+    if args.data_command == "fetch":
+        reports = datasets.fetch(names, args.data_dir)
+    elif args.data_command == "verify":
+        reports = datasets.verify_all(args.data_dir, names)
+    else:
+        raise UserError("choose an action: `data verify` or `data fetch`")
+    where, reason = datasets.resolve_data_dir(args.data_dir)
+    print(datasets.format_report(reports, header=f"data directory: {where} (chosen by: {reason})"))
+    return 0 if all(r.ok for r in reports) else 1
+
+
+@_guard
+def run(args) -> int:
+    from siamese_bench import runner
+
+    config = runner.config_from_args(args)
+    return runner.run(config)
+
+
+@_guard
+def summarize(args) -> int:
+    from siamese_bench.protocols.published import published_lookup
+    from siamese_bench.summary import write_summary
+
+    if not (Path(args.out) / "accuracy.csv").exists():
+        raise UserError(f"{args.out} has no accuracy.csv; point at a results directory such as results/quick")
+    print(write_summary(args.out, published_lookup()))
+    return 0
+
+
+@_guard
+def evaluate(args) -> int:
+    from siamese_bench import checkpoint
+
+    return checkpoint.evaluate_command(args)
+
+
+@_guard
+def predict(args) -> int:
+    from siamese_bench import checkpoint
+
+    return checkpoint.predict_command(args)
+
+
+def eprint(*a) -> None:
+    print(*a, file=sys.stderr, flush=True)

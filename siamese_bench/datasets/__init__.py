@@ -1,0 +1,106 @@
+"""Dataset loaders, by name, and the data checks behind `python -m siamese_bench data verify|fetch`.
+
+    DATASETS.get("omniglot")(data_dir=None, image_size=None, download=False) -> dict[str, ImageSet]
+    load_dataset("mnist", image_size=32)
+
+Names: "mnist" -> {"train", "test"}; "omniglot" -> {"background", "evaluation"}; "omniglot-vinyals" ->
+{"vinyals"} (rotated set; image_size None means 28); "digits" -> {"all"}.
+`verify(name, data_dir)`, `verify_all(data_dir, names)` -> list[VerifyReport], `fetch(names, data_dir)`
+(downloads what is missing, then verifies) and `format_report(reports)`; verify names: VERIFY_NAMES.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from siamese_bench.datasets import digits, lake_runs, mnist, omniglot, vinyals
+from siamese_bench.datasets.imageset import ImageSet
+from siamese_bench.datasets.store import (
+    DatasetMissingError,
+    VerifyReport,
+    cache_dir,
+    format_report,
+    require_files,
+    resolve_data_dir,
+)
+from siamese_bench.registry import Registry
+
+Loader = Callable[..., dict[str, ImageSet]]
+DATASETS: Registry[Loader] = Registry("dataset")
+DATASETS.register("mnist")(mnist.load_mnist)
+DATASETS.register("omniglot")(omniglot.load_omniglot)
+DATASETS.register("omniglot-vinyals")(vinyals.load_vinyals)
+DATASETS.register("digits")(digits.load_digits)
+
+# verify/fetch names -> (module with verify(data_dir), files to fetch under <data dir>/<folder>)
+_CHECKS = {
+    "mnist": (mnist, "mnist", mnist.MNIST_FILES),
+    "omniglot": (omniglot, "omniglot", omniglot.OMNIGLOT_FILES),
+    "omniglot-runs": (lake_runs, "omniglot", (lake_runs.ALL_RUNS,)),
+    "omniglot-vinyals": (vinyals, "omniglot", vinyals.SPLIT_FILES),
+    "digits": (digits, "", ()),
+}
+VERIFY_NAMES = tuple(_CHECKS)
+
+__all__ = [
+    "DATASETS",
+    "VERIFY_NAMES",
+    "DatasetMissingError",
+    "ImageSet",
+    "VerifyReport",
+    "cache_dir",
+    "fetch",
+    "format_report",
+    "load_dataset",
+    "resolve_data_dir",
+    "verify",
+    "verify_all",
+]
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    download: bool = False,
+) -> dict[str, ImageSet]:
+    """`DATASETS.get(name)(data_dir, image_size, download)`; an unknown name lists the valid ones."""
+    return DATASETS.get(name)(data_dir=data_dir, image_size=image_size, download=download)
+
+
+def _names(names: Sequence[str] | None) -> list[str]:
+    names = list(names if names else VERIFY_NAMES)
+    unknown = [n for n in names if n not in _CHECKS]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}; valid: {', '.join(VERIFY_NAMES)}")
+    return names
+
+
+def verify(name: str, data_dir: str | os.PathLike | None = None) -> VerifyReport:
+    """Check one dataset's files (see VERIFY_NAMES); never raises for missing or bad files, reports them."""
+    return _CHECKS[_names([name])[0]][0].verify(data_dir)
+
+
+def verify_all(
+    data_dir: str | os.PathLike | None = None, names: Sequence[str] | None = None
+) -> list[VerifyReport]:
+    """verify() for each name (default: all of VERIFY_NAMES)."""
+    return [verify(n, data_dir) for n in _names(names)]
+
+
+def fetch(
+    names: Sequence[str] | None = None, data_dir: str | os.PathLike | None = None
+) -> list[VerifyReport]:
+    """Download the missing files of `names` (default all) from the official URLs, then verify them.
+
+    Needs internet access and a writable data directory; raises store.DownloadError naming the URL otherwise.
+    """
+    data_dir, reason = resolve_data_dir(data_dir)
+    reports = []
+    for n in _names(names):
+        module, folder, files = _CHECKS[n]
+        if files:
+            require_files(folder, data_dir, files, allow_download=True, reason=reason)
+        reports.append(module.verify(data_dir))
+    return reports

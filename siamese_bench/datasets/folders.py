@@ -1,0 +1,199 @@
+"""Users' own images as an ImageSet: a folder tree or a pandas DataFrame of paths and labels.
+
+Inside:
+- `load_folder(root, image_size=None, channels=None, invert=False)`: `root/<class>/<image>` or, detected when
+  every subfolder holds only folders, `root/<group>/<class>/<image>` (class names "group/class").
+- `load_dataframe(df, path_col="path", label_col="label", group_col=None, image_size=None, channels=None,
+  invert=False, root=None)`: one row per image; relative paths are taken from `root` (default: the cwd).
+- `load_images(paths, ...)`: decode files into (N, C, H, W) uint8.
+
+Images are kept as they are (no ink inversion unless `invert=True`). channels: 1 when every image is
+grayscale (PIL mode "L" or "1"), else 3 (RGB), or forced with `channels=1|3`. image_size resizes every image
+to (image_size, image_size) (antialiased bilinear, aspect not kept); without it all images must share a size.
+Hidden files (".DS_Store", ...) are skipped; any other file that is not an image is an error naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from siamese_bench.datasets import store
+from siamese_bench.datasets.imageset import ImageSet
+
+GRAY_MODES = ("L", "1")
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ValueError(
+            f"{path}: not a readable image ({type(e).__name__}: {e}); remove it or fix it"
+        ) from e
+
+
+def load_images(
+    paths: Sequence[str | os.PathLike],
+    image_size: int | None = None,
+    channels: int | None = None,
+    invert: bool = False,
+) -> torch.Tensor:
+    """(N, C, H, W) uint8 from image files; errors name the file (unreadable) or two sizes (mixed sizes)."""
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or None (auto), got {channels!r}")
+    if image_size is not None and int(image_size) < 1:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    opened = [(Path(p), _open(Path(p))) for p in paths]
+    if channels is None:
+        channels = 1 if all(im.mode in GRAY_MODES for _, im in opened) else 3
+    arrays = []
+    for _, im in opened:
+        a = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        im.close()
+    sizes: dict[tuple[int, int], Path] = {}
+    for (path, _), a in zip(opened, arrays, strict=True):
+        sizes.setdefault(a.shape[1:], path)
+    if image_size is None and len(sizes) > 1:
+        (s1, p1), (s2, p2) = list(sizes.items())[:2]
+        raise ValueError(
+            f"images have different sizes, e.g. {s1[1]}x{s1[0]} ({p1}) and {s2[1]}x{s2[0]} ({p2}); "
+            "pass image_size to resize them all to one square size"
+        )
+    if image_size is None:
+        out = torch.from_numpy(np.stack(arrays))
+    else:
+        size = int(image_size)
+        out = torch.empty((len(arrays), channels, size, size), dtype=torch.uint8)
+        for shape in sizes:  # one batched resize per distinct source size
+            idx = [i for i, a in enumerate(arrays) if a.shape[1:] == shape]
+            out[idx] = store.resize_images(torch.from_numpy(np.stack([arrays[i] for i in idx])), size)
+    return 255 - out if invert else out
+
+
+def _build(name: str, items: list[tuple[str, str, Path]], image_size, channels, invert) -> ImageSet:
+    """items: (group, class, path) sorted; classes named as given."""
+    classes = sorted({(g, c) for g, c, _ in items})
+    class_id = {k: i for i, k in enumerate(classes)}
+    group_names = sorted({g for g, _ in classes})
+    group_id = {g: i for i, g in enumerate(group_names)}
+    images = load_images([p for _, _, p in items], image_size, channels, invert)
+    return ImageSet(
+        name,
+        images,
+        torch.tensor([class_id[(g, c)] for g, c, _ in items], dtype=torch.int64),
+        tuple(c for _, c in classes),
+        torch.tensor([group_id[g] for g, _ in classes], dtype=torch.int64),
+        tuple(group_names),
+    )
+
+
+def load_folder(
+    root: str | os.PathLike, image_size: int | None = None, channels: int | None = None, invert: bool = False
+) -> ImageSet:
+    """ImageSet of `root/<class>/*` (one group "all") or `root/<group>/<class>/*` (class "group/class").
+
+    Raises FileNotFoundError for a missing root; ValueError for an empty root or class folder, a file where
+    a class folder should be, folders mixing both layouts, unreadable images, mixed sizes without image_size.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist (or is not a folder)")
+    subs = _visible(root)
+    if not subs:
+        raise ValueError(f"{root} is empty; expected one folder per class (root/<class>/<image>)")
+    stray = [p for p in subs if not p.is_dir()]
+    if stray:
+        raise ValueError(f"{stray[0]} is a file; {root} must hold only class folders (root/<class>/<image>)")
+    kinds = {p: {q.is_dir() for q in _visible(p)} for p in subs}
+    empty = [p for p, k in kinds.items() if not k]
+    if empty:
+        raise ValueError(f"class folder {empty[0]} is empty; add images or remove it")
+    two_levels = all(k == {True} for k in kinds.values())
+    if not two_levels and any(True in k for k in kinds.values()):
+        nested = next(p for p, k in kinds.items() if True in k)
+        raise ValueError(
+            f"{nested} holds folders while other class folders hold images; use root/<class>/<image> or "
+            "root/<group>/<class>/<image> throughout"
+        )
+    items: list[tuple[str, str, Path]] = []
+    if two_levels:
+        for g in subs:
+            for c in _visible(g):
+                files = _visible(c) if c.is_dir() else None
+                if files is None:
+                    raise ValueError(f"{c} is a file; group folder {g} must hold only class folders")
+                if not files:
+                    raise ValueError(f"class folder {c} is empty; add images or remove it")
+                items += [(g.name, f"{g.name}/{c.name}", f) for f in files]
+    else:
+        items = [("all", c.name, f) for c in subs for f in _visible(c)]
+    return _build(root.name, items, image_size, channels, invert)
+
+
+def load_dataframe(
+    df,
+    path_col: str = "path",
+    label_col: str = "label",
+    group_col: str | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    invert: bool = False,
+    root: str | os.PathLike | None = None,
+    name: str = "dataframe",
+) -> ImageSet:
+    """ImageSet from a DataFrame with one row per image: `path_col` (file), `label_col` (class; str() of it
+    is the class name) and optionally `group_col` (one group per class). Classes sorted by label value."""
+    wanted = [c for c in (path_col, label_col, group_col) if c is not None]
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        raise ValueError(f"DataFrame is missing column(s) {missing}; it has {list(df.columns)}")
+    if len(df) == 0:
+        raise ValueError("DataFrame has no rows")
+    base = Path(root) if root is not None else Path.cwd()
+    paths = [Path(p) if Path(p).is_absolute() else base / p for p in df[path_col].astype(str)]
+    absent = [p for p in paths if not p.is_file()]
+    if absent:
+        raise FileNotFoundError(f"{len(absent)} image file(s) not found, e.g. {absent[0]}")
+    labels = df[label_col].tolist()
+    try:
+        ordered = sorted(set(labels))
+    except TypeError:
+        ordered = sorted(set(labels), key=str)
+    names = [str(v) for v in ordered]
+    if len(set(names)) != len(names):
+        raise ValueError(f"labels {ordered} collide as class names {names}")
+    rank = {v: i for i, v in enumerate(ordered)}
+    if group_col is None:
+        groups = ["all"] * len(df)
+    else:
+        groups = [str(g) for g in df[group_col].tolist()]
+        seen: dict[str, str] = {}
+        for lab, g in zip(labels, groups, strict=True):
+            if seen.setdefault(str(lab), g) != g:
+                raise ValueError(
+                    f"class {lab!r} is in two groups ({seen[str(lab)]!r} and {g!r}); a class needs one"
+                )
+    group_names = sorted(set(groups))
+    class_group = {str(lab): g for lab, g in zip(labels, groups, strict=True)}
+    images = load_images(paths, image_size, channels, invert)
+    return ImageSet(
+        name,
+        images,
+        torch.tensor([rank[v] for v in labels], dtype=torch.int64),
+        tuple(names),
+        torch.tensor([group_names.index(class_group[n]) for n in names], dtype=torch.int64),
+        tuple(group_names),
+    )

@@ -1,0 +1,418 @@
+"""Where dataset files live, how they are fetched and checked, and the decoded-tensor cache.
+
+Inside:
+- `resolve_data_dir(data_dir)` -> (Path, reason): the explicit argument, else $SIAMESE_BENCH_DATA, else the
+  checkout's `data/` folder (when imported from a source tree with a pyproject.toml), else
+  ~/.cache/siamese_bench/data. `reason` says which rule chose it (printed by `data verify`).
+- `cache_dir()`: $SIAMESE_BENCH_CACHE, else `<default data dir>/cache` (kept apart from the data dir, which
+  may be read-only).
+- `sha256_file`, `md5_file` (memoised per process on path, size and mtime), `atomic_write_bytes`,
+  `atomic_torch_save` (temp file in the same folder, fsync, os.replace).
+- `RemoteFile`, `download(url, dest, md5=..., sha256=...)`, `require_files(...)` and `DatasetMissingError`.
+- `cached(key_parts, build, name)`: decoded `ImageSet`s stored as uint8 tensors in one .pt file whose name
+  is a hash of the key (source checksums, FORMAT_VERSION, parameters); loaded memory-mapped, memoised per
+  process; a corrupt or stale file is rebuilt with a warning.
+- `resize_images(images, size)`: (N, C, H, W) uint8 -> (N, C, size, size) uint8, antialiased bilinear.
+- `VerifyReport` and `format_report(reports)` for `python -m siamese_bench data verify`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from siamese_bench.datasets.imageset import ImageSet
+
+FORMAT_VERSION = 1  # bump when decoding changes: every cache file keyed by the old value is ignored
+ENV_DATA = "SIAMESE_BENCH_DATA"
+ENV_CACHE = "SIAMESE_BENCH_CACHE"
+FETCH_HINT = "python -m siamese_bench data fetch"
+
+
+# ----------------------------------------------------------------------------------------------- locations
+
+
+def default_data_dir() -> tuple[Path, str]:
+    """The data directory used when neither an argument nor $SIAMESE_BENCH_DATA names one."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file():
+        return root / "data", f"default: the checkout's data folder ({root / 'data'})"
+    home = Path.home() / ".cache" / "siamese_bench" / "data"
+    return home, f"default: the user cache ({home})"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """(data directory, which rule chose it): argument > $SIAMESE_BENCH_DATA > checkout data/ > ~/.cache."""
+    if data_dir is not None and str(data_dir) != "":
+        return Path(data_dir).expanduser(), "given explicitly (--data-dir / data_dir argument)"
+    env = os.environ.get(ENV_DATA, "")
+    if env:
+        return Path(env).expanduser(), f"environment variable {ENV_DATA}"
+    return default_data_dir()
+
+
+def cache_dir() -> Path:
+    """Folder for decoded-tensor caches: $SIAMESE_BENCH_CACHE, else `<default data dir>/cache`."""
+    env = os.environ.get(ENV_CACHE, "")
+    if env:
+        return Path(env).expanduser()
+    return default_data_dir()[0] / "cache"
+
+
+# ----------------------------------------------------------------------------------------------- checksums
+
+_DIGESTS: dict[tuple[str, str, int, int], str] = {}
+
+
+def _digest(path: Path, algo: str) -> str:
+    path = Path(path)
+    st = path.stat()
+    key = (algo, str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.new(algo)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (computed once per process for an unchanged file)."""
+    return _digest(Path(path), "sha256")
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    """Hex md5 of a file (computed once per process for an unchanged file)."""
+    return _digest(Path(path), "md5")
+
+
+# ------------------------------------------------------------------------------------------ atomic writes
+
+
+def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache or download is not private
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same folder, fsync, os.replace (never half-written)."""
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
+    """torch.save `obj` to `path` atomically (temp file in the same folder, fsync, os.replace)."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+# ------------------------------------------------------------------------------------------------ fetching
+
+
+class DatasetMissingError(FileNotFoundError):
+    """Dataset files are not in the data directory; the message names them, the folder and the fix."""
+
+
+class DownloadError(OSError):
+    """A download failed or its checksum did not match; the message names the URL and the expected value."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file a dataset needs: its name under `<data dir>/<dataset>/`, where to get it and its checksum.
+
+    `alternatives` are other accepted local names (e.g. the decompressed IDX file for a .gz). `md5`/`sha256`
+    check the downloaded bytes.
+    """
+
+    name: str
+    urls: tuple[str, ...]
+    md5: str | None = None
+    sha256: str | None = None
+    alternatives: tuple[str, ...] = ()
+
+
+def download(
+    url: str | Sequence[str],
+    dest: str | os.PathLike,
+    md5: str | None = None,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Download `url` (or the first of several mirrors that works) to `dest`, atomically.
+
+    The checksum is verified on the temp file before the rename, so `dest` is either absent or correct.
+    Raises DownloadError naming every URL tried and why it failed.
+    """
+    dest = Path(dest)
+    urls = [url] if isinstance(url, str) else list(url)
+    errors = []
+    for u in urls:
+        try:
+            _download_one(u, dest, md5, sha256, timeout)
+            return dest
+        except (OSError, urllib.error.URLError, ValueError) as e:
+            errors.append(f"{u}: {e}")
+    raise DownloadError(
+        f"could not download {dest.name}:\n  "
+        + "\n  ".join(errors)
+        + f"\nWithout internet access, copy the file "
+        f"to {dest} yourself (or point --data-dir / {ENV_DATA} at a folder that has it)."
+    )
+
+
+def _download_one(url: str, dest: Path, md5: str | None, sha256: str | None, timeout: float) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    h_md5, h_sha = hashlib.md5(), hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        req = urllib.request.Request(url, headers={"User-Agent": "siamese_bench"})
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(req, timeout=timeout) as r:
+            for chunk in iter(lambda: r.read(1 << 20), b""):
+                f.write(chunk)
+                h_md5.update(chunk)
+                h_sha.update(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        if md5 is not None and h_md5.hexdigest() != md5:
+            raise ValueError(f"md5 {h_md5.hexdigest()} != expected {md5} (corrupt or changed download)")
+        if sha256 is not None and h_sha.hexdigest() != sha256:
+            raise ValueError(f"sha256 {h_sha.hexdigest()} != expected {sha256} (corrupt or changed download)")
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dataset_dirs(dataset: str, data_dir: Path) -> list[Path]:
+    """Folders searched for a dataset's files: `<data dir>/<dataset>/`, then `<data dir>` itself."""
+    return [data_dir / dataset, data_dir]
+
+
+def require_files(
+    dataset: str,
+    data_dir: str | os.PathLike | None,
+    files: Sequence[RemoteFile],
+    allow_download: bool = False,
+    reason: str | None = None,
+) -> dict[str, Path]:
+    """Find every file of `files` (by name or an alternative name); {name: local path}.
+
+    Missing files are downloaded into `<data dir>/<dataset>/` from their URLs when `allow_download`, else
+    DatasetMissingError is raised naming the missing files, the folders searched and the fix.
+    """
+    if data_dir is None or reason is None:
+        data_dir, reason = resolve_data_dir(data_dir)
+    data_dir = Path(data_dir)
+    found: dict[str, Path] = {}
+    missing: list[RemoteFile] = []
+    for rf in files:
+        hit = next(
+            (
+                d / n
+                for d in dataset_dirs(dataset, data_dir)
+                for n in (rf.name, *rf.alternatives)
+                if (d / n).is_file()
+            ),
+            None,
+        )
+        if hit is None:
+            missing.append(rf)
+        else:
+            found[rf.name] = hit
+    if missing and allow_download:
+        for rf in missing:
+            found[rf.name] = download(rf.urls, data_dir / dataset / rf.name, md5=rf.md5, sha256=rf.sha256)
+        missing = []
+    if missing:
+        names = ", ".join(rf.name for rf in missing)
+        searched = " and ".join(str(d) for d in dataset_dirs(dataset, data_dir))
+        raise DatasetMissingError(
+            f"{dataset}: missing {names}; searched {searched} (data directory chosen by: {reason}). "
+            f"Fix: point --data-dir or {ENV_DATA} at a folder holding {dataset}/{missing[0].name} etc., "
+            f"or run `{FETCH_HINT} {dataset}` with internet access (downloads from {missing[0].urls[0]} ...)."
+        )
+    return found
+
+
+# ------------------------------------------------------------------------------------------- tensor cache
+
+_MEMO: dict[str, dict[str, ImageSet]] = {}
+
+
+def clear_memory_cache() -> None:
+    """Forget the per-process memo of loaded datasets and file checksums (the disk cache stays)."""
+    _MEMO.clear()
+    _DIGESTS.clear()
+
+
+def cache_key(key_parts: dict) -> str:
+    """sha256 hex of the canonical JSON of `key_parts` plus FORMAT_VERSION."""
+    doc = {"format_version": FORMAT_VERSION, **key_parts}
+    return hashlib.sha256(
+        json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+def _pack(sets: dict[str, ImageSet]) -> dict:
+    return {
+        k: {
+            "name": s.name,
+            "images": s.images.contiguous().cpu(),
+            "labels": s.labels.cpu(),
+            "class_names": list(s.class_names),
+            "groups": s.groups.cpu(),
+            "group_names": list(s.group_names),
+            "extra": {n: v.cpu() for n, v in s.extra.items()},
+        }
+        for k, s in sets.items()
+    }
+
+
+def _unpack(packed: dict) -> dict[str, ImageSet]:
+    return {
+        k: ImageSet(
+            d["name"],
+            d["images"],
+            d["labels"],
+            tuple(d["class_names"]),
+            d["groups"],
+            tuple(d["group_names"]),
+            dict(d["extra"]),
+        )
+        for k, d in packed.items()
+    }
+
+
+def cache_path(key_parts: dict, name: str = "dataset") -> Path:
+    """The .pt file `cached` uses for these key parts."""
+    return cache_dir() / f"{name}-{cache_key(key_parts)[:20]}.pt"
+
+
+def cached(
+    key_parts: dict, build: Callable[[], dict[str, ImageSet]], name: str = "dataset"
+) -> dict[str, ImageSet]:
+    """`build()`'s result, from the per-process memo, else the disk cache, else built and written there.
+
+    key_parts: everything the result depends on (source file checksums, parameters such as image_size);
+    FORMAT_VERSION is added. The file is written atomically and loaded memory-mapped (fast, shared pages).
+    An unreadable, corrupt or mismatching cache file is rebuilt (with a warning), never trusted; an unwritable
+    cache folder only costs the rebuild next time (warning).
+    """
+    key = cache_key(key_parts)
+    if key in _MEMO:
+        return _MEMO[key]
+    path = cache_path(key_parts, name)
+    sets = None
+    if path.is_file():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            if blob.get("key") != key or blob.get("format_version") != FORMAT_VERSION:
+                raise ValueError("key mismatch")
+            sets = _unpack(blob["sets"])
+        except Exception as e:  # a corrupt or foreign file: rebuild rather than crash
+            warnings.warn(
+                f"ignoring unreadable cache file {path} ({type(e).__name__}: {e}); rebuilding it",
+                stacklevel=2,
+            )
+            sets = None
+    if sets is None:
+        sets = build()
+        try:
+            atomic_torch_save(
+                {"key": key, "format_version": FORMAT_VERSION, "parts": key_parts, "sets": _pack(sets)}, path
+            )
+        except OSError as e:
+            warnings.warn(
+                f"could not write cache file {path} ({e}); set {ENV_CACHE} to a writable folder", stacklevel=2
+            )
+    _MEMO[key] = sets
+    return sets
+
+
+# ---------------------------------------------------------------------------------------------- resizing
+
+
+def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N, C, size, size) uint8: antialiased bilinear, rounded; same device.
+
+    Works in chunks of `chunk` images to bound the float memory. A no-op (same tensor) when already that size.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"resize_images needs (N, C, H, W) uint8, got {images.dtype} {tuple(images.shape)}")
+    if size < 1:
+        raise ValueError(f"image_size must be a positive int, got {size}")
+    if tuple(images.shape[2:]) == (size, size):
+        return images
+    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8, device=images.device)
+    for i in range(0, images.shape[0], chunk):
+        x = images[i : i + chunk].float()
+        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[i : i + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def resize_set(s: ImageSet, size: int | None) -> ImageSet:
+    """The same ImageSet with images resized to (size, size) (None: unchanged)."""
+    if size is None:
+        return s
+    return ImageSet(
+        s.name, resize_images(s.images, int(size)), s.labels, s.class_names, s.groups, s.group_names, s.extra
+    )
+
+
+# ------------------------------------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What `data verify` prints for one dataset.
+
+    found: the files are there; ok: they passed `check` (e.g. "official md5" or a structure check);
+    counts: e.g. {"train": 60000, "test": 10000}; detail: the problem when not ok (or extra facts).
+    """
+
+    name: str
+    found: bool
+    ok: bool
+    path: Path | None
+    counts: dict[str, int] = field(default_factory=dict)
+    check: str = ""
+    detail: str = ""
+
+
+def format_report(reports: Sequence[VerifyReport], header: str | None = None) -> str:
+    """A plain-text table of reports, one dataset per block."""
+    lines = [header] if header else []
+    for r in reports:
+        status = "OK" if r.ok else ("FAILED" if r.found else "MISSING")
+        lines.append(f"{r.name:<18} {status:<8} {r.path if r.path is not None else '-'}")
+        if r.counts:
+            lines.append(" " * 19 + "counts: " + ", ".join(f"{k} {v:,}" for k, v in r.counts.items()))
+        if r.check:
+            lines.append(" " * 19 + f"check passed: {r.check}")
+        if r.detail:
+            lines.append(" " * 19 + r.detail)
+    return "\n".join(lines)

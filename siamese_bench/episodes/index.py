@@ -1,0 +1,178 @@
+"""`ClassIndex` (images grouped by class, for vectorised sampling) and `gather` (indices -> float images).
+
+A `ClassIndex` is built once per split part: it restricts an `ImageSet` to a list of classes and stores the
+image indices of each class contiguously, so that "image j of local class c" is `order[offsets[c] + j]`.
+Every sampler in this folder draws local class ids in [0, C) and positions in [0, counts[c]) and maps them
+through the index; nothing loops over samples in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+from siamese_bench.datasets.imageset import ImageSet
+
+
+@dataclass(frozen=True, eq=False)
+class ClassIndex:
+    """Image indices of an `ImageSet` grouped by class, restricted to C selected classes.
+
+    order:       (M,) int64 image indices into the ImageSet, class 0's images first, then class 1's, ...
+                 (within a class in increasing image index).
+    offsets:     (C,) int64 start of each class in `order`.
+    counts:      (C,) int64 number of images of each class (all >= 1).
+    class_ids:   (C,) int64 global class ids (ImageSet label values) of the local classes 0..C-1.
+    groups:      (C,) int64 global group ids (indexing the ImageSet's `group_names`).
+    class_names: (C,) names of the local classes (for error messages).
+    group_names: the ImageSet's group names (indexed by `groups`).
+    name:        what the index covers, e.g. "omniglot/background" or a split part (for error messages).
+
+    All tensors live on one device (the ImageSet's when built).
+    """
+
+    order: torch.Tensor
+    offsets: torch.Tensor
+    counts: torch.Tensor
+    class_ids: torch.Tensor
+    groups: torch.Tensor
+    class_names: tuple[str, ...]
+    group_names: tuple[str, ...]
+    name: str
+
+    @classmethod
+    def build(
+        cls,
+        ds: ImageSet,
+        classes: Sequence[str] | Sequence[int] | torch.Tensor | None = None,
+        *,
+        name: str | None = None,
+    ) -> ClassIndex:
+        """Index `ds` restricted to `classes` (names, or global ids; None = every class, in id order).
+
+        Local class c is `classes[c]`. Raises ValueError for unknown names, out-of-range or repeated ids,
+        an empty selection, or a selected class without images.
+        """
+        label = name if name is not None else ds.name
+        class_ids = _resolve_classes(ds, classes, label)
+        num = class_ids.numel()
+        if num == 0:
+            raise ValueError(f"{label}: no classes selected; pass at least one class name or id")
+        if torch.unique(class_ids).numel() != num:
+            ids = class_ids.tolist()
+            dup = sorted({c for c in ids if ids.count(c) > 1})
+            raise ValueError(
+                f"{label}: classes listed more than once: {[ds.class_names[c] for c in dup[:5]]}; "
+                "list each class once"
+            )
+        device = ds.device
+        class_ids = class_ids.to(device)
+        # global label -> local class id (-1 = not selected)
+        lut = torch.full((ds.num_classes,), -1, dtype=torch.int64, device=device)
+        lut[class_ids] = torch.arange(num, dtype=torch.int64, device=device)
+        local = lut[ds.labels]
+        keep = torch.nonzero(local >= 0).squeeze(1)
+        local_kept = local[keep]
+        order = keep[torch.argsort(local_kept, stable=True)]
+        counts = torch.bincount(local_kept, minlength=num)
+        empty = torch.nonzero(counts == 0).squeeze(1)
+        if empty.numel():
+            bad = [ds.class_names[int(class_ids[i])] for i in empty[:5].tolist()]
+            raise ValueError(
+                f"{label}: class {bad[0]!r} has no images ({empty.numel()} empty class(es): {bad}); "
+                "drop empty classes from the selection"
+            )
+        offsets = torch.cumsum(counts, 0) - counts
+        return cls(
+            order=order,
+            offsets=offsets,
+            counts=counts,
+            class_ids=class_ids,
+            groups=ds.groups.to(device)[class_ids],
+            class_names=tuple(ds.class_names[i] for i in class_ids.tolist()),
+            group_names=ds.group_names,
+            name=label,
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.counts.shape[0]
+
+    @property
+    def num_images(self) -> int:
+        return self.order.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.order.device
+
+    def to(self, device: str | torch.device) -> ClassIndex:
+        """The same index with every tensor on `device`."""
+        return ClassIndex(
+            self.order.to(device),
+            self.offsets.to(device),
+            self.counts.to(device),
+            self.class_ids.to(device),
+            self.groups.to(device),
+            self.class_names,
+            self.group_names,
+            self.name,
+        )
+
+    @cached_property
+    def min_count(self) -> int:
+        """Images in the smallest class (computed once; a Python int, so checks need no device sync)."""
+        return int(self.counts.min())
+
+    def images_of(self, c: int) -> torch.Tensor:
+        """(counts[c],) image indices of local class `c`."""
+        start = int(self.offsets[c])
+        return self.order[start : start + int(self.counts[c])]
+
+
+def _resolve_classes(ds: ImageSet, classes, label: str) -> torch.Tensor:
+    """Global class ids (K,) int64 on CPU for `classes` (None, names, or ids)."""
+    if classes is None:
+        return torch.arange(ds.num_classes, dtype=torch.int64)
+    if isinstance(classes, torch.Tensor):
+        if classes.dtype.is_floating_point or classes.dtype == torch.bool or classes.ndim != 1:
+            raise ValueError(
+                f"{label}: class ids must be a 1-D integer tensor, got {classes.dtype} {tuple(classes.shape)}"
+            )
+        ids = classes.to("cpu", torch.int64)
+    else:
+        classes = list(classes)
+        if all(isinstance(c, str) for c in classes):
+            lookup = {c: i for i, c in enumerate(ds.class_names)}
+            missing = [c for c in classes if c not in lookup]
+            if missing:
+                raise ValueError(
+                    f"{label}: unknown class names {missing[:5]} ({len(missing)} in all) in {ds.name}; "
+                    f"known classes look like {list(ds.class_names[:3])}"
+                )
+            ids = torch.tensor([lookup[c] for c in classes], dtype=torch.int64)
+        elif all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+            ids = torch.tensor(classes, dtype=torch.int64)
+        else:
+            raise ValueError(f"{label}: classes must be all names (str) or all global ids (int)")
+    bad = ids[(ids < 0) | (ids >= ds.num_classes)]
+    if bad.numel():
+        raise ValueError(
+            f"{label}: class ids {bad[:5].tolist()} out of range for {ds.name} with {ds.num_classes} classes "
+            f"(valid: 0..{ds.num_classes - 1})"
+        )
+    return ids
+
+
+def gather(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] for image indices `idx`.
+
+    images: (N, C, H, W) uint8; idx: (B,) or any shape (...) of int64 indices (moved to images' device).
+    Returns (..., C, H, W) float32: one index_select, then float / 255.
+    """
+    flat = idx.reshape(-1).to(images.device, non_blocking=True)
+    out = images.index_select(0, flat).float().div_(255)
+    return out.reshape(*idx.shape, *images.shape[1:])

@@ -1,0 +1,230 @@
+"""Verification-pair sampling (`sample_pairs` -> `PairBatch`) and the class/image drawing helpers that the
+triplet sampler shares.
+
+Everything is vectorised over the batch. Random numbers come from the caller's `torch.Generator` and are
+created on the generator's device, then moved to the index's device; what follows is integer arithmetic, so
+a CPU generator with a given seed yields bit-identical batches whether the index lives on CPU or CUDA.
+
+Strategies choose the anchor class:
+  "uniform"       every class equally often;
+  "proportional"  in proportion to its number of images (i.e. like drawing a random image);
+  "custom"        given probabilities `class_probs` (C,), normalised here.
+The negative's class is drawn from the same distribution with the anchor's class removed.
+
+Hard negatives: a fraction `hard_negatives` of the negatives (rounded to the nearest integer count) is drawn
+from the anchor's group (Omniglot: alphabet), again by the strategy's weights. Fallback rule: when the
+anchor's group holds no other class with nonzero probability, that negative is drawn as an ordinary negative
+(any other class); a split where no anchor can have a same-group negative behaves like hard_negatives=0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from siamese_bench.episodes.index import ClassIndex
+
+STRATEGIES = ("uniform", "proportional", "custom")
+_HIGH = 2**62  # random integers in [0, 2**62); `r % n` is then unbiased to within n / 2**62
+
+
+@dataclass(frozen=True, eq=False)
+class PairBatch:
+    """B verification pairs: a, b (B,) int64 image indices into the ImageSet; same (B,) bool, exactly B/2 True
+    (in random positions)."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    same: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.a.shape[0]
+
+    def to(self, device: str | torch.device) -> PairBatch:
+        return PairBatch(self.a.to(device), self.b.to(device), self.same.to(device))
+
+
+def sample_pairs(
+    index: ClassIndex,
+    batch_size: int,
+    generator: torch.Generator,
+    strategy: str = "uniform",
+    class_probs: Sequence[float] | torch.Tensor | None = None,
+    hard_negatives: float = 0.0,
+) -> PairBatch:
+    """`batch_size` pairs, exactly half positive (same class, two different images) and half negative (two
+    classes), shuffled so that position carries no label. Tensors are on `index.device`.
+
+    Raises ValueError for an odd or non-positive batch size, a bad strategy / class_probs / hard_negatives,
+    a class with nonzero probability that has a single image (it cannot form a positive), or fewer than two
+    classes with nonzero probability (no negatives).
+    """
+    _check_batch_size(batch_size, even=True)
+    weights = class_weights(index, strategy, class_probs)
+    _check_classes(index, weights, positives=True)
+    half = batch_size // 2
+    n_hard = _hard_count(hard_negatives, half)
+    dev = index.device
+    r = _rand_ints(generator, (4, batch_size), dev)
+    # a random permutation labels positions: perm < B/2 positive, the rest negative (the first n_hard of
+    # those hard), so exactly half are positive and position carries no label
+    perm = torch.randperm(batch_size, generator=generator, device=generator.device).to(dev)
+    same = perm < half
+    hard = (perm >= half) & (perm < half + n_hard) if n_hard else None
+    cls = _draw_classes(index, r[0], generator, weights)
+    a, first = _draw_image(index, cls, r[1])
+    other = _draw_other_class(index, cls, r[2], generator, weights, hard)
+    b = _draw_other_image(index, torch.where(same, cls, other), first, r[3], only=same)
+    return PairBatch(a, b, same)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers shared with triplets.py
+
+
+def class_weights(
+    index: ClassIndex, strategy: str, class_probs: Sequence[float] | torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """Anchor-class probabilities (C,) float64 on index.device, or None for "uniform" (fast integer path)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown sampling strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy != "custom":
+        if class_probs is not None:
+            raise ValueError(f"class_probs is only used with strategy='custom', got strategy={strategy!r}")
+        if strategy == "uniform":
+            return None
+        return index.counts.double() / index.num_images
+    if class_probs is None:
+        raise ValueError("strategy='custom' needs class_probs: one probability per class of the index")
+    p = torch.as_tensor(class_probs, dtype=torch.float64).to(index.device)
+    if p.ndim != 1 or p.shape[0] != index.num_classes:
+        raise ValueError(
+            f"class_probs must have shape ({index.num_classes},) (one entry per class of {index.name}), "
+            f"got {tuple(p.shape)}"
+        )
+    if not bool(torch.isfinite(p).all()) or bool((p < 0).any()):
+        raise ValueError("class_probs must be finite and non-negative")
+    total = float(p.sum())
+    if total <= 0:
+        raise ValueError("class_probs must have a positive sum (at least one class with probability > 0)")
+    return p / total
+
+
+def _check_batch_size(batch_size: int, even: bool) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if even and batch_size % 2:
+        raise ValueError(
+            f"batch_size must be even (half positive, half negative pairs), got {batch_size}; "
+            f"use {batch_size + 1} or {batch_size - 1}"
+        )
+
+
+def _hard_count(hard_negatives: float, n_neg: int) -> int:
+    if not 0.0 <= float(hard_negatives) <= 1.0:
+        raise ValueError(f"hard_negatives is a fraction of the negatives in [0, 1], got {hard_negatives}")
+    return int(round(float(hard_negatives) * n_neg))
+
+
+def _check_classes(index: ClassIndex, weights: torch.Tensor | None, positives: bool) -> None:
+    """Every class that can be drawn as an anchor must have >= 2 images (positives), and at least two classes
+    must be drawable (negatives)."""
+    if weights is None:
+        if index.num_classes < 2:
+            raise ValueError(
+                f"{index.name}: negatives need at least 2 classes, the index has {index.num_classes}"
+            )
+        if not positives or index.min_count >= 2:
+            return
+        small = index.counts < 2
+    else:
+        live = weights > 0
+        n_live = int(live.sum())
+        if n_live < 2:
+            raise ValueError(
+                f"{index.name}: negatives need at least 2 classes with nonzero probability, got {n_live}"
+            )
+        if not positives:
+            return
+        small = (index.counts < 2) & live
+    if bool(small.any()):
+        bad = torch.nonzero(small).squeeze(1).tolist()
+        name = index.class_names[bad[0]]
+        raise ValueError(
+            f"{index.name}: class {name!r} has a single image and cannot give a positive pair "
+            f"({len(bad)} such class(es)); drop it from the split or give it probability 0 "
+            "(strategy='custom')"
+        )
+
+
+def _rand_ints(generator: torch.Generator, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Random int64 in [0, 2**62) drawn on the generator's device, returned on `device`."""
+    return torch.randint(_HIGH, shape, generator=generator, device=generator.device).to(device)
+
+
+def _draw_classes(
+    index: ClassIndex, r: torch.Tensor, generator: torch.Generator, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """(n,) local class ids on index.device: uniform `r % C` (weights None; r: random ints (n,)) or drawn by
+    `weights` (C,) with the generator."""
+    if weights is None:
+        return r % index.num_classes
+    n = r.shape[0]
+    c = torch.multinomial(weights.to(generator.device), n, replacement=True, generator=generator)
+    return c.to(index.device)
+
+
+def _draw_image(index: ClassIndex, cls: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, positions), both (n,): image at position `r % counts[c]` of each local class c in `cls`."""
+    pos = r % index.counts.index_select(0, cls)
+    return index.order.index_select(0, index.offsets.index_select(0, cls) + pos), pos
+
+
+def _draw_other_image(
+    index: ClassIndex,
+    cls: torch.Tensor,
+    first: torch.Tensor,
+    r: torch.Tensor,
+    only: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(n,) image indices of local classes `cls` at a position other than `first` (n,): drawn from counts-1
+    positions and shifted past `first` (needs counts >= 2). With `only` (n,) bool, that applies where True;
+    elsewhere any position of the class is drawn."""
+    counts = index.counts.index_select(0, cls)
+    if only is None:
+        pos = r % (counts - 1)
+        pos = torch.where(pos >= first, pos + 1, pos)  # (where: int + bool promotes, which is slow)
+    else:
+        pos = r % torch.where(only, counts - 1, counts)
+        pos = torch.where((pos >= first) & only, pos + 1, pos)
+    return index.order.index_select(0, index.offsets.index_select(0, cls) + pos)
+
+
+def _draw_other_class(
+    index: ClassIndex,
+    cls: torch.Tensor,
+    r: torch.Tensor,
+    generator: torch.Generator,
+    weights: torch.Tensor | None,
+    hard: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(n,) local class ids != cls. Uniform (weights None, no hard): `r % (C-1)` shifted past the anchor.
+    Otherwise one multinomial draw per row of an (n, C) weight matrix: weights (or ones) with the anchor
+    zeroed and, in rows where `hard` (n,) bool is True, classes of other groups zeroed too, unless that
+    leaves no class (fallback: an ordinary negative)."""
+    if weights is None and hard is None:
+        o = r % (index.num_classes - 1)
+        o = torch.where(o >= cls, o + 1, o)
+        return o
+    n, num = cls.shape[0], index.num_classes
+    base = torch.ones(num, dtype=torch.float64, device=index.device) if weights is None else weights
+    w = base.expand(n, num).clone()
+    w[torch.arange(n, device=index.device), cls] = 0
+    if hard is not None:
+        mates = w * (index.groups[None, :] == index.groups.index_select(0, cls)[:, None])
+        use = hard[:, None] & (mates > 0).any(1, keepdim=True)
+        w = torch.where(use, mates, w)
+    picked = torch.multinomial(w.to(generator.device), 1, generator=generator).squeeze(1)
+    return picked.to(index.device)

@@ -1,0 +1,80 @@
+"""Named run presets (registry `PRESETS`): which grids `python -m siamese_bench run --preset NAME` runs.
+
+A preset is a tuple of grids; each grid is protocols x backbones x heads x devices x ways x shots x seeds.
+CLI flags override the matching field of every grid in the preset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from siamese_bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class Grid:
+    protocols: tuple[str, ...]
+    backbones: tuple[str, ...]
+    heads: tuple[str, ...]
+    ways: tuple[int, ...] | None = None  # None: the protocol's default ways
+    shots: tuple[int, ...] | None = None  # None: the protocol's default shots
+    seeds: tuple[int, ...] = (0,)
+    episodes: int | None = None  # test episodes per cell; None: the protocol's default (>= 1000)
+    train_pairs: int = 20_000  # training budget in examples (pairs, or triplets for the triplet head)
+    batch_size: int = 128  # training batch (pairs per step)
+    lr: float = 1e-3  # Adam learning rate
+    val_every: int = 5_000  # validate (5-way 1-shot on the validation split) every this many pairs
+    val_episodes: int = 200  # validation episodes per check
+    distort: bool = False  # Koch-style affine distortions during training
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    grids: tuple[Grid, ...]
+    devices: tuple[str, ...] = ("cpu", "cuda?")  # "cuda?" = CUDA when present, silently absent otherwise
+    throughput_batch_sizes: tuple[int, ...] = (128,)
+    notes: tuple[str, ...] = field(default=())
+
+
+PRESETS: Registry[Preset] = Registry("preset")
+
+_HEADS = ("koch", "contrastive", "triplet")
+
+PRESETS.register("quick")(
+    Preset(
+        "quick",
+        "MNIST held-out digits (small-cnn) and Omniglot/Vinyals at 28x28 (conv4), heads koch, contrastive "
+        "and triplet, 1-shot; about ten minutes on a 2-core CPU",
+        (
+            Grid(("mnist-heldout",), ("small-cnn",), _HEADS, ways=(5,), shots=(1,), train_pairs=20_000),
+            Grid(("vinyals",), ("conv4",), _HEADS, ways=(5, 20), shots=(1,), train_pairs=30_000),
+        ),
+        notes=(
+            "MNIST has 5 unseen test digits, so its one-shot task is 5-way only (20-way is impossible there).",
+        ),
+    )
+)
+
+PRESETS.register("smoke")(
+    Preset(
+        "smoke",
+        "seconds-long offline check on scikit-learn's 8x8 digits (used by the tests)",
+        (
+            Grid(
+                ("digits-heldout",),
+                ("small-cnn",),
+                ("koch", "contrastive"),
+                ways=(3, 5),
+                shots=(1,),
+                episodes=200,
+                train_pairs=1_024,
+                val_every=512,
+                val_episodes=50,
+            ),
+        ),
+        devices=("cpu",),
+        throughput_batch_sizes=(64,),
+    )
+)

@@ -1,0 +1,296 @@
+"""The grid runner behind `python -m siamese_bench run`.
+
+A *cell* is (protocol, backbone, head, device, dtype, n_way, k_shot, seed) and yields one row of
+accuracy.csv. Cells that share everything but (n_way, k_shot) share one trained model (a *group*). Each
+row is written atomically as soon as its cell finishes, so an interrupted run loses at most the cell in
+progress, and re-running the same command skips the cells already in the table. A failing cell becomes a
+row with status=error and the message; the run goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from siamese_bench import provenance
+from siamese_bench.presets import PRESETS, Grid
+from siamese_bench.results import (
+    ACCURACY_COLUMNS,
+    CELL_KEY,
+    THROUGHPUT_COLUMNS,
+    THROUGHPUT_KEY,
+    OutputLock,
+    Table,
+    write_json,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET_PROTOCOL = {"mnist": "mnist-heldout", "omniglot": "vinyals", "digits": "digits-heldout"}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    preset: str
+    grids: tuple[Grid, ...]
+    devices: tuple[str, ...]  # "cuda?" = CUDA if present
+    out: Path
+    data_dir: Path | None = None
+    amp: str = "none"  # "none" | "bf16" (autocast on CUDA)
+    channels_last: bool = False
+    compile: bool = False
+    throughput: bool = True
+    throughput_batch_sizes: tuple[int, ...] = (128,)
+    checkpoints: bool = False
+    save_pairs: int = 0
+    retry_failed: bool = False
+    quiet: bool = False
+    download: bool = True  # fetch missing datasets from the official URLs (fails cleanly offline)
+
+
+def config_from_args(args) -> RunConfig:
+    """Resolve the preset and the CLI overrides into a RunConfig, validating every name up front."""
+    from siamese_bench.backbones import BACKBONES
+    from siamese_bench.commands import UserError
+    from siamese_bench.heads import HEADS
+    from siamese_bench.protocols import PROTOCOLS
+
+    preset = PRESETS.get(args.preset)
+    overrides: dict = {}
+    protocols = args.protocols
+    if args.datasets:
+        unknown = [d for d in args.datasets if d not in DATASET_PROTOCOL]
+        if unknown:
+            raise UserError(
+                f"unknown dataset {unknown[0]!r} for --datasets; valid: {', '.join(DATASET_PROTOCOL)} "
+                "(or name protocols with --protocols)"
+            )
+        protocols = (protocols or ()) + tuple(DATASET_PROTOCOL[d] for d in args.datasets)
+    for field, value in (
+        ("protocols", protocols),
+        ("backbones", args.backbones),
+        ("heads", args.heads),
+        ("ways", args.ways),
+        ("shots", args.shots),
+        ("seeds", args.seeds),
+        ("episodes", args.episodes),
+        ("train_pairs", args.train_pairs),
+        ("batch_size", args.batch_size),
+        ("lr", args.lr),
+    ):
+        if value is not None:
+            overrides[field] = value
+    if args.distort:
+        overrides["distort"] = True
+    base = preset.grids
+    if protocols is not None:
+        # named protocols replace the preset's grids: one grid with the protocols' own ways/shots/episodes
+        base = (dataclasses.replace(base[0], ways=None, shots=None, episodes=None),)
+    grids = tuple(dataclasses.replace(g, **overrides) for g in base)
+    for g in grids:
+        for p in g.protocols:
+            PROTOCOLS.get(p)
+        for b in g.backbones:
+            BACKBONES.get(b)
+        for h in g.heads:
+            HEADS.get(h)
+        for n in g.ways or ():
+            if n < 2:
+                raise UserError(f"--ways {n}: an episode needs at least 2 classes")
+        for k in g.shots or ():
+            if k < 1:
+                raise UserError(f"--shots {k}: K must be at least 1")
+        if g.batch_size < 2 or g.batch_size % 2:
+            raise UserError(f"--batch-size {g.batch_size}: must be even (half positive, half negative pairs)")
+    devices = args.devices or preset.devices
+    for d in devices:
+        if d.rstrip("?").split(":")[0] not in ("cpu", "cuda"):
+            raise UserError(f"unknown device {d!r}; valid: cpu, cuda (or cuda:N)")
+    explicit_cuda = [d for d in devices if d.startswith("cuda") and not d.endswith("?")]
+    if explicit_cuda and not torch.cuda.is_available() and len(devices) == len(explicit_cuda):
+        raise UserError(
+            "CUDA was requested (--devices cuda) but torch.cuda.is_available() is False: "
+            "no GPU or a CPU-only torch build; use --devices cpu"
+        )
+    if args.amp != "none" and not any(d.startswith("cuda") for d in devices):
+        raise UserError("--amp bf16 applies to CUDA devices only; add --devices cuda")
+    out = args.out or REPO / "results" / args.preset
+    return RunConfig(
+        preset=args.preset,
+        grids=grids,
+        devices=tuple(devices),
+        out=Path(out),
+        data_dir=args.data_dir,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        throughput=not args.no_throughput,
+        throughput_batch_sizes=preset.throughput_batch_sizes,
+        checkpoints=args.checkpoints,
+        save_pairs=args.save_pairs,
+        retry_failed=args.retry_failed,
+        quiet=args.quiet,
+    )
+
+
+def _log(config: RunConfig, msg: str) -> None:
+    if not config.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _devices(config: RunConfig) -> list[tuple[str, str | None]]:
+    """(device, reason it is unavailable or None)."""
+    out = []
+    for d in config.devices:
+        name = d.rstrip("?")
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            if d.endswith("?"):
+                continue  # optional CUDA: absent without a GPU
+            out.append((name, "CUDA not available (torch.cuda.is_available() is False)"))
+        else:
+            out.append((name, None))
+    return out
+
+
+def _dtype(config: RunConfig, device: str) -> str:
+    return "bfloat16-amp" if (config.amp == "bf16" and device.startswith("cuda")) else "float32"
+
+
+def expand(config: RunConfig) -> list[dict]:
+    """Every training group of the grid: the shared settings plus its list of (n_way, k_shot) cells."""
+    from siamese_bench.protocols import PROTOCOLS
+
+    groups = []
+    for grid in config.grids:
+        for pname in grid.protocols:
+            proto = PROTOCOLS.get(pname)
+            for device, reason in _devices(config):
+                for backbone in grid.backbones:
+                    for head in grid.heads:
+                        for seed in grid.seeds:
+                            groups.append(
+                                dict(
+                                    grid=grid,
+                                    protocol=proto,
+                                    device=device,
+                                    unavailable=reason,
+                                    dtype=_dtype(config, device),
+                                    backbone=backbone,
+                                    head=head,
+                                    seed=seed,
+                                    cells=[
+                                        (n, k)
+                                        for n in (grid.ways or proto.ways)
+                                        for k in (grid.shots or proto.shots)
+                                    ],
+                                )
+                            )
+    return groups
+
+
+def base_row(group: dict, n_way: int, k_shot: int) -> dict:
+    proto, grid = group["protocol"], group["grid"]
+    return {
+        "protocol": proto.name,
+        "protocol_version": proto.version,
+        "dataset": proto.dataset,
+        "image_size": proto.image_size,
+        "backbone": group["backbone"],
+        "head": group["head"],
+        "device": group["device"],
+        "dtype": group["dtype"],
+        "n_way": n_way,
+        "k_shot": k_shot,
+        "n_query": 1 if proto.fixed_episodes else proto.n_query,
+        "episodes": grid.episodes or proto.episodes,
+        "seed": group["seed"],
+        "train_pairs": grid.train_pairs,
+        "git_hash": provenance.git_hash(),
+        "torch_version": torch.__version__,
+    }
+
+
+def run(config: RunConfig) -> int:
+    from siamese_bench.cell import CellRunner
+    from siamese_bench.protocols.published import published_lookup
+    from siamese_bench.summary import write_summary
+
+    start = time.perf_counter()
+    config.out.mkdir(parents=True, exist_ok=True)
+    with OutputLock(config.out):
+        acc = Table(config.out / "accuracy.csv", ACCURACY_COLUMNS, CELL_KEY)
+        thr = Table(config.out / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY)
+        write_json(config.out / "config.json", _config_doc(config, None))
+        groups = expand(config)
+        cells_total = sum(len(g["cells"]) for g in groups)
+        runner = CellRunner(config)
+        done = 0
+        for gi, group in enumerate(groups, 1):
+            todo = []
+            for n, k in group["cells"]:
+                old = acc.get(base_row(group, n, k))
+                if old is None or (config.retry_failed and old["status"] == "error"):
+                    todo.append((n, k))
+            label = (
+                f"[{gi}/{len(groups)}] {group['protocol'].name} {group['backbone']}+{group['head']} "
+                f"{group['device']} seed {group['seed']}"
+            )
+            if not todo:
+                done += len(group["cells"])
+                _log(config, f"{label}: {len(group['cells'])} cell(s) already in {acc.path.name}, skipped")
+                continue
+            if group["unavailable"]:
+                for n, k in todo:
+                    acc.put(
+                        {
+                            **base_row(group, n, k),
+                            "status": "skipped",
+                            "error": group["unavailable"],
+                            "timestamp": provenance.timestamp(),
+                        }
+                    )
+                _log(config, f"{label}: skipped ({group['unavailable']})")
+                continue
+            _log(config, f"{label}: {len(todo)} cell(s) to run")
+            for row in runner.run_group(group, todo):
+                acc.put(row)
+                done += 1
+                status = (
+                    f"accuracy {100 * float(row['accuracy']):.2f}% ± {100 * float(row['ci95']):.2f}"
+                    if row["status"] == "ok"
+                    else f"{row['status']}: {row['error']}"
+                )
+                _log(
+                    config,
+                    f"    {row['n_way']}-way {row['k_shot']}-shot: {status}  ({done}/{cells_total} cells)",
+                )
+        if config.throughput:
+            for trow in runner.throughput_rows(thr):
+                thr.put(trow)
+        wall = time.perf_counter() - start
+        write_json(config.out / "config.json", _config_doc(config, wall))
+        summary = write_summary(config.out, published_lookup())
+    if not config.quiet:
+        print(summary.read_text())
+    _log(config, f"wrote {config.out}/accuracy.csv, throughput.csv, summary.md in {wall:.0f} s")
+    return 0
+
+
+def _config_doc(config: RunConfig, wall: float | None) -> dict:
+    doc = dataclasses.asdict(config)
+    doc["out"] = str(config.out)
+    doc["data_dir"] = str(config.data_dir) if config.data_dir else None
+    doc["environment"] = provenance.environment()
+    doc["wall_seconds"] = None if wall is None else round(wall, 1)
+    return doc
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for the CSV: the exception type and message (the traceback goes to stderr)."""
+    traceback.print_exception(exc, file=sys.stderr)
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]

@@ -1,0 +1,128 @@
+"""Pinned class splits with stable content hashes.
+
+A split names, for each part (train / val / test), which subset of a dataset it draws from and which
+classes. Nothing here touches a random number generator: every split is a fixed list, and its hash
+(sha256 of the canonical JSON, first 16 hex digits) goes into every result row.
+
+`disjoint` says what train/val/test must not share, and `check()` enforces it:
+  "images"  parts come from different subsets (MNIST's train and test files; classes may repeat);
+  "classes" no class in two parts (and for "char/rotNNN" classes, no character in two parts);
+  "groups"  no group (Omniglot alphabet) in two parts, hence no class either;
+  "heldout" the "test" part shares no class with any other part, and parts that share a class draw from
+            different subsets (MNIST held-out digits: train 0-4 from train, val 0-4 from test, test 5-9).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+# The ten evaluation alphabets of Lake et al.'s official 20-way one-shot runs (all_runs.zip).
+LAKE_RUN_ALPHABETS = (
+    "Atlantean",
+    "Ge_ez",
+    "Glagolitic",
+    "Gurmukhi",
+    "Kannada",
+    "Malayalam",
+    "Manipuri",
+    "Old_Church_Slavonic_(Cyrillic)",
+    "Tengwar",
+    "Tibetan",
+)
+
+
+@dataclass(frozen=True)
+class SplitPart:
+    """One part of a split: `classes` (names) drawn from dataset subset `subset`."""
+
+    subset: str
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClassSplit:
+    name: str
+    dataset: str
+    parts: tuple[tuple[str, SplitPart], ...]  # ordered (part name, part), e.g. ("train", ...)
+    disjoint: str  # "images" | "classes" | "groups" | "heldout"
+    groups: tuple[tuple[str, str], ...] = ()  # (class, group) for every class, when disjoint == "groups"
+
+    def __post_init__(self) -> None:
+        if self.disjoint not in ("images", "classes", "groups", "heldout"):
+            raise ValueError(f"split {self.name}: disjoint must be images, classes, groups or heldout")
+        self.check()
+
+    def part(self, name: str) -> SplitPart:
+        for key, part in self.parts:
+            if key == name:
+                return part
+        raise KeyError(f"split {self.name} has no part {name!r}; parts: {', '.join(self.part_names)}")
+
+    @property
+    def part_names(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.parts)
+
+    @property
+    def hash(self) -> str:
+        doc = {
+            "name": self.name,
+            "dataset": self.dataset,
+            "disjoint": self.disjoint,
+            "parts": [[k, p.subset, list(p.classes)] for k, p in self.parts],
+        }
+        blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def check(self) -> None:
+        """Raise ValueError when two parts share what `disjoint` forbids (or a part is empty)."""
+        for key, part in self.parts:
+            if not part.classes:
+                raise ValueError(f"split {self.name}: part {key!r} has no classes")
+        keys = [k for k, _ in self.parts]
+        for i, (ka, pa) in enumerate(self.parts):
+            for kb, pb in self.parts[i + 1 :]:
+                if (ka, kb) in (("train", "trainval"), ("val", "trainval"), ("trainval", "train")):
+                    continue  # trainval is train + val by definition
+                if self.disjoint == "images":
+                    shared = {pa.subset} & {pb.subset}
+                    what = "subset"
+                elif self.disjoint == "heldout":
+                    shared = set(pa.classes) & set(pb.classes)
+                    if "test" not in (ka, kb) and pa.subset != pb.subset:
+                        shared = set()  # same classes, different images: allowed outside the test part
+                    what = "class"
+                elif self.disjoint == "classes":
+                    shared = {_character(c) for c in pa.classes} & {_character(c) for c in pb.classes}
+                    what = "class"
+                else:
+                    g = dict(self.groups)
+                    shared = {g[c] for c in pa.classes} & {g[c] for c in pb.classes}
+                    what = "group"
+                if shared:
+                    raise ValueError(
+                        f"split {self.name}: parts {ka!r} and {kb!r} share {len(shared)} {what}(s), "
+                        f"e.g. {sorted(shared)[:3]}; parts {keys} must be disjoint"
+                    )
+
+
+def _character(name: str) -> str:
+    """'Alphabet/character01/rot090' -> 'Alphabet/character01' (rotations are one character)."""
+    head, _, tail = name.rpartition("/")
+    return head if tail.startswith("rot") and head else name
+
+
+def by_groups(
+    name: str, dataset: str, subset: str, class_groups: dict[str, str], parts: dict[str, tuple]
+) -> ClassSplit:
+    """A split of one subset by group: `parts` maps part name -> tuple of group names."""
+    built = []
+    for key, groups in parts.items():
+        wanted = set(groups)
+        unknown = wanted - set(class_groups.values())
+        if unknown:
+            raise ValueError(f"split {name}: unknown groups {sorted(unknown)}")
+        classes = tuple(c for c in class_groups if class_groups[c] in wanted)
+        built.append((key, SplitPart(subset, classes)))
+    return ClassSplit(name, dataset, tuple(built), "groups", tuple(class_groups.items()))

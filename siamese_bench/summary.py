@@ -1,0 +1,273 @@
+"""`summary.md` (and `accuracy_vs_throughput.png`), generated from the CSVs of one results directory.
+
+Never edit the output by hand: `python -m siamese_bench summarize DIR` regenerates it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from siamese_bench import stats
+from siamese_bench.results import atomic_write_text, read_csv
+
+PER_EPISODE_DIR = "per_episode"
+
+
+def _f(row: dict, key: str) -> float:
+    try:
+        return float(row.get(key, "") or "nan")
+    except ValueError:
+        return math.nan
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return "–" if math.isnan(x) else f"{100 * x:.{digits}f}"
+
+
+def per_episode_path(out: Path, row: dict) -> Path:
+    """Where the runner stores a cell's per-episode correctness (E, N*Q) bool tensor."""
+    name = "_".join(
+        str(row[k]) for k in ("protocol", "backbone", "head", "device", "dtype", "n_way", "k_shot", "seed")
+    )
+    return Path(out) / PER_EPISODE_DIR / f"{name}.pt"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def accuracy_table(rows: list[dict], published: dict | None = None) -> str:
+    """One line per (protocol, backbone, head, device, dtype, way, shot), seeds aggregated."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["status"] == "ok":
+            k = (
+                r["protocol"],
+                r["backbone"],
+                r["head"],
+                r["device"],
+                r["dtype"],
+                int(r["n_way"]),
+                int(r["k_shot"]),
+            )
+            groups[k].append(r)
+    out = []
+    for k in sorted(groups):
+        rs = groups[k]
+        accs = [_f(r, "accuracy") for r in rs]
+        mean = sum(accs) / len(accs)
+        ci = sum(_f(r, "ci95") for r in rs) / len(rs)
+        std = stats.across_seed_std(accs) if len(accs) > 1 else math.nan
+        pub = (published or {}).get((rs[0]["protocol"], k[5], k[6]))
+        line = [
+            k[0],
+            k[1],
+            k[2],
+            k[3] + ("" if k[4] == "float32" else f" ({k[4]})"),
+            f"{k[5]}-way {k[6]}-shot",
+            _pct(mean),
+            _pct(ci),
+            _pct(std),
+            str(len(rs)),
+            _pct(sum(_f(r, "verification_accuracy") for r in rs) / len(rs)),
+            f"{sum(_f(r, 'roc_auc') for r in rs) / len(rs):.3f}",
+            f"{sum(_f(r, 'train_pairs_per_s') for r in rs) / len(rs):.0f}",
+        ]
+        if published is not None:
+            line += [
+                f"{pub[0]:.1f} ({pub[1]})" if pub else "–",
+                f"{100 * mean - pub[0]:+.1f}" if pub else "–",
+            ]
+        out.append(line)
+    header = ["protocol", "backbone", "head", "device", "task", "accuracy %", "±95% CI", "seed std", "seeds"]
+    header += ["verif. acc %", "ROC-AUC", "train pairs/s"]
+    if published is not None:
+        header += ["published % (source)", "delta"]
+    return _table(header, out)
+
+
+def paired_comparisons(out_dir: Path, rows: list[dict], n_boot: int = 2000) -> str:
+    """Heads compared on the same episodes (same protocol, backbone, device, way, shot, seed)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["status"] == "ok":
+            k = tuple(r[c] for c in ("protocol", "backbone", "device", "dtype", "n_way", "k_shot", "seed"))
+            groups[k].append(r)
+    lines = []
+    for k in sorted(groups):
+        rs = sorted(groups[k], key=lambda r: r["head"])
+        for i, a in enumerate(rs):
+            for b in rs[i + 1 :]:
+                if a["episodes_hash"] != b["episodes_hash"]:
+                    continue  # not the same episodes: no paired comparison
+                pa, pb = per_episode_path(out_dir, a), per_episode_path(out_dir, b)
+                if not (pa.exists() and pb.exists()):
+                    continue
+                ca, cb = torch.load(pa), torch.load(pb)
+                diff, lo, hi, p_boot = stats.paired_bootstrap(
+                    ca.float().mean(1), cb.float().mean(1), n_boot=n_boot, seed=0
+                )
+                _, p_mcn = stats.mcnemar(ca.flatten(), cb.flatten())
+                lines.append(
+                    [
+                        k[0],
+                        k[1],
+                        k[2],
+                        f"{k[4]}-way {k[5]}-shot",
+                        k[6],
+                        f"{a['head']} − {b['head']}",
+                        f"{100 * diff:+.1f}",
+                        f"[{100 * lo:+.1f}, {100 * hi:+.1f}]",
+                        f"{p_boot:.3g}",
+                        f"{p_mcn:.3g}",
+                    ]
+                )
+    if not lines:
+        return "_No pair of heads was scored on the same episodes._"
+    header = [
+        "protocol",
+        "backbone",
+        "device",
+        "task",
+        "seed",
+        "heads",
+        "Δ accuracy (pts)",
+        "95% CI",
+        "p (paired bootstrap)",
+        "p (McNemar)",
+    ]
+    return _table(header, lines)
+
+
+def throughput_table(rows: list[dict]) -> str:
+    out = []
+    for r in sorted(rows, key=lambda r: (r["device"], r["backbone"], r["head"], int(r["batch_size"] or 0))):
+        if r["status"] != "ok":
+            continue
+        mem = _f(r, "peak_memory_mb")
+        out.append(
+            [
+                r["backbone"],
+                r["head"],
+                r["device"],
+                r["dtype"],
+                r["image_size"],
+                r["batch_size"],
+                f"{_f(r, 'train_pairs_per_s'):.0f}",
+                f"{_f(r, 'eval_images_per_s'):.0f}",
+                f"{_f(r, 'eval_episodes_per_s'):.1f}",
+                "–" if math.isnan(mem) else f"{mem:.0f}",
+            ]
+        )
+    header = [
+        "backbone",
+        "head",
+        "device",
+        "dtype",
+        "image",
+        "batch",
+        "train pairs/s",
+        "eval images/s",
+        "eval 20w1s episodes/s",
+        "peak MB",
+    ]
+    return _table(header, out) if out else "_No throughput rows._"
+
+
+def failures(rows: list[dict]) -> str:
+    bad = [r for r in rows if r["status"] != "ok"]
+    if not bad:
+        return "_None._"
+    return "\n".join(
+        f"- {r['status']}: {r.get('protocol', '')} {r['backbone']} {r['head']} {r['device']} "
+        f"{r.get('n_way', '')}-way {r.get('k_shot', '')}-shot: {r['error']}"
+        for r in bad
+    )
+
+
+def plot(out_dir: Path, rows: list[dict]) -> Path | None:
+    """Accuracy against training throughput, one point per ok cell (needs the `plot` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in ok:
+        x, y = _f(r, "train_pairs_per_s"), 100 * _f(r, "accuracy")
+        ax.scatter(x, y, s=25)
+        ax.annotate(f"{r['backbone']}+{r['head']} {r['n_way']}w{r['k_shot']}s", (x, y), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("training pairs / s (log)")
+    ax.set_ylabel("one-shot accuracy (%)")
+    ax.set_title("accuracy vs training throughput, one point per cell")
+    ax.grid(alpha=0.3)
+    path = Path(out_dir) / "accuracy_vs_throughput.png"
+    tmp = path.with_name(".tmp_" + path.name)
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def write_summary(out_dir: Path, published: dict | None = None) -> Path:
+    out_dir = Path(out_dir)
+    acc = read_csv(out_dir / "accuracy.csv")
+    thr = read_csv(out_dir / "throughput.csv")
+    cfg_path = out_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    env = cfg.get("environment", {})
+    png = plot(out_dir, acc)
+    parts = [
+        f"# siamese_bench results: {cfg.get('preset', out_dir.name)}",
+        "",
+        "Generated by `python -m siamese_bench summarize` from the CSVs in this folder; do not edit.",
+        "",
+        f"- command: `{env.get('command', '?')}`",
+        f"- git: `{env.get('git_hash', '?')}`; torch {env.get('torch', '?')}; python {env.get('python', '?')}",
+        f"- hardware: {env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads)"
+        + (f"; GPUs: {', '.join(env['gpus'])}" if env.get("gpus") else "; no GPU"),
+        f"- wall time: {cfg.get('wall_seconds', '?')} s",
+        "",
+        "## One-shot accuracy",
+        "",
+        "Mean over test episodes (95% CI = 1.96 standard errors over episodes; 'seed std' = standard deviation "
+        "of the per-seed means). Verification accuracy and ROC-AUC are pair metrics on balanced held-out pairs, "
+        "not one-shot accuracy.",
+        "",
+        accuracy_table(acc, published),
+        "",
+        "## Heads compared on the same episodes",
+        "",
+        paired_comparisons(out_dir, acc),
+        "",
+        "## Throughput",
+        "",
+        "Median of repeats after warm-up, device synchronised; pairs/s counts triplets for the triplet head. "
+        "Peak memory is measured on CUDA only.",
+        "",
+        throughput_table(thr),
+        "",
+        "## Failed or skipped cells",
+        "",
+        failures(acc + thr),
+        "",
+    ]
+    if png:
+        parts += ["## Accuracy against throughput", "", f"![accuracy vs throughput]({png.name})", ""]
+    path = out_dir / "summary.md"
+    atomic_write_text(path, "\n".join(parts))
+    return path

@@ -1,0 +1,366 @@
+"""The training loop: a budget of training examples, validation-only model selection, optional distortions.
+
+    result = train(model, images, train_index, TrainConfig(train_pairs=20_000), val=val_index)
+
+One step: draw a batch of image indices with the CPU generator (`sample_pairs` for pair heads,
+`sample_triplets` for triplet heads; seeded from `config.seed`) -> gather the images from the uint8 tensor
+already on the device -> optional Koch affine distortions (on the device) -> ONE backbone forward over
+cat([a, b]) (or cat([anchor, positive, negative])) -> split -> head.loss -> backward -> optimizer step.
+
+Model selection uses only the validation episodes (drawn once from `val`, or given frozen): the state dict
+with the best one-shot validation accuracy is kept and restored at the end; `patience` stops training after
+that many validation checks without improvement. Test data never enters this module.
+
+`compute_only_step` is the same step on pre-made tensors (no sampling, no gather): the benchmark's measure
+of how much the loop's data handling costs.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from siamese_bench.augment import AffineDistortion
+from siamese_bench.episodes.index import ClassIndex, gather
+from siamese_bench.episodes.pairs import sample_pairs
+from siamese_bench.episodes.triplets import sample_triplets
+from siamese_bench.evaluate import evaluate_episodes
+from siamese_bench.model import SiameseModel
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "step", "none")
+AMP_MODES = ("none", "bf16")
+
+Progress = Callable[[int, int, float, float], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (the runner records it as an error row)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (written next to the results it produced)."""
+
+    optimizer: str = "adam"  # "adam" or "sgd" (SGD with `momentum`)
+    lr: float = 1e-3  # peak learning rate
+    momentum: float = 0.9  # SGD momentum (ignored by Adam)
+    weight_decay: float = 0.0  # L2 penalty passed to the optimizer
+    schedule: str = "cosine"  # "cosine" (to 0 over the budget), "step" (x0.1 at 50% and 75%), "none"
+    batch_size: int = 128  # pairs (or triplets) per step; even for pair heads (half positive)
+    train_pairs: int = 20_000  # budget in training examples (pairs / triplets), rounded up to whole batches
+    sampling: str = "uniform"  # anchor-class strategy of the sampler: "uniform" or "proportional"
+    hard_negatives: float = 0.0  # fraction of negatives drawn from the anchor's group (Omniglot alphabet)
+    distort: bool = False  # Koch affine distortions (AffineDistortion defaults) on every training image
+    val_every: int = 5_000  # validate every this many examples (whole batches, rounded down; 0 = at end)
+    val_episodes: int = 200  # validation episodes drawn once from a val ClassIndex
+    val_way: int = 5  # N of the validation episodes (when drawn here)
+    val_shot: int = 1  # K of the validation episodes (when drawn here)
+    patience: int = 0  # stop after this many validation checks without improvement (0 = never stop early)
+    amp: str = "none"  # "none" (float32) or "bf16" (autocast of the backbone forward; loss in float32)
+    channels_last: bool = False  # NHWC memory format for model and inputs (faster convolutions on GPUs)
+    compile: bool = False  # torch.compile the backbone for training
+    seed: int = 0  # seeds the sampler (CPU generator), the distortions and the validation episodes
+    log_every: int = 1_280  # training examples between history entries / progress calls / NaN checks
+
+    def __post_init__(self) -> None:
+        def bad(field: str, value, want: str) -> ValueError:
+            return ValueError(f"TrainConfig.{field}: {want}, got {value!r}")
+
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", self.optimizer, f"choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", self.schedule, f"choose one of {', '.join(SCHEDULES)}")
+        if self.amp not in AMP_MODES:
+            raise bad("amp", self.amp, f"choose one of {', '.join(AMP_MODES)}")
+        if not self.lr > 0:
+            raise bad("lr", self.lr, "must be > 0")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise bad(
+                "weight_decay/momentum",
+                (self.weight_decay, self.momentum),
+                "need weight_decay >= 0, 0 <= momentum < 1",
+            )
+        for name in ("batch_size", "train_pairs", "val_episodes", "log_every"):
+            if getattr(self, name) < 1:
+                raise bad(name, getattr(self, name), "must be >= 1")
+        for name in ("val_every", "patience"):
+            if getattr(self, name) < 0:
+                raise bad(name, getattr(self, name), "must be >= 0 (0 = off)")
+        if self.sampling not in ("uniform", "proportional"):
+            raise bad("sampling", self.sampling, "choose 'uniform' or 'proportional'")
+        if not 0 <= self.hard_negatives <= 1:
+            raise bad("hard_negatives", self.hard_negatives, "a fraction in [0, 1]")
+        if self.val_way < 2 or self.val_shot < 1:
+            raise bad(
+                "val_way/val_shot", (self.val_way, self.val_shot), "need val_way >= 2 and val_shot >= 1"
+            )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What `train` did.
+
+    pairs_seen: training examples consumed (steps * batch_size).
+    seconds: wall time of the training steps (validation excluded; device synchronised).
+    pairs_per_s: pairs_seen / seconds.
+    best_val_accuracy: best validation one-shot accuracy (NaN without validation).
+    best_step: pairs_seen at that best check (the restored weights); pairs_seen without validation.
+    history: (pairs_seen, mean loss since the previous entry, val accuracy or NaN) tuples.
+    stopped_early: True when patience ended training before the budget.
+    """
+
+    pairs_seen: int
+    seconds: float
+    pairs_per_s: float
+    best_val_accuracy: float
+    best_step: int
+    history: tuple[tuple[int, float, float], ...]
+    stopped_early: bool
+
+
+class StderrProgress:
+    """Default progress printer: one `\\r`-updated line on stderr, at most every `min_interval` seconds."""
+
+    def __init__(self, min_interval: float = 0.5, stream=None) -> None:
+        self.min_interval = min_interval
+        self.stream = stream if stream is not None else sys.stderr
+        self._last = -math.inf
+
+    def __call__(self, pairs: int, total: int, loss: float, pairs_per_s: float) -> None:
+        now = time.monotonic()
+        done = pairs >= total
+        if not done and now - self._last < self.min_interval:
+            return
+        self._last = now
+        self.stream.write(f"\r{pairs}/{total} pairs  loss {loss:.4f}  {pairs_per_s:,.0f} pairs/s")
+        if done:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _loss(
+    model: nn.Module, embed: Callable, x: torch.Tensor, targets: tuple[torch.Tensor, ...], amp: str
+) -> torch.Tensor:
+    """One forward over the concatenated batch x ((2B or 3B), C, H, W), split, head loss in float32."""
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+        e = embed(x)
+    e = e.float()
+    if model.head.objective == "pair":
+        ea, eb = e.chunk(2)
+        return model.head.loss(ea, eb, targets[0])
+    ea, ep, en = e.chunk(3)
+    return model.head.loss(ea, ep, en, targets[0], targets[1])
+
+
+def _step(model, embed, x, targets, optimizer, amp: str) -> torch.Tensor:
+    optimizer.zero_grad(set_to_none=True)
+    loss = _loss(model, embed, x, targets, amp)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def compute_only_step(
+    model: SiameseModel,
+    x: torch.Tensor,
+    targets: tuple[torch.Tensor, ...],
+    optimizer: torch.optim.Optimizer,
+    amp: str = "none",
+) -> torch.Tensor:
+    """One optimizer step on pre-made tensors, exactly as `train` does it minus sampling and gathering.
+
+    x: (2B, C, H, W) float = cat([a, b]) for pair heads, targets = (same (B,) bool,);
+       (3B, C, H, W) = cat([anchor, positive, negative]) for triplet heads, targets = (la, ln) (B,) int64.
+    Returns the detached loss (no device sync).
+    """
+    return _step(model, model.embed, x, targets, optimizer, amp)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or SGD (with config.momentum) over all model parameters (backbone and head)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """Learning-rate multiplier before optimizer step `step` (0-based) of `total`."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / total))
+    if schedule == "step":
+        return 0.1 ** ((step >= total // 2) + (step >= (3 * total) // 4))
+    return 1.0
+
+
+def _val_episodes(val, config: TrainConfig):
+    """Frozen validation Episodes: `val` itself, or drawn once from a val ClassIndex (seed + 2)."""
+    if val is None:
+        return None
+    if isinstance(val, ClassIndex):
+        from siamese_bench.episodes.episodes import sample_episodes
+
+        return sample_episodes(
+            val,
+            n_way=config.val_way,
+            k_shot=config.val_shot,
+            n_query=1,
+            n_episodes=config.val_episodes,
+            seed=config.seed + 2,
+        )
+    if hasattr(val, "support") and hasattr(val, "query"):
+        return val
+    raise ValueError(
+        f"train: val must be a ClassIndex of the validation classes, frozen Episodes, or None; "
+        f"got {type(val).__name__}"
+    )
+
+
+def train(
+    model: SiameseModel,
+    images: torch.Tensor,
+    train_index: ClassIndex,
+    config: TrainConfig | None = None,
+    val=None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train `model` in place on `config.train_pairs` examples sampled from `train_index`.
+
+    model: SiameseModel on the same device as `images`; images: (N, C, H, W) uint8 of the ImageSet that the
+    index refers to, already on the device. val: a ClassIndex of the validation classes (episodes of
+    config.val_way-way config.val_shot-shot, 1 query, drawn once), frozen validation `Episodes`, or None
+    (no model selection: the final weights are kept). The function never sees test data: model selection
+    and early stopping use the validation episodes only, and the best weights are restored at the end.
+    progress: called as progress(pairs_seen, total, mean_loss, pairs_per_s) every config.log_every examples
+    (use `StderrProgress()` for a console line). Raises NonFiniteLossError on a NaN/inf loss (checked at each
+    log point and at the end; a NaN propagates into the running sum, so none is missed).
+    """
+    config = config if config is not None else TrainConfig()
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"train: images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+        )
+    device = images.device
+    param = next(model.parameters(), None)
+    if param is not None and param.device != device:
+        raise ValueError(
+            f"train: model is on {param.device} but images are on {device}; move both to one device "
+            "(model.to(device), imageset.to(device))"
+        )
+    objective = model.head.objective
+    sampler = sample_pairs if objective == "pair" else sample_triplets
+    val_eps = _val_episodes(val, config)
+
+    gen = torch.Generator().manual_seed(config.seed)
+    distortion = AffineDistortion() if config.distort else None
+    dist_gen = torch.Generator(device=device).manual_seed(config.seed + 1) if config.distort else None
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    embed = torch.compile(model.backbone) if config.compile else model.embed
+    optimizer = make_optimizer(model, config)
+    n_steps = math.ceil(config.train_pairs / config.batch_size)
+    total = n_steps * config.batch_size
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(config.schedule, min(s, n_steps - 1), n_steps)
+    )
+    log_steps = max(1, config.log_every // config.batch_size)
+    val_steps = max(1, config.val_every // config.batch_size) if config.val_every else 0
+
+    history: list[tuple[int, float, float]] = []
+    best_acc, best_pairs, best_state = -math.inf, 0, None
+    checks_since_best, stopped_early = 0, False
+    running, count = torch.zeros((), device=device), 0
+    train_seconds = 0.0
+    model.train()
+    _sync(device)
+    t0 = time.perf_counter()
+
+    def mean_loss(pairs: int) -> float:
+        """Mean loss since the last entry (NaN if no step); raises on a non-finite loss."""
+        nonlocal running, count
+        loss = float(running / count) if count else math.nan
+        if count and not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss became {loss} within the {count} steps before {pairs} pairs "
+                f"(lr={config.lr}, amp={config.amp!r}); lower the learning rate or check the head"
+            )
+        running, count = torch.zeros((), device=device), 0
+        return loss
+
+    def record(pairs: int, loss: float, val_acc: float) -> None:
+        history.append((pairs, loss, val_acc))
+        if progress is not None:
+            progress(pairs, total, loss, pairs / max(train_seconds + time.perf_counter() - t0, 1e-9))
+
+    for step in range(n_steps):
+        batch = sampler(
+            train_index,
+            config.batch_size,
+            gen,
+            strategy=config.sampling,
+            hard_negatives=config.hard_negatives,
+        )
+        if objective == "pair":
+            idx = torch.cat([batch.a, batch.b])
+            targets = (batch.same.to(device, non_blocking=True),)
+        else:
+            idx = torch.cat([batch.anchor, batch.positive, batch.negative])
+            targets = (
+                batch.anchor_class.to(device, non_blocking=True),
+                batch.negative_class.to(device, non_blocking=True),
+            )
+        x = gather(images, idx)
+        if distortion is not None:
+            x = distortion(x, dist_gen)
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        running += _step(model, embed, x, targets, optimizer, config.amp)
+        count += 1
+        scheduler.step()
+        pairs = (step + 1) * config.batch_size
+        last = step + 1 == n_steps
+        validate = val_eps is not None and (last or (val_steps and (step + 1) % val_steps == 0))
+        if validate:
+            loss = mean_loss(pairs)  # before validating: never select NaN weights
+            _sync(device)
+            train_seconds += time.perf_counter() - t0
+            acc = evaluate_episodes(model, images, val_eps, aggregation="auto").accuracy
+            if acc > best_acc:
+                best_acc, best_pairs, checks_since_best = acc, pairs, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                checks_since_best += 1
+            t0 = time.perf_counter()
+            record(pairs, loss, acc)
+            if config.patience and checks_since_best >= config.patience and not last:
+                stopped_early = True
+                break
+        elif last or (step + 1) % log_steps == 0:
+            record(pairs, mean_loss(pairs), math.nan)
+
+    _sync(device)
+    train_seconds += time.perf_counter() - t0
+    pairs_seen = history[-1][0]
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(
+        pairs_seen=pairs_seen,
+        seconds=train_seconds,
+        pairs_per_s=pairs_seen / max(train_seconds, 1e-9),
+        best_val_accuracy=best_acc if best_state is not None else math.nan,
+        best_step=best_pairs if best_state is not None else pairs_seen,
+        history=tuple(history),
+        stopped_early=stopped_early,
+    )

@@ -1,0 +1,201 @@
+"""Users' folders and DataFrames of images: layouts, channels, resizing, inversion and every error path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from siamese_bench.datasets.folders import load_dataframe, load_folder, load_images
+
+
+def save(path, size=(4, 3), mode="L", value=10):
+    """A size=(width, height) image filled with `value` (RGB: (value, value + 1, value + 2))."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fill = (value, value + 1, value + 2) if mode == "RGB" else value
+    Image.new(mode, size, fill).save(path)
+    return path
+
+
+def one_level(root, mode="L"):
+    for cls, v in (("cat", 10), ("dog", 20)):
+        for i in range(2):
+            save(root / cls / f"{i}.png", mode=mode, value=v + i)
+    return root
+
+
+def test_one_level_folder(tmp_path):
+    s = load_folder(one_level(tmp_path / "pets"))
+    assert s.name == "pets" and s.class_names == ("cat", "dog") and s.group_names == ("all",)
+    assert s.images.shape == (4, 1, 3, 4) and s.images.dtype == torch.uint8
+    assert s.labels.tolist() == [0, 0, 1, 1]
+    assert s.images[:, 0, 0, 0].tolist() == [10, 11, 20, 21]  # as stored: no inversion by default
+
+
+def test_two_level_folder_detected(tmp_path):
+    for g in ("latin", "greek"):
+        for c in ("a", "b"):
+            save(tmp_path / "root" / g / c / "x.png")
+    s = load_folder(tmp_path / "root")
+    assert s.class_names == ("greek/a", "greek/b", "latin/a", "latin/b")
+    assert s.group_names == ("greek", "latin") and s.groups.tolist() == [0, 0, 1, 1]
+
+
+def test_hidden_files_skipped(tmp_path):
+    root = one_level(tmp_path / "r")
+    (root / ".DS_Store").write_text("x")
+    (root / "cat" / ".hidden").write_text("x")
+    assert len(load_folder(root)) == 4
+
+
+def test_channels_auto_forced_and_invert(tmp_path):
+    root = one_level(tmp_path / "r")
+    save(root / "cat" / "rgb.png", mode="RGB", value=50)
+    s = load_folder(root)
+    assert s.images.shape[1] == 3  # one RGB image makes the set RGB
+    assert s.images[2, :, 0, 0].tolist() == [50, 51, 52]
+    assert s.images[0, :, 0, 0].tolist() == [10, 10, 10]
+    g = load_folder(root, channels=1)
+    assert g.images.shape[1] == 1
+    inv = load_folder(one_level(tmp_path / "r2"), invert=True)
+    assert inv.images[:, 0, 0, 0].tolist() == [245, 244, 235, 234]
+    with pytest.raises(ValueError, match="channels must be 1"):
+        load_folder(root, channels=2)
+
+
+def test_image_size_resizes_mixed_sizes(tmp_path):
+    root = tmp_path / "r"
+    save(root / "a" / "big.png", size=(8, 8), value=100)
+    save(root / "a" / "small.png", size=(2, 4), value=200)
+    s = load_folder(root, image_size=4)
+    assert s.images.shape == (2, 1, 4, 4)
+    assert s.images[0].unique().tolist() == [100] and s.images[1].unique().tolist() == [200]
+
+
+def test_missing_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere does not exist"):
+        load_folder(tmp_path / "nowhere")
+
+
+def test_empty_root(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty is empty; expected one folder per class"):
+        load_folder(tmp_path / "empty")
+
+
+def test_empty_class(tmp_path):
+    root = one_level(tmp_path / "r")
+    (root / "eel").mkdir()
+    with pytest.raises(ValueError, match="class folder .*eel is empty"):
+        load_folder(root)
+
+
+def test_empty_class_two_levels(tmp_path):
+    save(tmp_path / "r" / "g" / "a" / "x.png")
+    (tmp_path / "r" / "g" / "b").mkdir()
+    with pytest.raises(ValueError, match="class folder .*b is empty"):
+        load_folder(tmp_path / "r")
+
+
+def test_file_at_class_level(tmp_path):
+    root = one_level(tmp_path / "r")
+    (root / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="notes.txt is a file"):
+        load_folder(root)
+
+
+def test_mixed_layouts(tmp_path):
+    root = one_level(tmp_path / "r")
+    save(root / "grp" / "cls" / "x.png")
+    with pytest.raises(ValueError, match="grp holds folders while other class folders hold images"):
+        load_folder(root)
+
+
+def test_unreadable_image_named(tmp_path):
+    root = one_level(tmp_path / "r")
+    (root / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match=r"broken\.png: not a readable image"):
+        load_folder(root)
+    (root / "dog" / "broken.png").unlink()
+    (root / "dog" / "readme.txt").write_text("text, not an image")
+    with pytest.raises(ValueError, match=r"readme\.txt: not a readable image"):
+        load_folder(root)
+
+
+def test_mixed_sizes_without_image_size(tmp_path):
+    root = one_level(tmp_path / "r")
+    save(root / "dog" / "wide.png", size=(10, 3))
+    with pytest.raises(
+        ValueError, match=r"different sizes, e\.g\. 4x3 .* and 10x3 .*wide\.png.*pass image_size"
+    ):
+        load_folder(root)
+
+
+def test_load_images_bad_image_size(tmp_path):
+    p = save(tmp_path / "x.png")
+    with pytest.raises(ValueError, match="image_size must be a positive int"):
+        load_images([p], image_size=0)
+
+
+# ----------------------------------------------------------------------------------------------- DataFrame
+
+
+def test_dataframe_basic_relative_paths_and_groups(tmp_path):
+    root = one_level(tmp_path / "r")
+    df = pd.DataFrame(
+        {
+            "path": ["cat/0.png", "dog/0.png", "cat/1.png", "dog/1.png"],
+            "label": [3, 1, 3, 1],
+            "family": ["felid", "canid", "felid", "canid"],
+        }
+    )
+    s = load_dataframe(df, group_col="family", root=root)
+    assert s.class_names == ("1", "3")  # sorted by label value
+    assert s.labels.tolist() == [1, 0, 1, 0]
+    assert s.group_names == ("canid", "felid") and s.groups.tolist() == [0, 1]
+    assert s.images[:, 0, 0, 0].tolist() == [10, 20, 11, 21]
+
+
+def test_dataframe_absolute_paths_custom_columns(tmp_path):
+    root = one_level(tmp_path / "r")
+    df = pd.DataFrame({"file": [str(root / "cat" / "0.png")], "y": ["cat"]})
+    s = load_dataframe(df, path_col="file", label_col="y", image_size=2)
+    assert s.images.shape == (1, 1, 2, 2) and s.class_names == ("cat",)
+
+
+def test_dataframe_missing_columns_named():
+    df = pd.DataFrame({"file": ["a.png"], "y": [0]})
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['path', 'label'\]; it has \['file', 'y'\]"):
+        load_dataframe(df)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['grp'\]"):
+        load_dataframe(df, path_col="file", label_col="y", group_col="grp")
+
+
+def test_dataframe_empty_and_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="no rows"):
+        load_dataframe(pd.DataFrame({"path": [], "label": []}))
+    with pytest.raises(FileNotFoundError, match="1 image file\\(s\\) not found, e.g. .*ghost.png"):
+        load_dataframe(pd.DataFrame({"path": ["ghost.png"], "label": [0]}), root=tmp_path)
+
+
+def test_dataframe_class_in_two_groups(tmp_path):
+    root = one_level(tmp_path / "r")
+    df = pd.DataFrame({"path": ["cat/0.png", "cat/1.png"], "label": ["cat", "cat"], "g": ["x", "y"]})
+    with pytest.raises(ValueError, match="class 'cat' is in two groups"):
+        load_dataframe(df, group_col="g", root=root)
+
+
+def test_dataframe_unreadable_named(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    with pytest.raises(ValueError, match=r"bad\.png: not a readable image"):
+        load_dataframe(pd.DataFrame({"path": ["bad.png"], "label": [0]}), root=tmp_path)
+
+
+def test_grayscale_modes_stay_one_channel(tmp_path):
+    save(tmp_path / "r" / "a" / "l.png", mode="L")
+    p = tmp_path / "r" / "a" / "one.png"
+    Image.fromarray(np.ones((3, 4), dtype=bool)).save(p)  # mode "1"
+    s = load_folder(tmp_path / "r")
+    assert s.images.shape[1] == 1 and s.images[1].unique().tolist() == [255]

@@ -1,0 +1,136 @@
+"""MNIST: IDX parsing and its errors on synthetic files; counts, labels and checksums on the real files."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from siamese_bench.datasets import mnist, store
+
+TEST_HISTOGRAM = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    magic = 2051 if arr.ndim == 3 else 2049
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def write_fake_mnist(folder, n_train=5, n_test=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(idx_bytes(rng.integers(0, 256, (n, 28, 28))))
+        )
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
+            gzip.compress(idx_bytes(rng.integers(0, 10, (n,))))
+        )
+
+
+# ------------------------------------------------------------------------------------------------ parser
+
+
+def test_parse_idx_images_and_labels():
+    imgs = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    assert np.array_equal(mnist.parse_idx(idx_bytes(imgs), "x"), imgs)
+    labels = np.array([3, 1, 4])
+    assert np.array_equal(mnist.parse_idx(idx_bytes(labels), "y"), labels)
+
+
+def test_parse_idx_bad_magic_names_source():
+    with pytest.raises(ValueError, match=r"src\.idx: magic number 0x00000802"):
+        mnist.parse_idx((2050).to_bytes(4, "big") + b"\0" * 8, "src.idx")
+
+
+def test_parse_idx_truncated_names_source():
+    data = idx_bytes(np.zeros((2, 28, 28)))
+    with pytest.raises(ValueError, match=r"cut\.idx: .* need 1584 \(truncated"):
+        mnist.parse_idx(data[:-10], "cut.idx")
+    with pytest.raises(ValueError, match="too short"):
+        mnist.parse_idx(b"\0\0", "tiny")
+
+
+def test_read_idx_truncated_gzip_names_file(tmp_path):
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    full = gzip.compress(idx_bytes(np.random.default_rng(0).integers(0, 256, (50, 28, 28))))
+    p.write_bytes(full[: len(full) // 2])
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz: cannot decompress"):
+        mnist.read_idx(p)
+
+
+def test_read_idx_raw_and_sha256_check(tmp_path):
+    data = idx_bytes(np.ones((1, 28, 28)))
+    p = tmp_path / "t10k-labels-idx1-ubyte"
+    p.write_bytes(data)
+    assert mnist.read_idx(p, hashlib.sha256(data).hexdigest()).shape == (1, 28, 28)
+    with pytest.raises(ValueError, match="differs from the official"):
+        mnist.read_idx(p, "0" * 64)
+
+
+def test_load_mnist_rejects_non_official_files(tmp_path, monkeypatch):
+    write_fake_mnist(tmp_path / "mnist")
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    store.clear_memory_cache()
+    with pytest.raises(ValueError, match="not the official MNIST file"):
+        mnist.load_mnist(tmp_path)
+
+
+def test_load_mnist_missing_files(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    with pytest.raises(store.DatasetMissingError) as e:
+        mnist.load_mnist(tmp_path)
+    msg = str(e.value)
+    assert "train-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
+    assert str(tmp_path / "mnist") in msg and "data fetch mnist" in msg
+
+
+def test_verify_missing_reports_not_found(tmp_path):
+    r = mnist.verify(tmp_path)
+    assert (r.found, r.ok) == (False, False) and "train-images" in r.detail
+
+
+# ---------------------------------------------------------------------------------------------- real data
+
+realdata = pytest.mark.realdata
+
+
+@realdata
+def test_load_mnist_counts_and_labels(real_data_dir):
+    sets = mnist.load_mnist(real_data_dir)
+    train, test = sets["train"], sets["test"]
+    assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
+    assert train.images.dtype == torch.uint8 and train.labels.dtype == torch.int64
+    assert torch.bincount(test.labels, minlength=10).tolist() == TEST_HISTOGRAM
+    assert torch.bincount(train.labels, minlength=10).sum() == 60000
+    assert train.class_names == tuple("0123456789") and train.group_names == ("digits",)
+    # ink is bright on a dark background: most pixels are 0, the strokes reach 255
+    assert float((test.images == 0).float().mean()) > 0.75 and int(test.images.max()) == 255
+    # first training label of the official file is a 5, first test label a 7
+    assert int(train.labels[0]) == 5 and int(test.labels[0]) == 7
+
+
+@realdata
+def test_mnist_verify_passes_decompressed_sha256(real_data_dir):
+    r = mnist.verify(real_data_dir)
+    assert r.ok and r.found, r.detail
+    assert r.counts == {"train": 60000, "test": 10000}
+    assert r.check == "sha256 of decompressed IDX files matches official"
+
+
+@realdata
+def test_mnist_resize_and_cache_round_trip(real_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path))
+    store.clear_memory_cache()
+    first = mnist.load_mnist(real_data_dir, image_size=14)
+    assert first["test"].images.shape == (10000, 1, 14, 14)
+    assert len(list(tmp_path.glob("mnist-*.pt"))) == 1 and len(list(tmp_path.glob("mnist14-*.pt"))) == 1
+    store.clear_memory_cache()
+    second = mnist.load_mnist(real_data_dir, image_size=14)
+    assert torch.equal(first["test"].images, second["test"].images)
+    assert torch.equal(first["train"].labels, second["train"].labels)
+    store.clear_memory_cache()

@@ -1,0 +1,174 @@
+"""Omniglot: zip reading, inversion, order and errors on tiny synthetic zips; counts and structure on the real
+archives (loaded once per session through the `omniglot` fixture)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from siamese_bench.datasets import omniglot as og
+from siamese_bench.datasets import store, vinyals
+
+
+def png(pixels: np.ndarray, mode: str = "1") -> bytes:
+    """pixels: bool/uint8 (H, W) with True/255 = white background, False/0 = black ink (Omniglot's files)."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8) * (255 if pixels.dtype == bool else 1)).convert(mode).save(
+        buf, "PNG"
+    )
+    return buf.getvalue()
+
+
+def tiny_zip(path, subset="background", size=6, extra=None):
+    """2 alphabets x 2 characters x 2 drawers; drawing k of character c has its ink pixel at (c, k)."""
+    with zipfile.ZipFile(path, "w") as z:
+        cid = 0
+        for alpha in ("Zeta", "Alpha"):  # written out of order on purpose
+            for c in (2, 1):
+                cid += 1
+                for d in (2, 1):
+                    img = np.ones((size, size), dtype=bool)
+                    img[c, d] = False  # one ink pixel
+                    z.writestr(f"images_{subset}/{alpha}/character{c:02d}/{cid:04d}_{d:02d}.png", png(img))
+        for name, data in (extra or {}).items():
+            z.writestr(name, data)
+    return path
+
+
+def test_read_zip_inverts_sorts_and_names(tmp_path):
+    s = og.read_omniglot_zip(tiny_zip(tmp_path / "bg.zip"), "background")
+    assert s.images.shape == (8, 1, 6, 6) and s.images.dtype == torch.uint8
+    assert s.class_names == ("Alpha/character01", "Alpha/character02", "Zeta/character01", "Zeta/character02")
+    assert s.group_names == ("Alpha", "Zeta") and s.groups.tolist() == [0, 0, 1, 1]
+    assert s.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert s.extra["drawer"].tolist() == [0, 1] * 4
+    # ink (black in the file) is 255, background 0; the ink pixel sits at (character, drawer)
+    assert int(s.images.sum()) == 8 * 255
+    assert int(s.images[3, 0, 2, 2]) == 255 and int(s.images[3, 0, 0, 0]) == 0
+    # char ids: Zeta was written first (0001, 0002), Alpha second (0003 = character02, 0004 = character01)
+    assert s.extra["char_id"].tolist() == [4, 4, 3, 3, 2, 2, 1, 1]
+
+
+def test_read_zip_grayscale_png_inverted_too(tmp_path):
+    with zipfile.ZipFile(tmp_path / "g.zip", "w") as z:
+        z.writestr("images_evaluation/A/character01/0001_01.png", png(np.full((4, 4), 200, np.uint8), "L"))
+    s = og.read_omniglot_zip(tmp_path / "g.zip", "evaluation")
+    assert s.images.unique().tolist() == [55]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        (
+            "images_background/A/char01/0001_01.png",
+            b"",
+            "unexpected entry 'images_background/A/char01/0001_01.png'",
+        ),
+        ("images_evaluation/A/character01/0001_01.png", b"", "unexpected entry"),
+        (
+            "images_background/A/character09/0099_01.png",
+            b"not a png",
+            r"character09/0099_01\.png: not a readable PNG",
+        ),
+    ],
+)
+def test_read_zip_bad_entries_named(tmp_path, name, data, message):
+    with pytest.raises(ValueError, match=message):
+        og.read_omniglot_zip(tiny_zip(tmp_path / "bg.zip", extra={name: data}), "background")
+
+
+def test_read_zip_mixed_sizes_named(tmp_path):
+    odd = png(np.ones((5, 5), dtype=bool))
+    path = tiny_zip(tmp_path / "bg.zip", extra={"images_background/Zeta/character09/0099_01.png": odd})
+    with pytest.raises(ValueError, match=r"0099_01\.png: size \(5, 5\) differs from \(6, 6\)"):
+        og.read_omniglot_zip(path, "background")
+
+
+def test_read_zip_not_a_zip(tmp_path):
+    (tmp_path / "x.zip").write_bytes(b"nope")
+    with pytest.raises(ValueError, match="not a readable zip"):
+        og.read_omniglot_zip(tmp_path / "x.zip", "background")
+
+
+def test_load_rejects_wrong_structure(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    store.clear_memory_cache()
+    (tmp_path / "omniglot").mkdir()
+    tiny_zip(tmp_path / "omniglot" / "images_background.zip", "background")
+    tiny_zip(tmp_path / "omniglot" / "images_evaluation.zip", "evaluation")
+    with pytest.raises(
+        ValueError, match="not the official Omniglot background set: 2 alphabets / 4 characters"
+    ):
+        og.load_omniglot(tmp_path)
+    r = og.verify(tmp_path)
+    assert r.found and not r.ok and "expected 30 / 964 / 19280" in r.detail
+    store.clear_memory_cache()
+
+
+def test_load_missing_zips(tmp_path):
+    with pytest.raises(store.DatasetMissingError, match="images_background.zip, images_evaluation.zip"):
+        og.load_omniglot(tmp_path)
+    assert not og.verify(tmp_path).found
+
+
+# ---------------------------------------------------------------------------------------------- real data
+
+realdata = pytest.mark.realdata
+
+
+@realdata
+def test_counts(omniglot):
+    bg, ev = omniglot["background"], omniglot["evaluation"]
+    assert (len(bg.group_names), bg.num_classes, len(bg)) == (30, 964, 19280)
+    assert (len(ev.group_names), ev.num_classes, len(ev)) == (20, 659, 13180)
+    assert bg.images.shape[1:] == (1, 105, 105) and bg.images.dtype == torch.uint8
+    for s in (bg, ev):
+        assert torch.bincount(s.labels).tolist() == [20] * s.num_classes
+        assert torch.equal(s.labels, torch.sort(s.labels).values)  # class-major order
+        assert s.extra["drawer"].view(-1, 20).eq(torch.arange(20)).all()
+
+
+@realdata
+def test_ink_is_bright_and_binary(omniglot):
+    ev = omniglot["evaluation"]
+    assert ev.images[:500].unique().tolist() == [0, 255]
+    assert 0.02 < float((ev.images[:500] == 255).float().mean()) < 0.2  # strokes are a small part
+
+
+@realdata
+def test_names_ids_and_alphabet_table(omniglot):
+    bg, ev = omniglot["background"], omniglot["evaluation"]
+    assert ev.group_of("Gurmukhi/character42") == "Gurmukhi"
+    assert list(bg.class_names) == sorted(bg.class_names)
+    assert bg.extra["char_id"].min() == 1 and bg.extra["char_id"].max() == 964
+    assert ev.extra["char_id"].min() == 965 and ev.extra["char_id"].max() == 1623
+    # spot checks from the provenance file: 0001 = Arcadian/character01, 1276 = Malayalam/character05
+    assert bg.class_names[int(bg.labels[bg.extra["char_id"] == 1][0])] == "Arcadian/character01"
+    assert ev.class_names[int(ev.labels[ev.extra["char_id"] == 1276][0])] == "Malayalam/character05"
+    for subset, s in omniglot.items():  # the hard-coded alphabet table in vinyals.py matches the data
+        counts = torch.bincount(s.groups, minlength=len(s.group_names)).tolist()
+        assert dict(zip(s.group_names, counts, strict=True)) == dict(vinyals.ALPHABETS[subset])
+
+
+@realdata
+def test_resized_is_same_order(omniglot, omniglot28):
+    for k in omniglot:
+        assert omniglot28[k].images.shape[1:] == (1, 28, 28)
+        assert torch.equal(omniglot28[k].labels, omniglot[k].labels)
+        assert omniglot28[k].class_names == omniglot[k].class_names
+    ref = store.resize_images(omniglot["evaluation"].images[:50], 28)
+    assert torch.equal(omniglot28["evaluation"].images[:50], ref)
+
+
+@realdata
+def test_verify_reports_structure_check(real_data_dir, omniglot):
+    r = og.verify(real_data_dir)
+    assert r.ok and r.found, r.detail
+    assert r.counts["background characters"] == 964 and r.counts["evaluation alphabets"] == 20
+    # the archives here are re-packed (md5 differs from the official), so the structure check is what passed
+    assert "structure: 30 alphabets, 964 characters, 20 drawings each" in r.check

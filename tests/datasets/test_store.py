@@ -1,0 +1,281 @@
+"""store: data/cache directory rules, checksums, atomic writes, offline downloads (file:// URLs), the
+missing-data error, the tensor cache (round trip, memo, corrupt file, unwritable folder) and resizing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from siamese_bench.datasets import store
+from siamese_bench.datasets.imageset import ImageSet
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv(store.ENV_CACHE, str(d))
+    store.clear_memory_cache()
+    yield d
+    store.clear_memory_cache()
+
+
+def tiny_set(name: str = "tiny", n: int = 6) -> ImageSet:
+    g = torch.Generator().manual_seed(0)
+    return ImageSet(
+        name,
+        torch.randint(0, 256, (n, 1, 5, 7), generator=g, dtype=torch.uint8),
+        torch.arange(n) % 3,
+        ("a", "b", "c"),
+        torch.tensor([0, 0, 1]),
+        ("g0", "g1"),
+        {"drawer": torch.arange(n)},
+    )
+
+
+def assert_same(a: ImageSet, b: ImageSet) -> None:
+    assert a.name == b.name
+    assert torch.equal(a.images, b.images) and a.images.dtype == torch.uint8
+    assert torch.equal(a.labels, b.labels)
+    assert a.class_names == b.class_names and a.group_names == b.group_names
+    assert torch.equal(a.groups, b.groups)
+    assert a.extra.keys() == b.extra.keys() and all(torch.equal(a.extra[k], b.extra[k]) for k in a.extra)
+
+
+# ------------------------------------------------------------------------------------------- directories
+
+
+def test_resolve_data_dir_rules(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.ENV_DATA, str(tmp_path / "env"))
+    d, why = store.resolve_data_dir(tmp_path / "arg")
+    assert d == tmp_path / "arg" and "explicit" in why
+    d, why = store.resolve_data_dir()
+    assert d == tmp_path / "env" and store.ENV_DATA in why
+    monkeypatch.delenv(store.ENV_DATA)
+    d, why = store.resolve_data_dir()
+    assert d == REPO / "data" and "checkout" in why  # the tests run from a checkout (pyproject.toml)
+
+
+def test_cache_dir_env_and_default(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "c"))
+    monkeypatch.setenv(store.ENV_DATA, str(tmp_path / "readonly-data"))
+    assert store.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv(store.ENV_CACHE)
+    # not under $SIAMESE_BENCH_DATA (may be read-only) but under the default data dir
+    assert store.cache_dir() == REPO / "data" / "cache"
+
+
+# --------------------------------------------------------------------------------- checksums and writes
+
+
+def test_checksums(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"hello world")
+    assert store.sha256_file(p) == hashlib.sha256(b"hello world").hexdigest()
+    assert store.md5_file(p) == "5eb63bbbe01eeed093cb22bb8f5acdc3"
+    p.write_bytes(b"changed!!!!!")  # same size: the memo is keyed by mtime too
+    os.utime(p, ns=(1, 1))
+    assert store.sha256_file(p) == hashlib.sha256(b"changed!!!!!").hexdigest()
+
+
+def test_atomic_write_bytes(tmp_path):
+    p = tmp_path / "sub" / "out.bin"
+    store.atomic_write_bytes(p, b"abc")
+    assert p.read_bytes() == b"abc"
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
+    assert sorted(x.name for x in p.parent.iterdir()) == ["out.bin"]
+
+
+def test_atomic_torch_save_failure_keeps_old_file(tmp_path):
+    p = tmp_path / "obj.pt"
+    store.atomic_torch_save({"x": torch.arange(3)}, p)
+    with pytest.raises(Exception):  # noqa: B017  (a lambda cannot be pickled)
+        store.atomic_torch_save({"f": lambda: 0}, p)
+    assert torch.equal(torch.load(p, weights_only=True)["x"], torch.arange(3))
+    assert [x.name for x in tmp_path.iterdir()] == ["obj.pt"]  # no temp file left behind
+
+
+# ------------------------------------------------------------------------------------------- downloads
+
+
+def test_download_file_url_checks_md5_and_sha256(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload")
+    dest = tmp_path / "dl" / "out.bin"
+    store.download(src.as_uri(), dest, md5=hashlib.md5(b"payload").hexdigest())
+    assert dest.read_bytes() == b"payload"
+    dest2 = tmp_path / "dl" / "out2.bin"
+    store.download(src.as_uri(), dest2, sha256=hashlib.sha256(b"payload").hexdigest())
+    assert dest2.read_bytes() == b"payload"
+
+
+def test_download_bad_checksum_leaves_nothing(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload")
+    dest = tmp_path / "dl" / "out.bin"
+    with pytest.raises(store.DownloadError, match="md5 .* != expected 0{32}"):
+        store.download(src.as_uri(), dest, md5="0" * 32)
+    assert not dest.exists()
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_download_tries_mirrors_and_names_every_failure(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"x")
+    missing = (tmp_path / "nope.bin").as_uri()
+    dest = tmp_path / "out.bin"
+    store.download([missing, src.as_uri()], dest)  # first mirror fails, second works
+    assert dest.read_bytes() == b"x"
+    with pytest.raises(store.DownloadError) as e:
+        store.download([missing], tmp_path / "other.bin")
+    assert "nope.bin" in str(e.value) and "other.bin" in str(e.value) and store.ENV_DATA in str(e.value)
+
+
+def test_require_files_missing_message(tmp_path):
+    rf = store.RemoteFile("thing.zip", ("https://example.org/thing.zip",), md5="0" * 32)
+    with pytest.raises(store.DatasetMissingError) as e:
+        store.require_files("toy", tmp_path, [rf])
+    msg = str(e.value)
+    assert "thing.zip" in msg and str(tmp_path / "toy") in msg
+    assert "--data-dir" in msg and store.ENV_DATA in msg and "python -m siamese_bench data fetch toy" in msg
+    assert isinstance(e.value, FileNotFoundError)
+
+
+def test_require_files_finds_alternatives_and_top_level(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "a.raw").write_bytes(b"1")
+    (tmp_path / "b.gz").write_bytes(b"2")  # directly in the data dir is accepted too
+    files = [
+        store.RemoteFile("a.gz", ("https://example.org/a.gz",), alternatives=("a.raw",)),
+        store.RemoteFile("b.gz", ("https://example.org/b.gz",)),
+    ]
+    found = store.require_files("toy", tmp_path, files)
+    assert found == {"a.gz": tmp_path / "toy" / "a.raw", "b.gz": tmp_path / "b.gz"}
+
+
+def test_require_files_downloads_when_allowed(tmp_path):
+    src = tmp_path / "remote" / "thing.zip"
+    src.parent.mkdir()
+    src.write_bytes(b"zipzip")
+    rf = store.RemoteFile("thing.zip", (src.as_uri(),), md5=hashlib.md5(b"zipzip").hexdigest())
+    data = tmp_path / "data"
+    found = store.require_files("toy", data, [rf], allow_download=True)
+    assert found["thing.zip"] == data / "toy" / "thing.zip"
+    assert found["thing.zip"].read_bytes() == b"zipzip"
+
+
+# ----------------------------------------------------------------------------------------- tensor cache
+
+
+def test_cache_round_trip_memo_and_disk(tmp_cache):
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"x": tiny_set("x"), "y": tiny_set("y", 3)}
+
+    key = {"dataset": "toy", "sources": {"f": "abc"}, "image_size": None}
+    first = store.cached(key, build, name="toy")
+    path = store.cache_path(key, "toy")
+    assert path.is_file() and calls == [1]
+    assert [p.name for p in tmp_cache.iterdir()] == [path.name]  # written atomically: no temp file left
+    assert store.cached(key, build, name="toy") is first  # per-process memo
+    store.clear_memory_cache()
+    second = store.cached(key, build, name="toy")  # from disk
+    assert calls == [1]
+    for k in first:
+        assert_same(first[k], second[k])
+    store.clear_memory_cache()
+    other = store.cached({**key, "image_size": 28}, build, name="toy")  # another key: another file
+    assert calls == [1, 1] and len(list(tmp_cache.iterdir())) == 2
+    assert_same(other["x"], first["x"])
+
+
+def test_cache_key_includes_format_version(monkeypatch):
+    k1 = store.cache_key({"a": 1})
+    monkeypatch.setattr(store, "FORMAT_VERSION", store.FORMAT_VERSION + 1)
+    assert store.cache_key({"a": 1}) != k1
+
+
+@pytest.mark.parametrize("garbage", [b"", b"not a torch file at all", "truncate"])
+def test_corrupt_cache_file_is_rebuilt(tmp_cache, garbage):
+    key = {"dataset": "toy"}
+    store.cached(key, lambda: {"x": tiny_set()}, name="toy")
+    path = store.cache_path(key, "toy")
+    if garbage == "truncate":
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        path.write_bytes(garbage)
+    store.clear_memory_cache()
+    with pytest.warns(UserWarning, match="rebuilding"):
+        again = store.cached(key, lambda: {"x": tiny_set()}, name="toy")
+    assert_same(again["x"], tiny_set())
+    store.clear_memory_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rewritten: loads cleanly now
+        assert_same(store.cached(key, lambda: pytest.fail("rebuilt twice"), name="toy")["x"], tiny_set())
+
+
+def test_cache_file_with_wrong_key_is_rebuilt(tmp_cache):
+    key = {"dataset": "toy"}
+    path = store.cache_path(key, "toy")
+    store.atomic_torch_save(
+        {"key": "something else", "format_version": store.FORMAT_VERSION, "sets": {}}, path
+    )
+    with pytest.warns(UserWarning, match="key mismatch"):
+        got = store.cached(key, lambda: {"x": tiny_set()}, name="toy")
+    assert_same(got["x"], tiny_set())
+
+
+def test_unwritable_cache_folder_warns_and_still_returns(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv(store.ENV_CACHE, str(blocker / "cache"))
+    store.clear_memory_cache()
+    with pytest.warns(UserWarning, match="could not write cache file"):
+        got = store.cached({"dataset": "toy"}, lambda: {"x": tiny_set()}, name="toy")
+    assert_same(got["x"], tiny_set())
+    store.clear_memory_cache()
+
+
+# --------------------------------------------------------------------------------------------- resizing
+
+
+def test_resize_images_matches_interpolate_and_rounds():
+    x = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
+    x[:, :, 2:6, 2:6] = 255
+    y = store.resize_images(x, 4, chunk=1)
+    ref = torch.nn.functional.interpolate(x.float(), size=(4, 4), mode="bilinear", antialias=True)
+    assert y.dtype == torch.uint8 and y.shape == (2, 1, 4, 4)
+    assert torch.equal(y, ref.round().clamp(0, 255).to(torch.uint8))
+    assert int(y[0, 0, 1, 1]) > 128 > int(y[0, 0, 0, 0])  # square stays in the middle, blurred
+    assert store.resize_images(x, 8) is x
+
+
+def test_resize_images_rejects_bad_input():
+    with pytest.raises(ValueError, match="uint8"):
+        store.resize_images(torch.zeros(1, 1, 4, 4), 2)
+    with pytest.raises(ValueError, match="positive"):
+        store.resize_images(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), 0)
+
+
+def test_format_report():
+    text = store.format_report(
+        [
+            store.VerifyReport("a", True, True, Path("/d/a"), {"train": 60000}, "official md5"),
+            store.VerifyReport("b", False, False, Path("/d/b"), detail="b: missing x.zip"),
+            store.VerifyReport("c", True, False, Path("/d/c"), detail="bad sha256"),
+        ],
+        header="data directory: /d",
+    )
+    lines = text.splitlines()
+    assert lines[0] == "data directory: /d"
+    assert "OK" in lines[1] and "train 60,000" in text and "check passed: official md5" in text
+    assert "MISSING" in text and "missing x.zip" in text and "FAILED" in text and "bad sha256" in text

@@ -1,0 +1,253 @@
+"""sample_episodes and Episodes: structure, uniformity, within-group episodes, determinism, save/load,
+errors."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from siamese_bench.episodes import ClassIndex, Episodes, episodes_fingerprint, gather, sample_episodes
+from siamese_bench.episodes.episodes import FORMAT_VERSION
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _check_structure(ds, ep, n, k, q):
+    e = len(ep)
+    assert ep.support.shape == (e, n * k) and ep.query.shape == (e, n * q) and ep.classes.shape == (e, n)
+    assert ep.support.dtype == ep.query.dtype == ep.classes.dtype == torch.int64
+    assert torch.equal(ep.support_labels(), torch.arange(n).repeat_interleave(k))
+    assert torch.equal(ep.query_labels(), torch.arange(n).repeat_interleave(q))
+    # class-major: column j of the support belongs to classes[:, support_labels[j]]
+    assert torch.equal(ds.labels[ep.support], ep.classes[:, ep.support_labels()])
+    assert torch.equal(ds.labels[ep.query], ep.classes[:, ep.query_labels()])
+    # classes distinct within an episode
+    s = ep.classes.sort(1).values
+    assert bool((s[:, 1:] != s[:, :-1]).all())
+    # no image twice in an episode: support and query disjoint, no repeats inside either
+    imgs = torch.cat([ep.support, ep.query], 1).sort(1).values
+    assert bool((imgs[:, 1:] != imgs[:, :-1]).all())
+
+
+@pytest.mark.parametrize(("n", "k", "q"), [(5, 1, 1), (20, 1, 1), (3, 1, 1), (2, 1, 1)])
+def test_structure(ds, n, k, q):
+    ep = sample_episodes(ClassIndex.build(ds), n, k, q, 300, seed=0)
+    assert len(ep) == 300 and (ep.n_way, ep.k_shot, ep.n_query, ep.seed) == (n, k, q, 0)
+    _check_structure(ds, ep, n, k, q)
+
+
+def test_structure_many_shots(make_set):
+    ds = make_set(counts=[10 + c % 5 for c in range(30)])
+    ep = sample_episodes(ClassIndex.build(ds), 5, 5, 5, 200, seed=1)
+    _check_structure(ds, ep, 5, 5, 5)
+
+
+def test_images_match_gather(ds, decode):
+    ep = sample_episodes(ClassIndex.build(ds), 4, 1, 1, 10, seed=3)
+    imgs = gather(ds.images, ep.support)
+    assert imgs.shape == (10, 4, 1, 4, 4)
+    assert torch.equal(decode(imgs), ep.support)
+
+
+def test_classes_and_images_uniform(make_set):
+    ds = make_set(counts=[6] * 30)
+    ix = ClassIndex.build(ds)
+    ep = sample_episodes(ix, 5, 1, 2, 2000, seed=11)
+    freq = torch.bincount(ep.classes.flatten(), minlength=30).numpy()
+    assert chisquare(freq).pvalue > 1e-3
+    # images of class 0: each of its 6 images equally often, in support and in query
+    ids = ix.images_of(0)
+    for part in (ep.support, ep.query):
+        hits = np.array([int((part == i).sum()) for i in ids])
+        assert chisquare(hits).pvalue > 1e-3
+    # order of classes within an episode is random: class 0 appears at every position
+    pos = (ep.classes == 0).float().sum(0).numpy()
+    assert chisquare(pos).pvalue > 1e-3
+    # can fail: a skewed expectation is rejected
+    skew = np.linspace(1, 2, 30)
+    assert chisquare(freq, skew / skew.sum() * freq.sum()).pvalue < 1e-10
+
+
+def test_subset_index_uses_only_its_classes(ds):
+    keep = [1, 4, 7, 10, 13, 16, 19]
+    ep = sample_episodes(ClassIndex.build(ds, keep), 5, 1, 1, 200, seed=0)
+    assert set(ep.classes.flatten().tolist()) == set(keep)
+    _check_structure(ds, ep, 5, 1, 1)
+
+
+def test_within_group(make_set):
+    # group sizes 10, 8, 6, 4, 2
+    groups = [0] * 10 + [1] * 8 + [2] * 6 + [3] * 4 + [4] * 2
+    ds = make_set(counts=[4] * 30, groups=groups)
+    ep = sample_episodes(ClassIndex.build(ds), 5, 1, 1, 1500, seed=2, within_group=True)
+    assert ep.within_group
+    _check_structure(ds, ep, 5, 1, 1)
+    g = ds.groups[ep.classes]
+    assert bool((g == g[:, :1]).all())  # every episode inside one group
+    per_group = torch.bincount(g[:, 0], minlength=5).numpy()
+    assert per_group[3] == per_group[4] == 0  # groups with < 5 classes are never used
+    assert chisquare(per_group[:3]).pvalue > 1e-3  # uniform over the eligible groups
+    free = sample_episodes(ClassIndex.build(ds), 5, 1, 1, 200, seed=2)
+    fg = ds.groups[free.classes]
+    assert not bool((fg == fg[:, :1]).all())  # without the flag episodes mix groups
+
+
+def test_determinism_and_fingerprint(ds):
+    ix = ClassIndex.build(ds)
+    a = sample_episodes(ix, 5, 1, 1, 100, seed=4)
+    b = sample_episodes(ix, 5, 1, 1, 100, seed=4)
+    c = sample_episodes(ix, 5, 1, 1, 100, seed=5)
+    assert (
+        torch.equal(a.support, b.support)
+        and torch.equal(a.query, b.query)
+        and torch.equal(a.classes, b.classes)
+    )
+    assert episodes_fingerprint(a) == episodes_fingerprint(b) != episodes_fingerprint(c)
+    assert len(episodes_fingerprint(a)) == 64
+    # provenance is not part of the fingerprint; content is
+    relabelled = Episodes(a.support, a.query, a.classes, 5, 1, 1, seed=99, split_hash="x")
+    assert episodes_fingerprint(relabelled) == episodes_fingerprint(a)
+    changed = Episodes(a.support.flip(0), a.query, a.classes, 5, 1, 1, seed=4)
+    assert episodes_fingerprint(changed) != episodes_fingerprint(a)
+
+
+def test_large_classes_chunked(make_set):
+    """Classes much larger than the key budget per episode still work (chunks of episodes)."""
+    ds = make_set(n_classes=3, n_groups=1, counts=[3000, 2500, 2000], size=4)
+    ep = sample_episodes(ClassIndex.build(ds), 3, 2, 3, 1000, seed=0)
+    _check_structure(ds, ep, 3, 2, 3)
+
+
+def test_save_load_round_trip(ds, tmp_path):
+    ep = sample_episodes(ClassIndex.build(ds), 5, 1, 1, 50, seed=8, within_group=True, split_hash="abc123")
+    path = tmp_path / "sub" / "episodes.pt"
+    ep.save(path)
+    back = Episodes.load(path)
+    for f in ("support", "query", "classes"):
+        assert torch.equal(getattr(back, f), getattr(ep, f))
+    assert (back.n_way, back.k_shot, back.n_query, back.seed, back.split_hash, back.within_group) == (
+        5,
+        1,
+        1,
+        8,
+        "abc123",
+        True,
+    )
+    assert episodes_fingerprint(back) == episodes_fingerprint(ep)
+    assert os.listdir(path.parent) == ["episodes.pt"]  # no temp file left behind
+    other = sample_episodes(ClassIndex.build(ds), 3, 1, 1, 5, seed=1)
+    other.save(path)  # overwrite in place
+    assert episodes_fingerprint(Episodes.load(path)) == episodes_fingerprint(other)
+
+
+def test_load_errors(ds, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
+        Episodes.load(tmp_path / "missing.pt")
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"not a torch file at all")
+    with pytest.raises(ValueError, match="garbage.pt: not a readable episodes file"):
+        Episodes.load(bad)
+    ep = sample_episodes(ClassIndex.build(ds), 3, 1, 1, 5, seed=1)
+    good = tmp_path / "good.pt"
+    ep.save(good)
+    blob = torch.load(good, weights_only=True)
+    for change, pattern in (
+        ({"version": FORMAT_VERSION + 1}, f"version {FORMAT_VERSION + 1}"),
+        ({"format": "something-else"}, "not a siamese_bench episodes file"),
+        ({"support": blob["support"] + 1}, "does not match its stored fingerprint"),
+        ({"n_way": 4}, "corrupt episodes file"),
+    ):
+        path = tmp_path / "changed.pt"
+        torch.save({**blob, **change}, path)
+        with pytest.raises(ValueError, match=pattern):
+            Episodes.load(path)
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="not a siamese_bench episodes file"):
+        Episodes.load(tmp_path / "list.pt")
+
+
+def test_episodes_shape_validation():
+    with pytest.raises(ValueError, match=r"Episodes.support must be int64 of shape \(2, 6\)"):
+        Episodes(
+            torch.zeros(2, 5, dtype=torch.long),
+            torch.zeros(2, 3, dtype=torch.long),
+            torch.zeros(2, 3, dtype=torch.long),
+            3,
+            2,
+            1,
+            seed=0,
+        )
+
+
+def test_errors(make_set, ds):
+    ix = ClassIndex.build(ds, name="val")
+    with pytest.raises(ValueError, match="n_way=31 but val has only 30 classes"):
+        sample_episodes(ix, 31, 1, 1, 10, seed=0)
+    with pytest.raises(ValueError, match="n_way must be an int >= 2, got 1"):
+        sample_episodes(ix, 1, 1, 1, 10, seed=0)
+    with pytest.raises(ValueError, match="k_shot must be an int >= 1, got 0"):
+        sample_episodes(ix, 5, 0, 1, 10, seed=0)
+    with pytest.raises(ValueError, match="n_query must be an int >= 1, got 0"):
+        sample_episodes(ix, 5, 1, 0, 10, seed=0)
+    with pytest.raises(ValueError, match="n_episodes must be an int >= 1, got 0"):
+        sample_episodes(ix, 5, 1, 1, 0, seed=0)
+    # K + Q above the smallest class: named with its count
+    with pytest.raises(
+        ValueError, match="k_shot \\+ n_query = 3 but class 'G0/c00' of val has only 2 images"
+    ):
+        sample_episodes(ix, 5, 1, 2, 10, seed=0)
+    groups = [0] * 4 + [1] * 3 + [2] * 2
+    small = make_set(n_classes=9, counts=[3] * 9, groups=groups)
+    with pytest.raises(ValueError, match="largest group of synthetic \\('G0'\\) has 4"):
+        sample_episodes(ClassIndex.build(small), 5, 1, 1, 10, seed=0, within_group=True)
+    ep = sample_episodes(ClassIndex.build(small), 4, 1, 1, 10, seed=0, within_group=True)
+    assert bool((ep.classes < 4).all())  # only group 0 has 4 classes
+
+
+def test_to_device_keeps_content(ds):
+    ep = sample_episodes(ClassIndex.build(ds), 5, 1, 1, 10, seed=0)
+    moved = ep.to("cpu")
+    assert episodes_fingerprint(moved) == episodes_fingerprint(ep) and moved.device.type == "cpu"
+
+
+def test_digits_episodes(digits):
+    ep = sample_episodes(ClassIndex.build(digits), 10, 5, 15, 100, seed=0)
+    _check_structure(digits, ep, 10, 5, 15)
+    assert sorted(ep.classes[0].tolist()) == list(range(10))
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_index_same_episodes(ds):
+    ix = ClassIndex.build(ds)
+    cpu = sample_episodes(ix, 5, 1, 1, 100, seed=6, within_group=True)
+    gpu = sample_episodes(ix.to("cuda"), 5, 1, 1, 100, seed=6, within_group=True)
+    assert gpu.support.device.type == "cuda" and gpu.support_labels().device.type == "cuda"
+    assert episodes_fingerprint(gpu) == episodes_fingerprint(cpu)
+
+
+@pytest.mark.parametrize(("n", "m"), [(5, 3), (4, 4), (6, 1)])
+def test_sample_distinct_uniform_over_ordered_draws(n, m):
+    """Floyd + shuffle: every ordered m-tuple of distinct values in [0, n) equally likely."""
+    from itertools import permutations
+
+    from siamese_bench.episodes.episodes import _sample_distinct
+
+    rows = 20000
+    sizes = torch.full((rows,), n)
+    sizes[::2] = n + 3  # rows of another size in the same call
+    out = _sample_distinct(sizes, m, torch.Generator().manual_seed(0))
+    assert out.shape == (rows, m)
+    srt = out.sort(1).values
+    assert (
+        bool((srt[:, 1:] != srt[:, :-1]).all())
+        and bool((out >= 0).all())
+        and bool((out < sizes[:, None]).all())
+    )
+    cells = {p: i for i, p in enumerate(permutations(range(n), m))}
+    sub = out[1::2]  # the rows of size n
+    hits = np.bincount([cells[tuple(row)] for row in sub.tolist()], minlength=len(cells))
+    assert hits.min() > 0
+    assert chisquare(hits).pvalue > 1e-3

@@ -1,0 +1,109 @@
+"""ClassIndex construction (grouping, restriction, errors) and gather."""
+
+import pytest
+import torch
+
+from siamese_bench.episodes import ClassIndex, gather
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _check_grouped(ds, ix):
+    labels = ds.labels[ix.order]
+    for c in range(ix.num_classes):
+        part = ix.order[ix.offsets[c] : ix.offsets[c] + ix.counts[c]]
+        assert torch.equal(part, ix.images_of(c))
+        assert bool((ds.labels[part] == ix.class_ids[c]).all())
+        assert bool((part[1:] > part[:-1]).all())  # increasing image index within a class
+    assert labels.numel() == int(ix.counts.sum())
+
+
+def test_build_all_classes(ds):
+    ix = ClassIndex.build(ds)
+    assert ix.num_classes == ds.num_classes and ix.num_images == len(ds)
+    assert torch.equal(ix.class_ids, torch.arange(ds.num_classes))
+    assert torch.equal(ix.counts, torch.bincount(ds.labels, minlength=ds.num_classes))
+    assert torch.equal(ix.offsets, torch.cumsum(ix.counts, 0) - ix.counts)
+    assert torch.equal(ix.order.sort().values, torch.arange(len(ds)))  # every image exactly once
+    assert torch.equal(ix.groups, ds.groups)
+    assert ix.class_names == ds.class_names and ix.name == "synthetic"
+    assert ix.min_count == 2
+    _check_grouped(ds, ix)
+
+
+@pytest.mark.parametrize("kind", ["names", "ids", "tensor"])
+def test_build_subset_keeps_given_order(ds, kind):
+    ids = [17, 3, 25, 8]
+    classes = {
+        "names": [ds.class_names[i] for i in ids],
+        "ids": ids,
+        "tensor": torch.tensor(ids),
+    }[kind]
+    ix = ClassIndex.build(ds, classes, name="part-val")
+    assert ix.class_ids.tolist() == ids
+    assert ix.class_names == tuple(ds.class_names[i] for i in ids)
+    assert ix.groups.tolist() == [ds.groups[i].item() for i in ids]
+    assert ix.counts.tolist() == [int((ds.labels == i).sum()) for i in ids]
+    assert ix.name == "part-val"
+    _check_grouped(ds, ix)
+
+
+def test_build_errors(make_set, ds):
+    with pytest.raises(ValueError, match=r"unknown class names \['nope'\]"):
+        ClassIndex.build(ds, ["G0/c00", "nope"])
+    with pytest.raises(ValueError, match="out of range"):
+        ClassIndex.build(ds, [0, 30])
+    with pytest.raises(ValueError, match="more than once"):
+        ClassIndex.build(ds, [1, 2, 1])
+    with pytest.raises(ValueError, match="no classes selected"):
+        ClassIndex.build(ds, [])
+    with pytest.raises(ValueError, match="all names"):
+        ClassIndex.build(ds, ["G0/c00", 1])
+    with pytest.raises(ValueError, match="integer tensor"):
+        ClassIndex.build(ds, torch.tensor([1.0, 2.0]))
+    empty = make_set(n_classes=4, n_groups=1, counts=[3, 0, 2, 5])
+    with pytest.raises(ValueError, match="class 'G0/c01' has no images"):
+        ClassIndex.build(empty)
+    ix = ClassIndex.build(empty, [0, 2, 3])  # without the empty class it is fine
+    assert ix.counts.tolist() == [3, 2, 5]
+
+
+def test_to_keeps_content(ds):
+    ix = ClassIndex.build(ds, [4, 2])
+    moved = ix.to("cpu")
+    for f in ("order", "offsets", "counts", "class_ids", "groups"):
+        assert torch.equal(getattr(moved, f), getattr(ix, f))
+    assert moved.class_names == ix.class_names and moved.device == torch.device("cpu")
+
+
+def test_gather_values_and_shapes(ds, decode):
+    idx = torch.tensor([5, 0, 77, 5])
+    out = gather(ds.images, idx)
+    assert out.shape == (4, 1, 4, 4) and out.dtype == torch.float32
+    assert torch.equal(out, ds.images[idx].float() / 255)
+    assert torch.equal(decode(out), idx)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    grid = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    out2 = gather(ds.images, grid)
+    assert out2.shape == (2, 3, 1, 4, 4)
+    assert torch.equal(decode(out2), grid)
+
+
+def test_digits_index(digits):
+    ix = ClassIndex.build(digits)
+    assert ix.counts.tolist() == torch.bincount(digits.labels).tolist()
+    _check_grouped(digits, ix)
+    img = gather(digits.images, ix.images_of(7)[:3])
+    assert img.shape == (3, 1, 8, 8) and float(img.max()) == 1.0
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_build_on_cuda_matches_cpu(ds, decode):
+    ix = ClassIndex.build(ds, [3, 1, 7])
+    ixc = ClassIndex.build(ds.to("cuda"), [3, 1, 7])
+    assert ixc.device.type == "cuda"
+    for f in ("order", "offsets", "counts", "class_ids", "groups"):
+        assert torch.equal(getattr(ixc, f).cpu(), getattr(ix, f))
+    idx = torch.tensor([9, 8, 1])
+    assert torch.equal(decode(gather(ds.images.cuda(), idx)).cpu(), idx)

@@ -1,0 +1,137 @@
+"""Tests for siamese_bench.augment: identity, shape/device, determinism, exact shifts, parameter ranges."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from siamese_bench.augment import AffineDistortion, warp
+
+
+def _images(b=6, c=1, h=12, w=16, seed=0) -> torch.Tensor:
+    return torch.rand(b, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_zero_ranges_are_the_identity():
+    x = _images()
+    aug = AffineDistortion(rotation=0, shear=0, scale=(1, 1), shift=0, p=1.0)
+    out = aug(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
+
+
+def test_p_zero_is_the_identity_even_with_ranges():
+    x = _images()
+    out = AffineDistortion(p=0.0)(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
+
+
+def test_shape_dtype_device_preserved_and_images_change():
+    x = _images(c=3)
+    out = AffineDistortion(p=1.0)(x, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+    assert not torch.allclose(out, x, atol=1e-3)
+
+
+def test_same_seed_same_output_different_seed_different_output():
+    x = _images()
+    aug = AffineDistortion()
+    a = aug(x, torch.Generator().manual_seed(5))
+    b = aug(x, torch.Generator().manual_seed(5))
+    c = aug(x, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_integer_shift_moves_content_exactly():
+    x = torch.zeros(1, 1, 10, 12)
+    x[0, 0, 3, 4] = 1.0
+    x[0, 0, 5, 6] = 0.5
+    fwd = torch.tensor([[[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]]])  # +2 px in x, -1 px in y
+    out = warp(x, fwd)
+    expected = torch.zeros_like(x)
+    expected[0, 0, 2, 6] = 1.0
+    expected[0, 0, 4, 8] = 0.5
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_random_pure_shift_moves_centre_of_mass_by_sampled_pixels():
+    b, h, w = 64, 20, 20
+    x = torch.zeros(b, 1, h, w)
+    x[:, :, 8:12, 7:13] = 1.0  # a blob away from the border, so nothing is cut off
+    aug = AffineDistortion(rotation=0, shear=0, scale=(1, 1), shift=2, p=0.5)
+    out = aug(x, torch.Generator().manual_seed(3))
+    fwd = aug.sample(b, torch.Generator().manual_seed(3))
+    t = fwd[:, :, 2]
+    assert (t.abs() <= 2).all() and (t == 0).any() and (t != 0).any()
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
+
+    def com(img):
+        m = img.sum((-1, -2))
+        return torch.stack([(img * xs).sum((-1, -2)) / m, (img * ys).sum((-1, -2)) / m], -1)[:, 0]
+
+    torch.testing.assert_close(com(out) - com(x), t, atol=1e-4, rtol=0)
+
+
+def test_sampled_parameters_respect_ranges_and_probability():
+    aug = AffineDistortion()
+    fwd = aug.sample(4000, torch.Generator().manual_seed(0))
+    lin = fwd[:, :, :2]
+    # the determinant is s_x * s_y * (1 - rho_x * rho_y) with |rho_x * rho_y| <= 0.09
+    det = torch.linalg.det(lin)
+    assert det.min() >= 0.8**2 * (1 - 0.09) - 1e-5 and det.max() <= 1.2**2 * (1 + 0.09) + 1e-5
+    t = fwd[:, :, 2]
+    assert t.abs().max() <= 2.0
+    frac_shifted = (t[:, 0] != 0).float().mean().item()
+    assert abs(frac_shifted - 0.5) < 0.05
+    # rotation only: angles within +-10 degrees
+    rot = AffineDistortion(shear=0, scale=(1, 1), shift=0, p=1.0).sample(
+        1000, torch.Generator().manual_seed(0)
+    )
+    angles = torch.atan2(rot[:, 1, 0], rot[:, 0, 0])
+    assert angles.abs().max() <= math.radians(10) + 1e-6
+    assert angles.abs().max() > math.radians(9)
+
+
+def test_rotation_by_90_degrees_about_centre():
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 4] = 1.0  # right of centre
+    fwd = torch.tensor([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]])  # (x, y) -> (-y, x): right -> down (y grows)
+    out = warp(x, fwd)
+    expected = torch.zeros_like(x)
+    expected[0, 0, 4, 2] = 1.0
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rotation": -1},
+        {"shear": 1.0},
+        {"scale": (1.2, 0.8)},
+        {"scale": (0.0, 1.0)},
+        {"p": 1.5},
+        {"shift": -2},
+    ],
+)
+def test_bad_parameters_raise(kwargs):
+    with pytest.raises(ValueError, match="AffineDistortion"):
+        AffineDistortion(**kwargs)
+
+
+def test_bad_images_raise():
+    with pytest.raises(ValueError, match="float"):
+        AffineDistortion()(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.Generator())
+    with pytest.raises(ValueError, match="one"):
+        warp(torch.zeros(2, 1, 4, 4), torch.zeros(3, 2, 3))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_runs_on_cuda_with_cuda_generator():
+    x = _images().cuda()
+    out = AffineDistortion()(x, torch.Generator(device="cuda").manual_seed(0))
+    assert out.device == x.device and out.shape == x.shape

@@ -1,0 +1,133 @@
+"""The CLI end to end on scikit-learn digits (offline) and on real MNIST with a tiny budget."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from siamese_bench.results import read_csv
+
+TINY = ["--train-pairs", "256", "--episodes", "40", "--no-throughput", "--quiet"]
+
+
+def cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "siamese_bench", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_help_lists_subcommands():
+    r = cli("--help")
+    assert r.returncode == 0
+    for sub in ("run", "ls", "data", "evaluate", "predict", "summarize"):
+        assert sub in r.stdout
+
+
+def test_ls_lists_every_kind():
+    r = cli("ls")
+    assert r.returncode == 0, r.stderr
+    for name in (
+        "mnist",
+        "omniglot",
+        "digits",
+        "vinyals",
+        "lake-runs",
+        "small-cnn",
+        "koch",
+        "conv4",
+        "resnet18",
+        "contrastive",
+        "triplet",
+        "product",
+        "concat",
+        "quick",
+        "smoke",
+    ):
+        assert name in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "listed"),
+    [
+        ("--heads", "nope", "concat, contrastive"),
+        ("--backbones", "nope", "conv4"),
+        ("--preset", "nope", "quick"),
+        ("--protocols", "nope", "vinyals"),
+    ],
+)
+def test_unknown_names_list_the_valid_ones(tmp_path, flag, value, listed):
+    r = cli("run", flag, value, "--out", tmp_path)
+    assert r.returncode == 2
+    assert "unknown" in r.stderr and listed in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_alone_without_gpu_is_a_clear_error(tmp_path):
+    r = cli("run", "--preset", "smoke", "--devices", "cuda", "--out", tmp_path)
+    assert r.returncode == 2 and "use --devices cpu" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_smoke_run_writes_tables_and_resumes(tmp_path):
+    out = tmp_path / "out"
+    devices = "cpu" if torch.cuda.is_available() else "cpu,cuda"
+    r = cli("run", "--preset", "smoke", "--devices", devices, "--out", out, *TINY)
+    assert r.returncode == 0, r.stderr
+    rows = read_csv(out / "accuracy.csv")
+    ok = [x for x in rows if x["status"] == "ok"]
+    assert len(ok) == 4  # 2 heads x (3-way, 5-way)
+    for x in ok:
+        assert 0.0 <= float(x["accuracy"]) <= 1.0 and float(x["ci95"]) > 0
+        assert x["split_hash"] and x["episodes_hash"] and x["git_hash"] and x["torch_version"]
+        assert int(x["episodes"]) == 40
+    # every head of one (way, shot) was scored on the very same episodes
+    for n in ("3", "5"):
+        assert len({x["episodes_hash"] for x in ok if x["n_way"] == n}) == 1
+    if not torch.cuda.is_available():
+        skipped = [x for x in rows if x["status"] == "skipped"]
+        assert len(skipped) == 4 and "CUDA not available" in skipped[0]["error"]
+    assert (out / "summary.md").read_text().count("digits-heldout") >= 4
+    before = (out / "accuracy.csv").read_text()
+    again = cli("run", "--preset", "smoke", "--devices", devices, "--out", out, *TINY[:-1])
+    assert again.returncode == 0, again.stderr
+    assert "already in accuracy.csv, skipped" in again.stderr
+    assert (out / "accuracy.csv").read_text() == before
+
+
+@pytest.mark.realdata
+def test_run_on_real_mnist_tiny_budget(tmp_path, real_data_dir):
+    r = cli(
+        "run",
+        "--protocols",
+        "mnist-heldout",
+        "--backbones",
+        "small-cnn",
+        "--heads",
+        "koch",
+        "--devices",
+        "cpu",
+        "--shots",
+        "1",
+        "--data-dir",
+        real_data_dir,
+        "--out",
+        tmp_path,
+        *TINY,
+    )
+    assert r.returncode == 0, r.stderr
+    (row,) = read_csv(tmp_path / "accuracy.csv")
+    assert row["status"] == "ok" and row["n_way"] == "5" and row["dataset"] == "mnist"
+    assert 0.0 <= float(row["accuracy"]) <= 1.0 and float(row["verification_accuracy"]) > 0
+
+
+@pytest.mark.realdata
+def test_data_verify_end_to_end(real_data_dir, tmp_path):
+    r = cli("data", "verify", "mnist", "omniglot", "--data-dir", real_data_dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert str(real_data_dir) in r.stdout and "sha256" in r.stdout
+    empty = cli("data", "verify", "mnist", "--data-dir", tmp_path)
+    assert empty.returncode == 1 and str(tmp_path) in empty.stdout

@@ -1,0 +1,213 @@
+"""Tests for siamese_bench.evaluate on toy problems with known answers.
+
+A `LookupBackbone` decodes each image's index from its two pixels and returns a fixed embedding from a table,
+so episodes can be built whose answer is known exactly (and a random table gives chance accuracy).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from siamese_bench import evaluate as ev
+from siamese_bench.episodes.episodes import Episodes
+from siamese_bench.episodes.pairs import PairBatch
+from siamese_bench.evaluate import best_threshold, embed_all, evaluate_episodes, verification
+from siamese_bench.heads import HEADS
+from siamese_bench.model import SiameseModel
+
+
+def index_images(n: int) -> torch.Tensor:
+    """(n, 1, 1, 2) uint8 images whose two pixels spell the image index in base 256."""
+    i = torch.arange(n)
+    return torch.stack([i // 256, i % 256], -1).to(torch.uint8).view(n, 1, 1, 2)
+
+
+class LookupBackbone(nn.Module):
+    """(B, 1, 1, 2) float image -> table[image index] (B, D); optional BatchNorm1d after the lookup."""
+
+    def __init__(self, table: torch.Tensor, batchnorm: bool = False) -> None:
+        super().__init__()
+        self.register_buffer("table", table.float())
+        self.out_dim = table.shape[1]
+        self.bn = nn.BatchNorm1d(self.out_dim) if batchnorm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        px = (x * 255).round().long().view(x.shape[0], 2)
+        return self.bn(self.table[px[:, 0] * 256 + px[:, 1]])
+
+
+def lookup_model(table: torch.Tensor, head: str = "contrastive", batchnorm: bool = False) -> SiameseModel:
+    return SiameseModel(LookupBackbone(table, batchnorm), HEADS.get(head)(table.shape[1]))
+
+
+def episodes(support, query, n_way, k_shot, n_query) -> Episodes:
+    support = torch.as_tensor(support, dtype=torch.int64).view(-1, n_way * k_shot)
+    query = torch.as_tensor(query, dtype=torch.int64).view(-1, n_way * n_query)
+    classes = torch.arange(n_way).expand(support.shape[0], n_way).contiguous()
+    return Episodes(support, query, classes, n_way, k_shot, n_query, seed=-1)
+
+
+def naive_correct(model: SiameseModel, images: torch.Tensor, eps: Episodes) -> torch.Tensor:
+    """Brute force: per episode, per query, head.similarity against every shot, mean over the K shots."""
+    n, k, q = eps.n_way, eps.k_shot, eps.n_query
+    out = torch.zeros(eps.support.shape[0], n * q, dtype=torch.bool)
+    model.eval()
+    with torch.no_grad():
+        for e in range(eps.support.shape[0]):
+            for i in range(n * q):
+                qi = images[eps.query[e, i]].float().div(255)[None]
+                scores = []
+                for c in range(n):
+                    shots = images[eps.support[e, c * k : (c + 1) * k]].float().div(255)
+                    eq = model.embed(qi).expand(k, -1)
+                    scores.append(model.head.similarity(eq, model.embed(shots)).mean())
+                out[e, i] = int(torch.stack(scores).argmax()) == i // q
+    return out
+
+
+def test_identical_support_and_query_gives_full_accuracy_with_real_backbone():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (60, 1, 16, 16), dtype=torch.uint8)
+    model = SiameseModel.build("conv4", "contrastive", in_channels=1, image_size=16)
+    idx = torch.randperm(60, generator=torch.Generator().manual_seed(1))[:50].view(10, 5)
+    res = evaluate_episodes(model, images, episodes(idx, idx, 5, 1, 1))
+    assert res.accuracy == 1.0
+    assert res.per_episode.shape == (10,) and res.aggregation == "prototype"
+
+
+def test_random_embeddings_give_chance_accuracy_within_ci():
+    n_img, n_way = 2000, 5
+    table = torch.randn(n_img, 16, generator=torch.Generator().manual_seed(0))
+    model = lookup_model(table)
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, n_img, (600, 2 * n_way), generator=g)
+    res = evaluate_episodes(model, index_images(n_img), episodes(idx[:, :n_way], idx[:, n_way:], n_way, 1, 1))
+    assert abs(res.accuracy - 1 / n_way) <= res.ci95
+    assert 0 < res.ci95 < 0.05
+
+
+def test_prototype_and_mean_score_differ_where_expected():
+    # 1-D embeddings: class 0 shots at 0 and 2 (prototype 1), class 1 shots at 1.5 and 1.5 (prototype 1.5);
+    # query of class 0 at 1.2, query of class 1 at 1.6.
+    table = torch.tensor([[0.0], [2.0], [1.5], [1.5], [1.2], [1.6]])
+    model = lookup_model(table)
+    images = index_images(6)
+    eps = episodes([0, 1, 2, 3], [4, 5], n_way=2, k_shot=2, n_query=1)
+    proto = evaluate_episodes(model, images, eps, aggregation="prototype", return_correct=True)
+    mean = evaluate_episodes(model, images, eps, aggregation="mean-score", return_correct=True)
+    auto = evaluate_episodes(model, images, eps)
+    assert proto.accuracy == 1.0 and proto.aggregation == "prototype"
+    # mean-score: class 0 scores -(1.2 + 0.8) / 2 = -1.0 < -0.3 of class 1 -> query 0 wrong
+    assert mean.accuracy == 0.5 and mean.correct.tolist() == [[False, True]]
+    assert auto.aggregation == "prototype" and auto.accuracy == 1.0
+
+
+def test_prototype_refused_for_probability_heads_and_auto_uses_mean_score():
+    model = lookup_model(torch.randn(8, 4), head="koch")
+    eps = episodes([0, 1, 2, 3], [4, 5], n_way=2, k_shot=2, n_query=1)
+    with pytest.raises(ValueError, match="metric head"):
+        evaluate_episodes(model, index_images(8), eps, aggregation="prototype")
+    assert evaluate_episodes(model, index_images(8), eps).aggregation == "mean-score"
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        evaluate_episodes(model, index_images(8), eps, aggregation="vote")
+
+
+@pytest.mark.parametrize("head", ["koch", "contrastive", "triplet"])
+def test_matches_naive_per_pair_loop_and_chunking(head, monkeypatch):
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (80, 1, 8, 8), dtype=torch.uint8)
+    model = SiameseModel.build("small-cnn", head, in_channels=1, image_size=8)
+    g = torch.Generator().manual_seed(2)
+    idx = torch.stack([torch.randperm(80, generator=g)[:12] for _ in range(6)])  # 3-way 2-shot 2-query
+    eps = episodes(idx[:, :6], idx[:, 6:], n_way=3, k_shot=2, n_query=2)
+    res = evaluate_episodes(model, images, eps, aggregation="mean-score", return_correct=True, batch_size=7)
+    assert torch.equal(res.correct, naive_correct(model, images, eps))
+    monkeypatch.setattr(ev, "SCORE_CHUNK_ELEMENTS", 1)  # one episode per score call
+    again = evaluate_episodes(model, images, eps, aggregation="mean-score", return_correct=True)
+    assert torch.equal(again.correct, res.correct)
+    assert res.accuracy == pytest.approx(res.correct.double().mean().item())
+
+
+def test_evaluation_restores_mode_and_leaves_batchnorm_statistics_alone():
+    model = lookup_model(torch.randn(20, 4, generator=torch.Generator().manual_seed(0)), batchnorm=True)
+    model.train()
+    before = {k: v.clone() for k, v in model.backbone.bn.state_dict().items()}
+    eps = episodes(torch.arange(10).view(2, 5), torch.arange(10, 20).view(2, 5), 5, 1, 1)
+    evaluate_episodes(model, index_images(20), eps)
+    embed_all(model, index_images(20), torch.arange(20))
+    assert model.training and all(m.training for m in model.modules())
+    for k, v in model.backbone.bn.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    model.eval()
+    evaluate_episodes(model, index_images(20), eps)
+    assert not model.training
+
+
+def test_embed_all_shape_values_and_no_grad():
+    table = torch.randn(30, 3)
+    model = lookup_model(table)
+    idx = torch.tensor([5, 0, 29])
+    emb = embed_all(model, index_images(30), idx, batch_size=2)
+    assert emb.shape == (3, 3) and not emb.requires_grad
+    torch.testing.assert_close(emb, table[idx])
+
+
+def test_bad_inputs_raise():
+    model = lookup_model(torch.randn(10, 3))
+    eps = episodes([0, 11], [2, 3], 2, 1, 1)
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        evaluate_episodes(model, index_images(10), eps)
+    with pytest.raises(ValueError, match="uint8"):
+        evaluate_episodes(model, index_images(10).float(), episodes([0, 1], [2, 3], 2, 1, 1))
+    with pytest.raises(ValueError, match="1-D"):
+        embed_all(model, index_images(10), torch.zeros(2, 2, dtype=torch.int64))
+
+
+def test_best_threshold_picks_the_accuracy_maximising_cut():
+    s = torch.tensor([0.1, 0.4, 0.35, 0.8])
+    y = torch.tensor([False, True, False, True])
+    assert best_threshold(s, y) == pytest.approx(0.375)
+    # ties cannot be split: equal values must fall on the same side
+    assert best_threshold(torch.tensor([0.0, 1.0, 1.0]), torch.tensor([False, True, False])) == pytest.approx(
+        0.5
+    )
+    # all same -> a threshold below every value
+    assert best_threshold(torch.tensor([0.3, 0.2]), torch.tensor([True, True])) < 0.2
+
+
+def test_verification_metric_head_uses_threshold_pairs_not_test_pairs():
+    # 1-D embeddings: image i sits at 3 * (i // 2): pairs (2j, 2j+1) are "same" (distance 0), others >= 3
+    table = (torch.arange(40) // 2).float()[:, None] * 3
+    model = lookup_model(table)
+    images = index_images(40)
+    a = torch.arange(0, 20, 2)
+    pairs = PairBatch(torch.cat([a, a]), torch.cat([a + 1, a + 2]), torch.arange(20) < 10)
+    thr_pairs = PairBatch(
+        torch.cat([a + 20, a + 20]), torch.cat([a + 21, (a + 22) % 40]), torch.arange(20) < 10
+    )
+    acc, auc = verification(model, images, pairs, threshold_pairs=thr_pairs)
+    assert acc == 1.0 and auc == 1.0
+    with pytest.raises(ValueError, match="threshold_pairs"):
+        verification(model, images, pairs)
+
+
+def test_verification_probability_head_uses_half_and_sklearn_auc():
+    from sklearn.metrics import roc_auc_score
+
+    torch.manual_seed(0)
+    table = torch.randn(40, 6)
+    model = lookup_model(table, head="koch")
+    images = index_images(40)
+    g = torch.Generator().manual_seed(0)
+    pairs = PairBatch(
+        torch.randint(0, 40, (30,), generator=g),
+        torch.randint(0, 40, (30,), generator=g),
+        torch.arange(30) % 2 == 0,
+    )
+    acc, auc = verification(model, images, pairs)
+    with torch.no_grad():
+        sim = model.head.similarity(table[pairs.a], table[pairs.b])
+    assert acc == pytest.approx(((sim > 0.5) == pairs.same).float().mean().item())
+    assert auc == pytest.approx(roc_auc_score(pairs.same.numpy(), sim.numpy()))

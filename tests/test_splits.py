@@ -1,0 +1,46 @@
+import pytest
+
+from siamese_bench.splits import ClassSplit, SplitPart, by_groups
+
+
+def test_hash_is_stable_and_content_sensitive():
+    parts = (("train", SplitPart("s", ("a", "b"))), ("test", SplitPart("s", ("c",))))
+    a = ClassSplit("x", "d", parts, "classes")
+    assert a.hash == ClassSplit("x", "d", parts, "classes").hash
+    assert len(a.hash) == 16
+    other = ClassSplit(
+        "x", "d", (("train", SplitPart("s", ("a",))), ("test", SplitPart("s", ("c",)))), "classes"
+    )
+    assert other.hash != a.hash
+
+
+def test_shared_class_is_rejected():
+    parts = (("train", SplitPart("s", ("a", "b"))), ("test", SplitPart("s", ("b",))))
+    with pytest.raises(ValueError, match="'train' and 'test' share 1 class"):
+        ClassSplit("x", "d", parts, "classes")
+
+
+def test_rotations_of_one_character_cannot_straddle_parts():
+    parts = (
+        ("train", SplitPart("s", ("A/character01/rot000",))),
+        ("test", SplitPart("s", ("A/character01/rot090",))),
+    )
+    with pytest.raises(ValueError, match="share 1 class"):
+        ClassSplit("x", "d", parts, "classes")
+
+
+def test_group_split_rejects_shared_alphabet():
+    groups = {"A/c1": "A", "A/c2": "A", "B/c1": "B"}
+    parts = (("train", SplitPart("s", ("A/c1",))), ("test", SplitPart("s", ("A/c2", "B/c1"))))
+    with pytest.raises(ValueError, match="share 1 group"):
+        ClassSplit("x", "d", parts, "groups", tuple(groups.items()))
+    ok = by_groups("y", "d", "s", groups, {"train": ("A",), "test": ("B",)})
+    assert ok.part("train").classes == ("A/c1", "A/c2") and ok.part("test").classes == ("B/c1",)
+
+
+def test_empty_part_and_unknown_part():
+    with pytest.raises(ValueError, match="part 'test' has no classes"):
+        ClassSplit("x", "d", (("train", SplitPart("s", ("a",))), ("test", SplitPart("s", ()))), "classes")
+    s = ClassSplit("x", "d", (("train", SplitPart("s", ("a",))),), "classes")
+    with pytest.raises(KeyError, match="has no part 'val'"):
+        s.part("val")

@@ -1,0 +1,239 @@
+"""Tests for siamese_bench.train (and the SiameseModel of siamese_bench.model) on sklearn's 8x8 digits."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from siamese_bench import train as train_mod
+from siamese_bench.datasets.imageset import ImageSet
+from siamese_bench.episodes.episodes import sample_episodes
+from siamese_bench.episodes.index import ClassIndex, gather
+from siamese_bench.episodes.pairs import sample_pairs
+from siamese_bench.evaluate import evaluate_episodes
+from siamese_bench.heads import HEADS
+from siamese_bench.heads.koch import KochHead
+from siamese_bench.model import SiameseModel
+from siamese_bench.train import (
+    NonFiniteLossError,
+    StderrProgress,
+    TrainConfig,
+    compute_only_step,
+    lr_factor,
+    train,
+)
+
+FAST = {"batch_size": 32, "log_every": 64, "val_every": 0}
+
+
+@pytest.fixture(scope="module")
+def digits() -> ImageSet:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = torch.from_numpy((d.images * (255 / 16)).round().astype("uint8"))[:, None]
+    return ImageSet(
+        "digits",
+        images,
+        torch.from_numpy(d.target).long(),
+        tuple(str(i) for i in range(10)),
+        torch.zeros(10, dtype=torch.int64),
+        ("digits",),
+    )
+
+
+@pytest.fixture(scope="module")
+def split(digits):
+    return ClassIndex.build(digits, ["0", "1", "2", "3", "4", "5"]), ClassIndex.build(
+        digits, ["6", "7", "8", "9"]
+    )
+
+
+def make_model(head: str = "koch", seed: int = 0) -> SiameseModel:
+    torch.manual_seed(seed)
+    return SiameseModel.build("small-cnn", head, in_channels=1, image_size=8)
+
+
+def fixed_batch_loss(model, images, index, seed=123, n=256) -> float:
+    batch = sample_pairs(index, n, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        e = model.embed(gather(images, torch.cat([batch.a, batch.b])))
+        return float(model.head.loss(*e.chunk(2), batch.same))
+
+
+def test_training_lowers_the_loss(digits, split):
+    model = make_model()
+    before = fixed_batch_loss(model, digits.images, split[0])
+    res = train(model, digits.images, split[0], TrainConfig(train_pairs=640, lr=3e-3, **FAST))
+    after = fixed_batch_loss(model, digits.images, split[0])
+    assert after < before - 0.03
+    assert res.pairs_seen == 640 and len(res.history) == 10
+    assert all(math.isfinite(loss) and math.isnan(acc) for _, loss, acc in res.history)
+    assert res.history[-1][1] < res.history[0][1]
+    assert math.isnan(res.best_val_accuracy) and res.best_step == 640 and not res.stopped_early
+    assert res.pairs_per_s > 0 and res.seconds > 0
+
+
+def test_triplet_head_trains(digits, split):
+    model = make_model("triplet")
+    res = train(model, digits.images, split[0], TrainConfig(train_pairs=96, batch_size=32, log_every=32))
+    assert res.pairs_seen == 96 and all(math.isfinite(h[1]) for h in res.history)
+
+
+def test_budget_rounds_up_to_whole_batches(digits, split):
+    res = train(make_model(), digits.images, split[0], TrainConfig(train_pairs=70, **FAST))
+    assert res.pairs_seen == 96
+
+
+def _scripted_eval(monkeypatch, accuracies):
+    """Replace validation with scripted accuracies; record the weights seen at each check."""
+    snapshots = []
+
+    class Fake:
+        def __init__(self, acc):
+            self.accuracy = acc
+
+    def fake(model, images, episodes, aggregation="auto"):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return Fake(accuracies[len(snapshots) - 1])
+
+    monkeypatch.setattr(train_mod, "evaluate_episodes", fake)
+    return snapshots
+
+
+def test_best_validation_weights_are_restored(digits, split, monkeypatch):
+    snaps = _scripted_eval(monkeypatch, [0.3, 0.9, 0.5, 0.4])
+    model = make_model()
+    cfg = TrainConfig(train_pairs=128, batch_size=32, val_every=32, log_every=32, val_episodes=5, val_way=4)
+    res = train(model, digits.images, split[0], cfg, val=split[1])
+    assert len(snaps) == 4
+    assert res.best_val_accuracy == 0.9 and res.best_step == 64
+    assert [h[2] for h in res.history] == [0.3, 0.9, 0.5, 0.4]
+    final = model.state_dict()
+    assert all(torch.equal(final[k], snaps[1][k]) for k in final)
+    assert not all(torch.equal(final[k], snaps[3][k]) for k in final)
+
+
+def test_patience_stops_early(digits, split, monkeypatch):
+    snaps = _scripted_eval(monkeypatch, [0.5, 0.4, 0.3, 0.2, 0.1, 0.1])
+    cfg = TrainConfig(train_pairs=192, batch_size=32, val_every=32, log_every=32, patience=2, val_way=4)
+    res = train(make_model(), digits.images, split[0], cfg, val=split[1])
+    assert res.stopped_early and len(snaps) == 3 and res.pairs_seen == 96
+    assert res.best_val_accuracy == 0.5 and res.best_step == 32
+
+
+def test_real_validation_episodes_and_restored_accuracy(digits, split):
+    model = make_model()
+    cfg = TrainConfig(train_pairs=128, batch_size=32, val_every=64, log_every=32, val_episodes=40, val_way=4)
+    res = train(model, digits.images, split[0], cfg, val=split[1])
+    eps = sample_episodes(split[1], 4, 1, 1, 40, seed=cfg.seed + 2)
+    assert evaluate_episodes(model, digits.images, eps).accuracy == res.best_val_accuracy
+    assert model.training  # validation restored train mode
+    # frozen Episodes are accepted as val too, with the same result
+    res2 = train(make_model(), digits.images, split[0], cfg, val=eps)
+    assert res2.best_val_accuracy == res.best_val_accuracy and res2.best_step == res.best_step
+
+
+class NaNHead(KochHead):
+    def loss(self, ea, eb, same):
+        return super().loss(ea, eb, same) * float("nan")
+
+
+def test_nan_loss_raises(digits, split):
+    backbone = make_model().backbone
+    model = SiameseModel(backbone, NaNHead(backbone.out_dim))
+    with pytest.raises(NonFiniteLossError, match="nan"):
+        train(model, digits.images, split[0], TrainConfig(train_pairs=64, **FAST))
+
+
+def test_same_seed_same_weights_different_seed_different(digits, split):
+    cfg = TrainConfig(train_pairs=96, distort=True, schedule="step", optimizer="sgd", lr=0.05, **FAST)
+    models = [make_model(seed=0) for _ in range(3)]
+    train(models[0], digits.images, split[0], cfg)
+    train(models[1], digits.images, split[0], cfg)
+    train(models[2], digits.images, split[0], TrainConfig(**{**cfg.__dict__, "seed": 1}))
+    a, b, c = (m.state_dict() for m in models)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_bf16_and_channels_last_run(digits, split):
+    cfg = TrainConfig(train_pairs=64, amp="bf16", channels_last=True, **FAST)
+    res = train(make_model(), digits.images, split[0], cfg)
+    assert math.isfinite(res.history[-1][1])
+
+
+def test_progress_callback_and_stderr_printer(digits, split):
+    calls = []
+    train(
+        make_model(),
+        digits.images,
+        split[0],
+        TrainConfig(train_pairs=128, **FAST),
+        progress=lambda *a: calls.append(a),
+    )
+    assert [c[0] for c in calls] == [64, 128] and all(c[1] == 128 for c in calls)
+    assert all(math.isfinite(c[2]) and c[3] > 0 for c in calls)
+    out = io.StringIO()
+    printer = StderrProgress(min_interval=100.0, stream=out)
+    printer(64, 128, 0.5, 1000.0)
+    printer(96, 128, 0.4, 1000.0)  # throttled
+    printer(128, 128, 0.3, 1000.0)  # the final line always prints
+    assert (
+        out.getvalue()
+        == "\r64/128 pairs  loss 0.5000  1,000 pairs/s\r128/128 pairs  loss 0.3000  1,000 pairs/s\n"
+    )
+
+
+def test_compute_only_step_lowers_loss_on_a_fixed_batch(digits, split):
+    model = make_model()
+    batch = sample_pairs(split[0], 64, torch.Generator().manual_seed(0))
+    x = gather(digits.images, torch.cat([batch.a, batch.b]))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = [float(compute_only_step(model, x, (batch.same,), opt)) for _ in range(15)]
+    assert losses[-1] < losses[0]
+
+
+def test_lr_schedules():
+    assert lr_factor("cosine", 0, 100) == 1.0
+    assert lr_factor("cosine", 50, 100) == pytest.approx(0.5)
+    assert [lr_factor("step", s, 100) for s in (0, 49, 50, 74, 75)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    assert lr_factor("none", 99, 100) == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"optimizer": "rmsprop"},
+        {"schedule": "linear"},
+        {"amp": "fp16"},
+        {"lr": 0},
+        {"batch_size": 0},
+        {"patience": -1},
+        {"val_way": 1},
+        {"sampling": "custom"},
+        {"hard_negatives": 2.0},
+    ],
+)
+def test_bad_config_raises(kwargs):
+    with pytest.raises(ValueError, match="TrainConfig"):
+        TrainConfig(**kwargs)
+
+
+def test_bad_inputs_raise(digits, split):
+    with pytest.raises(ValueError, match="uint8"):
+        train(make_model(), digits.images.float(), split[0], TrainConfig(**FAST))
+    with pytest.raises(ValueError, match="val must be"):
+        train(make_model(), digits.images, split[0], TrainConfig(**FAST), val="val")
+    with pytest.raises(ValueError, match="lacks"):
+        SiameseModel(make_model().backbone, torch.nn.Linear(2, 2))
+
+
+def test_model_build_uses_registries():
+    model = SiameseModel.build("small-cnn", "contrastive", in_channels=1, image_size=8, margin=2.0)
+    assert model.head.dim == model.backbone.out_dim == 84 and model.metric and model.objective == "pair"
+    assert isinstance(model.head, HEADS.get("contrastive"))
+    assert model(torch.rand(3, 1, 8, 8)).shape == (3, 84)
