@@ -8,6 +8,7 @@ same episodes.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from siamese_bench.evaluate import evaluate_episodes, verification
 from siamese_bench.model import SiameseModel
 from siamese_bench.protocols.base import Protocol
 from siamese_bench.summary import per_episode_path
-from siamese_bench.train import StderrProgress, TrainConfig, train
+from siamese_bench.train import StderrProgress, TrainConfig, TrainResult, train
 
 VERIFICATION_PAIRS = 2000  # balanced held-out pairs for verification accuracy and ROC-AUC
 TEST_SEED_OFFSET = 1_000  # test episodes use seed + 1000, so they never coincide with validation draws
@@ -111,7 +112,7 @@ class CellRunner:
             tcfg = TrainConfig(
                 lr=grid.lr,
                 batch_size=grid.batch_size,
-                train_pairs=grid.train_pairs,
+                train_pairs=max(grid.train_pairs, 1),
                 distort=grid.distort,
                 val_every=grid.val_every,
                 val_episodes=grid.val_episodes,
@@ -141,7 +142,10 @@ class CellRunner:
                     val = dataclasses.replace(val, support=val.support + off, query=val.query + off)
                 val = val.to(device)
             progress = None if cfg.quiet else StderrProgress()
-            result = train(model, images, train_index, tcfg, val=val, progress=progress)
+            if grid.train_pairs > 0 and any(p.requires_grad for p in model.parameters()):
+                result = train(model, images, train_index, tcfg, val=val, progress=progress)
+            else:  # --train-pairs 0 (random init) or a parameter-free baseline (pixels + l2/cosine)
+                result = TrainResult(0, 0.0, math.nan, math.nan, 0, (), False)
             del images
             if not cfg.quiet:
                 print(file=sys.stderr)

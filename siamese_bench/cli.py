@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shots", type=_csv(int), help="K of K-shot episodes, e.g. 1,5")
     run.add_argument("--episodes", type=int, help="test episodes per cell (default: the protocol's, >= 1000)")
     run.add_argument("--seeds", type=_csv(int), help="training and episode seeds, e.g. 0,1,2")
-    run.add_argument("--train-pairs", type=int, help="training budget in pairs (triplets for triplet heads)")
+    run.add_argument(
+        "--train-pairs",
+        type=int,
+        help="training budget in pairs (triplets for triplet heads); 0 = evaluate without training",
+    )
     run.add_argument("--batch-size", type=int, help="training pairs per step")
     run.add_argument("--lr", type=float, help="learning rate")
     run.add_argument("--distort", action="store_true", help="Koch-style affine distortions while training")
@@ -84,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
     for name, text in (("verify", "check the files: counts and checksums"), ("fetch", "download (online)")):
         p = dsub.add_parser(name, help=text)
-        p.add_argument("datasets", nargs="*", help="datasets (default: all of mnist omniglot omniglot-runs omniglot-vinyals digits)")
+        p.add_argument(
+            "datasets",
+            nargs="*",
+            help="datasets (default: all of mnist omniglot omniglot-runs omniglot-vinyals digits)",
+        )
         _add_data_dir(p)
 
     ev = sub.add_parser("evaluate", help="evaluate a saved checkpoint on a protocol's test episodes")
@@ -106,6 +114,32 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="cpu")
     pr.add_argument(
         "--invert", action="store_true", help="invert images (dark ink on white -> bright on dark)"
+    )
+
+    rp = sub.add_parser(
+        "reproduce",
+        help="re-run a committed results directory and compare cell by cell",
+        description="Re-runs the configuration recorded in RESULTS/config.json into a fresh directory and "
+        "compares: an accuracy reproduces when it lies within the recorded 95% CI and the test episodes are "
+        "bit-identical; throughput is reported as a ratio. Exit 1 when a cell does not reproduce.",
+    )
+    rp.add_argument(
+        "results", type=Path, nargs="?", default=Path("results/quick"), help="default: results/quick"
+    )
+    rp.add_argument("--protocols", type=_csv(str), help="only these protocols")
+    rp.add_argument("--backbones", type=_csv(str), help="only these backbones")
+    rp.add_argument("--heads", type=_csv(str), help="only these heads")
+    rp.add_argument("--devices", type=_csv(str), help="only these devices")
+    rp.add_argument("--seeds", type=_csv(int), help="only these seeds")
+    rp.add_argument("--ways", type=_csv(int), help="only these N-way settings")
+    rp.add_argument("--no-throughput", action="store_true", help="skip the throughput comparison")
+    rp.add_argument("--out", type=Path, help="where the new run goes (default: a temporary directory)")
+    rp.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_data_dir(rp)
+
+    rd = sub.add_parser("readme", help="regenerate the README's results table from results/*/accuracy.csv")
+    rd.add_argument(
+        "--check", action="store_true", help="exit 1 if the README is out of date, change nothing"
     )
 
     sm = sub.add_parser("summarize", help="regenerate summary.md from a results directory's CSVs")

@@ -124,3 +124,17 @@ def predict(args) -> int:
 
 def eprint(*a) -> None:
     print(*a, file=sys.stderr, flush=True)
+
+
+@_guard
+def reproduce(args) -> int:
+    from siamese_bench import reproduce as rep
+
+    return rep.command(args)
+
+
+@_guard
+def readme(args) -> int:
+    from siamese_bench import readme_table
+
+    return readme_table.command(args)

@@ -7,7 +7,7 @@ head's `score(q (E, NQ, D), s (E, S, D)) -> (E, NQ, S)`, so no pair ever goes th
 K > 1 aggregation:
   "mean-score"  score every query against every shot, average the K scores of each class;
   "prototype"   score every query against each class's mean embedding (metric heads only: for heads whose
-                score is a learned probability, a mean embedding has no meaning);
+                score is a learned log-odds of "same", a mean embedding has no meaning);
   "auto"        "prototype" for metric heads, "mean-score" otherwise.
 The prediction is the argmax over the N classes (ties go to the lowest class index).
 
@@ -122,7 +122,7 @@ def resolve_aggregation(aggregation: str, metric: bool) -> str:
     if aggregation == "prototype" and not metric:
         raise ValueError(
             "aggregation 'prototype' needs a metric head (score = -distance); this head scores pairs with a "
-            "learned probability, for which a mean embedding is meaningless: use 'mean-score' or 'auto'"
+            "learned log-odds, for which a mean embedding is meaningless: use 'mean-score' or 'auto'"
         )
     return aggregation
 
@@ -238,7 +238,7 @@ def verification(
 
     Returns (accuracy, roc_auc). ROC-AUC (sklearn.metrics.roc_auc_score) uses the head's similarity and needs
     no threshold. Accuracy predicts "same" when similarity > threshold:
-      probability heads (head.metric False): threshold 0.5;
+      probability heads (head.metric False; similarity = log-odds of same): threshold 0, i.e. P(same) > 0.5;
       metric heads (similarity = -distance, no natural cut): the threshold maximising accuracy on the
         separate `threshold_pairs` batch (e.g. drawn from the validation classes), never on `pairs`
         themselves, so the accuracy is not optimistically biased. Required for metric heads.
@@ -259,7 +259,7 @@ def verification(
                 _pair_similarity(model, images, threshold_pairs, batch_size), threshold_pairs.same
             )
         else:
-            threshold = 0.5
+            threshold = 0.0  # log-odds 0 = probability 0.5
     same = pairs.same.reshape(-1).to(sim.device).bool()
     accuracy = float(((sim > threshold) == same).float().mean())
     y = same.cpu().numpy()

@@ -78,3 +78,61 @@ PRESETS.register("smoke")(
         throughput_batch_sizes=(64,),
     )
 )
+
+_SEEDS = (0, 1, 2)
+_BASELINE = dict(backbones=("pixels",), heads=("l2", "cosine"), seeds=(0,), train_pairs=0)
+
+PRESETS.register("standard")(
+    Preset(
+        "standard",
+        "every CPU-sized protocol: small-cnn / conv4 x koch / contrastive / triplet, 3 seeds, plus the pixel "
+        "1-NN baselines; about two hours on a 2-core CPU",
+        (
+            Grid(
+                ("mnist-heldout",),
+                ("small-cnn", "conv4"),
+                _HEADS,
+                shots=(1, 5),
+                seeds=_SEEDS,
+                train_pairs=30_000,
+            ),
+            Grid(("vinyals",), ("conv4",), _HEADS, seeds=_SEEDS, train_pairs=40_000),
+            Grid(("lake-runs",), ("conv4",), _HEADS, seeds=_SEEDS, train_pairs=40_000),
+            Grid(("mnist-heldout",), shots=(1, 5), **_BASELINE),
+            Grid(("vinyals",), **_BASELINE),
+            Grid(("lake-runs",), **_BASELINE),
+        ),
+    )
+)
+
+PRESETS.register("paper")(
+    Preset(
+        "paper",
+        "GPU budget: the koch backbone at 105x105 on koch2015 and conv4 on vinyals with Koch-style distortions "
+        "and long training (run when a GPU is available)",
+        (
+            Grid(
+                ("koch2015", "lake-runs"),
+                ("koch",),
+                _HEADS,
+                seeds=_SEEDS,
+                train_pairs=1_500_000,
+                lr=1e-4,
+                distort=True,
+                val_every=50_000,
+                val_episodes=500,
+            ),
+            Grid(
+                ("vinyals",),
+                ("conv4", "resnet18"),
+                _HEADS,
+                seeds=_SEEDS,
+                train_pairs=2_000_000,
+                val_every=100_000,
+                val_episodes=500,
+            ),
+        ),
+        devices=("cuda",),
+        throughput_batch_sizes=(128, 512),
+    )
+)

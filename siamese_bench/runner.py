@@ -105,6 +105,8 @@ def config_from_args(args) -> RunConfig:
         for k in g.shots or ():
             if k < 1:
                 raise UserError(f"--shots {k}: K must be at least 1")
+        if g.train_pairs < 0:
+            raise UserError(f"--train-pairs {g.train_pairs}: must be >= 0 (0 = evaluate without training)")
         if g.batch_size < 2 or g.batch_size % 2:
             raise UserError(f"--batch-size {g.batch_size}: must be even (half positive, half negative pairs)")
     devices = args.devices or preset.devices
@@ -215,7 +217,7 @@ def base_row(group: dict, n_way: int, k_shot: int) -> dict:
     }
 
 
-def run(config: RunConfig) -> int:
+def run(config: RunConfig, print_summary: bool = True) -> int:
     from siamese_bench.cell import CellRunner
     from siamese_bench.protocols.published import published_lookup
     from siamese_bench.summary import write_summary
@@ -275,7 +277,7 @@ def run(config: RunConfig) -> int:
         wall = time.perf_counter() - start
         write_json(config.out / "config.json", _config_doc(config, wall))
         summary = write_summary(config.out, published_lookup())
-    if not config.quiet:
+    if print_summary and not config.quiet:
         print(summary.read_text())
     _log(config, f"wrote {config.out}/accuracy.csv, throughput.csv, summary.md in {wall:.0f} s")
     return 0
@@ -283,7 +285,8 @@ def run(config: RunConfig) -> int:
 
 def _config_doc(config: RunConfig, wall: float | None) -> dict:
     doc = dataclasses.asdict(config)
-    doc["out"] = str(config.out)
+    out = config.out.resolve()
+    doc["out"] = str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out)
     doc["data_dir"] = str(config.data_dir) if config.data_dir else None
     doc["environment"] = provenance.environment()
     doc["wall_seconds"] = None if wall is None else round(wall, 1)

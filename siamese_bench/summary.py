@@ -29,6 +29,10 @@ def _pct(x: float, digits: int = 1) -> str:
     return "–" if math.isnan(x) else f"{100 * x:.{digits}f}"
 
 
+def _num(x: float, fmt: str) -> str:
+    return "–" if math.isnan(x) else format(x, fmt)
+
+
 def per_episode_path(out: Path, row: dict) -> Path:
     """Where the runner stores a cell's per-episode correctness (E, N*Q) bool tensor."""
     name = "_".join(
@@ -77,8 +81,8 @@ def accuracy_table(rows: list[dict], published: dict | None = None) -> str:
             _pct(std),
             str(len(rs)),
             _pct(sum(_f(r, "verification_accuracy") for r in rs) / len(rs)),
-            f"{sum(_f(r, 'roc_auc') for r in rs) / len(rs):.3f}",
-            f"{sum(_f(r, 'train_pairs_per_s') for r in rs) / len(rs):.0f}",
+            _num(sum(_f(r, "roc_auc") for r in rs) / len(rs), ".3f"),
+            _num(sum(_f(r, "train_pairs_per_s") for r in rs) / len(rs), ".0f"),
         ]
         if published is not None:
             line += [
@@ -193,16 +197,18 @@ def failures(rows: list[dict]) -> str:
 
 
 def plot(out_dir: Path, rows: list[dict]) -> Path | None:
-    """Accuracy against training throughput, one point per ok cell (needs the `plot` extra)."""
+    """Accuracy against training throughput, one point per ok cell with a positive training throughput
+    (untrained cells, e.g. --train-pairs 0 or the parameter-free pixels + l2/cosine baselines, have none and
+    are left out; no plot when no cell remains). Needs the `plot` extra."""
+    ok = [r for r in rows if r["status"] == "ok" and _f(r, "train_pairs_per_s") > 0]  # NaN > 0 is False
+    if not ok:
+        return None
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return None
-    ok = [r for r in rows if r["status"] == "ok"]
-    if not ok:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in ok:

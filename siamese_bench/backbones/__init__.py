@@ -8,6 +8,7 @@ attribute (D). Registered names:
     koch        Koch, Zemel & Salakhutdinov 2015 Omniglot Siamese network (koch.py), D = 4096
     conv4       4 x [conv 3x3 64, BN, ReLU, maxpool 2] (conv4.py), D = 64 * (image_size // 16) ** 2
     resnet18/34/50  torchvision ResNets adapted to in_channels and small images (resnet.py), D = 512 / 2048
+    pixels      flattened raw pixels, no parameters (pixels.py), D = in_channels * image_size ** 2
 
 Images are assumed square (image_size x image_size).
 """
@@ -58,6 +59,6 @@ def check_args(name: str, in_channels: int, image_size: int, min_size: int) -> N
         )
 
 
-from siamese_bench.backbones import conv4, koch, resnet, small_cnn  # noqa: E402  (they register themselves)
+from siamese_bench.backbones import conv4, koch, pixels, resnet, small_cnn  # noqa: E402  (they register themselves)
 
-__all__ = ["BACKBONES", "check_args", "check_images", "conv4", "koch", "resnet", "small_cnn"]
+__all__ = ["BACKBONES", "check_args", "check_images", "conv4", "koch", "pixels", "resnet", "small_cnn"]

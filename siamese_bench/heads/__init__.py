@@ -8,6 +8,8 @@ Registry `HEADS` maps a name to a factory `(dim: int, **options) -> Head` (see b
     triplet      squared Euclidean, triplet loss + mining (FaceNet 2015) triplet    True
     product      ea * eb -> MLP -> logit, BCE                            pair       False
     concat       cat(ea, eb) -> MLP -> 2 logits, cross-entropy (asym.)   pair       False
+    l2           -squared Euclidean distance, no parameters (eval only)  pair       True
+    cosine       cosine similarity, no parameters (eval only)            pair       True
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from siamese_bench.registry import Registry
 
 HEADS: Registry[Callable[..., Head]] = Registry("head")
 
-from siamese_bench.heads import concat, contrastive, koch, product, triplet  # noqa: E402  (self-registering)
+from siamese_bench.heads import concat, contrastive, koch, nearest, product, triplet  # noqa: E402  (self-registering)
 from siamese_bench.heads.base import Head  # noqa: E402
 
-__all__ = ["HEADS", "Head", "concat", "contrastive", "koch", "product", "triplet"]
+__all__ = ["HEADS", "Head", "concat", "contrastive", "koch", "nearest", "product", "triplet"]

@@ -2,7 +2,7 @@
 
     logits = Linear(hidden, 2)(ReLU(Linear(2 * dim, hidden)(cat(ea, eb))))     (hidden default 128)
     loss   = cross-entropy with class 1 = same class (target same.long())
-    similarity = softmax(logits)[:, 1]
+    similarity = logits[:, 1] - logits[:, 0]  (log-odds of same class; P(same) = sigmoid of it = softmax[:, 1])
 
 NOT symmetric: similarity(ea, eb) != similarity(eb, ea) in general, because the first layer weighs the two
 halves differently. score(q, s) always puts the query first: score[e, i, j] = similarity(q[e, i], s[e, j]).
@@ -24,7 +24,7 @@ from siamese_bench.heads.base import Head
 
 @HEADS.register("concat")
 class ConcatHead(Head):
-    """(B, D), (B, D) -> 2 logits (B, 2) from cat(ea, eb); similarity = P(same) (asymmetric)."""
+    """(B, D), (B, D) -> 2 logits (B, 2) from cat(ea, eb); similarity = log-odds of same (asymmetric)."""
 
     objective = "pair"
     metric = False
@@ -47,9 +47,10 @@ class ConcatHead(Head):
         return F.cross_entropy(self.logits(ea, eb), same.long())
 
     def similarity(self, ea: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
-        """(B, D), (B, D) -> (B,) probability that ea and eb are of the same class."""
+        """(B, D), (B, D) -> (B,) log-odds that ea and eb are of the same class."""
         self.check_embeddings(ea, eb)
-        return self.logits(ea, eb).softmax(-1)[:, 1]
+        logits = self.logits(ea, eb)
+        return logits[:, 1] - logits[:, 0]
 
     def score(self, q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """q (E, Q, D), s (E, S, D) -> (E, Q, S) with score[e, i, j] = similarity(q[e, i], s[e, j])."""
@@ -64,5 +65,6 @@ class ConcatHead(Head):
         out = []
         for start in range(0, E, chunk):
             h = F.relu(ha[start : start + chunk, :, None] + hb[start : start + chunk, None])  # (e, Q, S, H)
-            out.append(self.fc2(h).softmax(-1)[..., 1])
+            logits = self.fc2(h)
+            out.append(logits[..., 1] - logits[..., 0])
         return torch.cat(out) if out else q.new_empty(0, Q, S)

@@ -2,7 +2,7 @@
 
     logit = Linear(hidden, 1)(ReLU(Linear(dim, hidden)(ea * eb)))     (hidden default 128)
     loss  = BCE with logits, target same (True = same class)
-    similarity = sigmoid(logit)
+    similarity = logit (log-odds of same class; P(same) = sigmoid(logit), which saturates in float32)
 
 Symmetric in (ea, eb). score uses the generic chunked implementation of Head.
 """
@@ -19,7 +19,7 @@ from siamese_bench.heads.base import Head
 
 @HEADS.register("product")
 class ProductHead(Head):
-    """(B, D), (B, D) -> logit (B,) from ea * eb; similarity = sigmoid(logit)."""
+    """(B, D), (B, D) -> logit (B,) from ea * eb; similarity = logit."""
 
     objective = "pair"
     metric = False
@@ -41,9 +41,9 @@ class ProductHead(Head):
         return F.binary_cross_entropy_with_logits(self.logits(ea, eb), same.to(ea.dtype))
 
     def similarity(self, ea: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
-        """(B, D), (B, D) -> (B,) probability of same class."""
+        """(B, D), (B, D) -> (B,) log-odds of same class (sigmoid gives the probability)."""
         self.check_embeddings(ea, eb)
-        return torch.sigmoid(self.logits(ea, eb))
+        return self.logits(ea, eb)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, hidden={self.hidden}"

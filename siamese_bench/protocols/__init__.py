@@ -12,6 +12,12 @@ def register(protocol: Protocol) -> Protocol:
 
 
 # Each module registers its protocol on import.
-from siamese_bench.protocols import digits_heldout, lake_runs, mnist_heldout, vinyals  # noqa: E402,F401
+from siamese_bench.protocols import (  # noqa: E402,F401
+    digits_heldout,
+    koch2015,
+    lake_runs,
+    mnist_heldout,
+    vinyals,
+)
 
 __all__ = ["PROTOCOLS", "Protocol", "register"]

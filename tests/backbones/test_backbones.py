@@ -25,7 +25,7 @@ def _out(model, batch, in_channels, size):
 
 
 def test_registry_names():
-    assert BACKBONES.names() == ["conv4", "koch", "resnet18", "resnet34", "resnet50", "small-cnn"]
+    assert BACKBONES.names() == ["conv4", "koch", "pixels", "resnet18", "resnet34", "resnet50", "small-cnn"]
 
 
 @pytest.mark.parametrize(

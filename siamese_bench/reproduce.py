@@ -1,0 +1,150 @@
+"""`python -m siamese_bench reproduce [results/<preset>]`: re-run a committed results directory and compare.
+
+The recorded configuration (config.json) is run again into a fresh directory; then, cell by cell, an
+accuracy reproduces when |new - recorded| <= the recorded 95% CI half-width, and the test episodes must be
+bit-identical (same episodes hash). Throughput is reported as new / recorded, never pass/fail (it depends
+on the machine). Exit code 1 when a cell does not reproduce or a recorded cell cannot be run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+from pathlib import Path
+
+from siamese_bench.presets import Grid
+from siamese_bench.results import CELL_KEY, THROUGHPUT_KEY, key_of, read_csv
+
+
+def load_config(results_dir: Path):
+    """The RunConfig recorded in results_dir/config.json (with tuples restored)."""
+    from siamese_bench.runner import RunConfig
+
+    path = Path(results_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found; point at a results directory written by `run` (e.g. results/quick)"
+        )
+    doc = json.loads(path.read_text())
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    kw = {k: v for k, v in doc.items() if k in fields}
+    kw["grids"] = tuple(
+        Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()}) for g in doc["grids"]
+    )
+    for k in ("devices", "throughput_batch_sizes"):
+        kw[k] = tuple(kw[k])
+    kw["out"] = Path(kw["out"])
+    kw["data_dir"] = Path(kw["data_dir"]) if kw.get("data_dir") else None
+    return RunConfig(**kw)
+
+
+def restrict(config, protocols=None, backbones=None, heads=None, devices=None, seeds=None, ways=None):
+    """Only the named cells: each argument, when given, keeps the grid entries it lists."""
+
+    def keep(values, wanted):
+        return tuple(v for v in values if wanted is None or v in wanted)
+
+    grids = []
+    for g in config.grids:
+        g2 = dataclasses.replace(
+            g,
+            protocols=keep(g.protocols, protocols),
+            backbones=keep(g.backbones, backbones),
+            heads=keep(g.heads, heads),
+            seeds=keep(g.seeds, seeds),
+            ways=keep(g.ways, ways) if g.ways is not None else g.ways,
+        )
+        if g2.protocols and g2.backbones and g2.heads and g2.seeds and (g2.ways is None or g2.ways):
+            grids.append(g2)
+    if not grids:
+        raise ValueError("the restriction leaves no cell to reproduce; check the names against accuracy.csv")
+    devs = keep(config.devices, None if devices is None else {*devices, *(d + "?" for d in devices)})
+    return dataclasses.replace(config, grids=tuple(grids), devices=devs or config.devices)
+
+
+def compare(recorded_dir: Path, new_dir: Path, cells: set | None = None) -> tuple[list[list[str]], bool]:
+    """(table rows, all reproduced) comparing recorded accuracy.csv rows with the new run's."""
+    new = {key_of(r, CELL_KEY): r for r in read_csv(Path(new_dir) / "accuracy.csv")}
+    rows, ok_all = [], True
+    for old in read_csv(Path(recorded_dir) / "accuracy.csv"):
+        k = key_of(old, CELL_KEY)
+        if cells is not None and k not in cells:
+            continue
+        if old["status"] == "skipped":
+            continue
+        label = f"{old['protocol']} {old['backbone']}+{old['head']} {old['device']} {old['n_way']}w{old['k_shot']}s seed {old['seed']}"
+        r = new.get(k)
+        if r is None or r["status"] != "ok":
+            ok_all = False
+            why = "not run" if r is None else f"{r['status']}: {r['error']}"
+            rows.append([label, old["accuracy"], "–", "–", "–", f"FAIL ({why})"])
+            continue
+        a_old, a_new, ci = float(old["accuracy"]), float(r["accuracy"]), float(old["ci95"] or "nan")
+        same_eps = old["episodes_hash"] == r["episodes_hash"]
+        passed = same_eps and not math.isnan(ci) and abs(a_new - a_old) <= ci
+        ok_all &= passed
+        verdict = "ok" if passed else ("FAIL (episodes differ)" if not same_eps else "FAIL (outside CI)")
+        rows.append(
+            [
+                label,
+                f"{100 * a_old:.2f}",
+                f"{100 * a_new:.2f}",
+                f"±{100 * ci:.2f}",
+                f"{float(r['train_pairs_per_s']) / float(old['train_pairs_per_s']):.2f}x",
+                verdict,
+            ]
+        )
+    return rows, ok_all
+
+
+def throughput_ratios(recorded_dir: Path, new_dir: Path) -> list[list[str]]:
+    new = {key_of(r, THROUGHPUT_KEY): r for r in read_csv(Path(new_dir) / "throughput.csv")}
+    out = []
+    for old in read_csv(Path(recorded_dir) / "throughput.csv"):
+        r = new.get(key_of(old, THROUGHPUT_KEY))
+        if r is None or r["status"] != "ok" or old["status"] != "ok":
+            continue
+        out.append(
+            [f"{old['backbone']}+{old['head']} {old['device']} b{old['batch_size']}"]
+            + [
+                f"{float(r[c]) / float(old[c]):.2f}x"
+                for c in ("train_pairs_per_s", "eval_images_per_s", "eval_episodes_per_s")
+            ]
+        )
+    return out
+
+
+def command(args) -> int:
+    from siamese_bench import runner
+    from siamese_bench.summary import _table
+
+    config = load_config(args.results)
+    config = restrict(config, args.protocols, args.backbones, args.heads, args.devices, args.seeds, args.ways)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="siamese_bench_reproduce_"))
+    config = dataclasses.replace(
+        config,
+        out=out,
+        quiet=args.quiet,
+        throughput=not args.no_throughput,
+        data_dir=args.data_dir or config.data_dir,
+    )
+    runner.run(config, print_summary=False)
+    cells = {key_of(base, CELL_KEY) for base in _cell_rows(config)}
+    rows, ok = compare(args.results, out, cells)
+    print(_table(["cell", "recorded %", "now %", "recorded CI", "train speed now/recorded", "verdict"], rows))
+    thr = throughput_ratios(args.results, out) if config.throughput else []
+    if thr:
+        print()
+        print(_table(["throughput cell", "train pairs/s", "eval images/s", "eval episodes/s"], thr))
+    print(f"\n{'all cells reproduced' if ok else 'SOME CELLS DID NOT REPRODUCE'} (new run in {out})")
+    return 0 if ok else 1
+
+
+def _cell_rows(config):
+    from siamese_bench.runner import base_row, expand
+
+    for group in expand(config):
+        for n, k in group["cells"]:
+            yield base_row(group, n, k)

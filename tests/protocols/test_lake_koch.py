@@ -1,0 +1,56 @@
+"""Real-data tests of the Omniglot protocols `lake-runs` (at 28x28: the same 400 official trials as at
+105x105) and `koch2015` (random 20-way 1-shot episodes within one run alphabet)."""
+
+import pytest
+import torch
+
+from siamese_bench.episodes.episodes import sample_episodes
+from siamese_bench.episodes.index import ClassIndex
+from siamese_bench.protocols import PROTOCOLS
+from siamese_bench.splits import LAKE_RUN_ALPHABETS
+
+pytestmark = pytest.mark.realdata
+
+
+def test_protocol_fields():
+    lake, koch = PROTOCOLS.get("lake-runs"), PROTOCOLS.get("koch2015")
+    assert (lake.version, lake.image_size, lake.dataset) == (1, 28, "omniglot")
+    assert (koch.id, koch.image_size, koch.dataset) == ("koch2015@v1", 105, "omniglot")
+    assert (koch.ways, koch.shots, koch.n_query, koch.episodes) == ((20,), (1,), 1, 1000)
+    assert koch.within_group and koch.fixed_episodes is None and "Koch" in koch.description
+
+
+def test_lake_runs_at_28_are_the_same_trials_as_at_105(real_data_dir, omniglot, omniglot28):
+    p = PROTOCOLS.get("lake-runs")
+    split28, split105 = p.split(omniglot28, real_data_dir), p.split(omniglot, real_data_dir)
+    assert split28.hash == split105.hash
+    ep28 = p.fixed_episodes(omniglot28, split28, real_data_dir, 20, 1)
+    ep105 = p.fixed_episodes(omniglot, split105, real_data_dir, 20, 1)
+    assert ep28.support.shape == (20, 20) and ep28.query.shape == (20, 20)  # 400 trials
+    for name in ("support", "query", "classes"):
+        assert torch.equal(getattr(ep28, name), getattr(ep105, name)), name
+    ev28 = omniglot28["evaluation"]
+    assert tuple(ev28.image_shape) == (1, 28, 28)
+    assert torch.equal(ev28.labels[ep28.query], ep28.classes)  # query j answers support j
+
+
+def test_koch2015_test_episodes_within_one_run_alphabet(real_data_dir, omniglot):
+    p = PROTOCOLS.get("koch2015")
+    split = p.split(omniglot, real_data_dir)
+    assert split.hash == PROTOCOLS.get("lake-runs").split(omniglot, real_data_dir).hash
+    part = split.part("test")
+    ds = omniglot[part.subset]
+    index = ClassIndex.build(ds, part.classes, name="koch2015/test")
+    ep = sample_episodes(
+        index, 20, 1, p.n_query, 200, seed=0, within_group=p.within_group, split_hash=split.hash
+    )
+    assert ep.support.shape == (200, 20) and ep.query.shape == (200, 20)
+    groups = ds.groups[ep.classes]  # (E, 20)
+    assert bool((groups == groups[:, :1]).all())  # every episode within one alphabet
+    alphabets = {ds.group_names[int(g)] for g in groups[:, 0]}
+    assert alphabets <= set(LAKE_RUN_ALPHABETS) and len(alphabets) > 1
+    assert set(ep.classes.flatten().tolist()) <= set(ds.class_ids(part.classes).tolist())
+    assert torch.equal(ds.labels[ep.support], ep.classes) and torch.equal(ds.labels[ep.query], ep.classes)
+    assert not bool((ep.support == ep.query).any())
+    val_alphabets = {c.split("/")[0] for c in split.part("val").classes}
+    assert len(val_alphabets) == 10 and not val_alphabets & set(LAKE_RUN_ALPHABETS)

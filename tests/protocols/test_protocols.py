@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from siamese_bench.protocols import PROTOCOLS
+from siamese_bench.protocols.published import published_lookup, published_rows
+from siamese_bench.splits import LAKE_RUN_ALPHABETS
+from siamese_bench.summary import accuracy_table
+
+
+def test_every_protocol_is_versioned_and_described():
+    assert {"mnist-heldout", "vinyals", "lake-runs", "digits-heldout"} <= set(PROTOCOLS.names())
+    for name in PROTOCOLS.names():
+        p = PROTOCOLS.get(name)
+        assert p.version >= 1 and p.description and p.id == f"{name}@v{p.version}"
+
+
+def test_offline_splits_are_pinned():
+    for name in ("mnist-heldout", "digits-heldout"):
+        p = PROTOCOLS.get(name)
+        a, b = p.split(None, None), p.split(None, None)
+        assert a.hash == b.hash
+        test = set(a.part("test").classes)
+        assert not test & set(a.part("train").classes)
+
+
+def test_published_numbers_carry_source_and_protocol():
+    rows = published_rows()
+    assert all(r["cite"] and r["table"] and r["protocol"] in PROTOCOLS or r["protocol"] == "mnist-transfer" for r in rows)
+    lookup = published_lookup()
+    assert lookup[("lake-runs", 20, 1)][0] == 92.0
+    assert lookup[("vinyals", 20, 1)][0] == 88.0 and lookup[("vinyals", 5, 1)][0] == 96.7
+    protonet = [r for r in rows if r["method"] == "Prototypical Nets" and r["n_way"] == "20" and r["k_shot"] == "1"]
+    assert protonet[0]["accuracy_pct"] == "96.0"
+
+
+def _row(protocol, n_way, acc):
+    return dict(protocol=protocol, backbone="conv4", head="koch", device="cpu", dtype="float32", n_way=str(n_way),
+                k_shot="1", accuracy=str(acc), ci95="0.01", verification_accuracy="", roc_auc="",
+                train_pairs_per_s="1", status="ok")
+
+
+def test_published_numbers_only_beside_the_same_protocol():
+    table = accuracy_table([_row("vinyals", 20, 0.9), _row("mnist-heldout", 5, 0.5)], published_lookup())
+    vin = next(line for line in table.splitlines() if line.startswith("| vinyals"))
+    mn = next(line for line in table.splitlines() if line.startswith("| mnist-heldout"))
+    assert "88.0" in vin and "+2.0" in vin
+    assert mn.rstrip(" |").endswith("– | –")
+
+
+@pytest.mark.realdata
+def test_lake_runs_are_the_400_official_trials(real_data_dir, omniglot):
+    p = PROTOCOLS.get("lake-runs")
+    split = p.split(omniglot, real_data_dir)
+    ep = p.fixed_episodes(omniglot, split, real_data_dir, 20, 1)
+    assert ep.support.shape == (20, 20) and ep.query.shape == (20, 20)  # 400 test trials
+    ev = omniglot["evaluation"]
+    test_classes = set(ev.class_ids(split.part("test").classes).tolist())
+    assert set(ep.classes.flatten().tolist()) <= test_classes
+    alphabets = {ev.group_names[int(g)] for g in ev.groups[ep.classes.flatten()]}
+    assert alphabets <= set(LAKE_RUN_ALPHABETS)
+    val_alphabets = {c.split("/")[0] for c in split.part("val").classes}
+    assert not val_alphabets & set(LAKE_RUN_ALPHABETS) and len(val_alphabets) == 10
+    assert torch.equal(ev.labels[ep.query], ep.classes)  # query j answers support j
+    with pytest.raises(ValueError, match="20-way 1-shot only"):
+        p.fixed_episodes(omniglot, split, real_data_dir, 5, 1)

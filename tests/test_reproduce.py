@@ -1,0 +1,59 @@
+"""`reproduce` on a small subset of the committed quick preset, and the README's generated results table."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from siamese_bench import readme_table
+from siamese_bench.reproduce import compare, load_config, restrict
+from siamese_bench.results import read_csv, write_csv, ACCURACY_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = REPO / "results" / "quick"
+
+
+def test_committed_quick_config_round_trips():
+    config = load_config(QUICK)
+    assert config.preset == "quick" and len(config.grids) == 2
+    sub = restrict(config, protocols={"mnist-heldout"}, heads={"contrastive"})
+    assert [g.heads for g in sub.grids] == [("contrastive",)]
+    with pytest.raises(ValueError, match="leaves no cell"):
+        restrict(config, heads={"nope"})
+
+
+def test_compare_flags_a_cell_outside_the_ci_and_changed_episodes(tmp_path):
+    rows = [r for r in read_csv(QUICK / "accuracy.csv") if r["status"] == "ok"][:2]
+    write_csv(tmp_path / "accuracy.csv", rows, ACCURACY_COLUMNS)
+    table, ok = compare(QUICK, tmp_path, None)
+    assert not ok  # the cells missing from the new run cannot be reproduced
+    keys = {(r["protocol"], r["head"], r["n_way"]) for r in rows}
+    ok_rows = [t for t in table if t[-1] == "ok"]
+    assert len(ok_rows) == len(keys)
+    moved = [dict(r, accuracy=str(float(r["accuracy"]) + 2 * float(r["ci95"]))) for r in rows]
+    moved[1]["episodes_hash"] = "0" * 16
+    write_csv(tmp_path / "accuracy.csv", moved, ACCURACY_COLUMNS)
+    verdicts = [t[-1] for t in compare(QUICK, tmp_path, None)[0]]
+    assert "FAIL (outside CI)" in verdicts and "FAIL (episodes differ)" in verdicts
+
+
+@pytest.mark.realdata
+def test_reproduce_a_quick_subset_on_cpu(real_data_dir, tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "siamese_bench", "reproduce", str(QUICK), "--protocols", "mnist-heldout",
+         "--heads", "contrastive", "--devices", "cpu", "--no-throughput", "--quiet", "--out", str(tmp_path),
+         "--data-dir", str(real_data_dir)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all cells reproduced" in r.stdout
+    old = next(x for x in read_csv(QUICK / "accuracy.csv") if x["head"] == "contrastive" and x["protocol"] == "mnist-heldout")
+    (new,) = read_csv(tmp_path / "accuracy.csv")
+    assert new["episodes_hash"] == old["episodes_hash"]  # bit-identical test episodes
+    assert abs(float(new["accuracy"]) - float(old["accuracy"])) <= float(old["ci95"])
+
+
+def test_readme_results_section_matches_the_csvs():
+    readme = (REPO / "README.md").read_text()
+    assert readme_table.render(readme) == readme, "run `python -m siamese_bench readme` to regenerate it"

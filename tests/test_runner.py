@@ -1,0 +1,81 @@
+"""The runner: resume after an interruption, error rows, CUDA skip rows (in-process, on digits)."""
+
+import argparse
+
+import pytest
+
+from siamese_bench import cell, runner
+from siamese_bench.cli import build_parser
+from siamese_bench.results import read_csv
+
+
+def config(tmp_path, *extra):
+    args = build_parser().parse_args(
+        ["run", "--preset", "smoke", "--out", str(tmp_path), "--train-pairs", "128", "--episodes", "20",
+         "--no-throughput", "--quiet", "--devices", "cpu", *extra]
+    )
+    return runner.config_from_args(args)
+
+
+def test_interrupted_run_keeps_finished_cells_and_resumes(tmp_path, monkeypatch):
+    real = cell.CellRunner.run_group
+
+    def interrupted(self, group, cells):
+        for i, row in enumerate(real(self, group, cells)):
+            if group["head"] == "contrastive" and i == 1:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of the second group
+            yield row
+
+    monkeypatch.setattr(cell.CellRunner, "run_group", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(config(tmp_path))
+    first = read_csv(tmp_path / "accuracy.csv")
+    assert len(first) == 3 and all(r["status"] == "ok" for r in first)
+    assert not list(tmp_path.glob(".*.tmp"))  # no half-written temp file left
+    monkeypatch.setattr(cell.CellRunner, "run_group", real)
+    runner.run(config(tmp_path))
+    rows = read_csv(tmp_path / "accuracy.csv")
+    assert len(rows) == 4
+    assert rows[:3] == first  # finished cells were skipped, not re-run
+
+
+def test_a_failing_group_becomes_error_rows_and_the_run_goes_on(tmp_path, monkeypatch):
+    from siamese_bench.train import NonFiniteLossError
+
+    real_train = cell.train
+
+    def train(model, *a, **k):
+        if model.head.metric:
+            raise NonFiniteLossError("training loss became nan")
+        return real_train(model, *a, **k)
+
+    monkeypatch.setattr(cell, "train", train)
+    runner.run(config(tmp_path))
+    rows = read_csv(tmp_path / "accuracy.csv")
+    bad = [r for r in rows if r["head"] == "contrastive"]
+    good = [r for r in rows if r["head"] == "koch"]
+    assert len(bad) == 2 and all(r["status"] == "error" and "NonFiniteLossError" in r["error"] for r in bad)
+    assert len(good) == 2 and all(r["status"] == "ok" for r in good)
+    assert "NonFiniteLossError" in (tmp_path / "summary.md").read_text()
+    # --retry-failed re-runs only the error rows
+    monkeypatch.setattr(cell, "train", real_train)
+    runner.run(config(tmp_path, "--retry-failed"))
+    assert all(r["status"] == "ok" for r in read_csv(tmp_path / "accuracy.csv"))
+
+
+def test_impossible_way_is_an_error_row_naming_the_limit(tmp_path):
+    runner.run(config(tmp_path, "--ways", "6", "--heads", "koch"))
+    (row,) = read_csv(tmp_path / "accuracy.csv")
+    assert row["status"] == "error" and "6" in row["error"] and "5" in row["error"]
+
+
+def test_odd_batch_size_is_refused(tmp_path):
+    from siamese_bench.commands import UserError
+
+    with pytest.raises(UserError, match="must be even"):
+        config(tmp_path, "--batch-size", "7")
+
+
+def test_cli_namespace_defaults_are_complete():
+    args = build_parser().parse_args(["run"])
+    assert isinstance(args, argparse.Namespace) and args.preset == "quick"
