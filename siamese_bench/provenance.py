@@ -16,13 +16,14 @@ _REPO = Path(__file__).resolve().parents[1]
 
 @cache
 def git_hash() -> str:
-    """The checkout's commit (suffixed "-dirty" with uncommitted changes), or "unknown" outside git."""
+    """The checkout's commit, suffixed "-dirty" when the package code (siamese_bench/) has uncommitted
+    changes, or "unknown" outside git."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "siamese_bench"],
             cwd=_REPO,
             capture_output=True,
             text=True,
