@@ -193,7 +193,7 @@ def test_verification_metric_head_uses_threshold_pairs_not_test_pairs():
         verification(model, images, pairs)
 
 
-def test_verification_probability_head_uses_half_and_sklearn_auc():
+def test_verification_probability_head_uses_log_odds_zero_and_sklearn_auc():
     from sklearn.metrics import roc_auc_score
 
     torch.manual_seed(0)
@@ -209,5 +209,58 @@ def test_verification_probability_head_uses_half_and_sklearn_auc():
     acc, auc = verification(model, images, pairs)
     with torch.no_grad():
         sim = model.head.similarity(table[pairs.a], table[pairs.b])
-    assert acc == pytest.approx(((sim > 0.5) == pairs.same).float().mean().item())
+    # similarity is the log-odds of same class: threshold 0 (= probability 0.5)
+    assert acc == pytest.approx(((sim > 0) == pairs.same).float().mean().item())
+    assert acc == pytest.approx(((torch.sigmoid(sim.double()) > 0.5) == pairs.same).float().mean().item())
     assert auc == pytest.approx(roc_auc_score(pairs.same.numpy(), sim.numpy()))
+
+
+def saturated_koch_model(table: torch.Tensor, bias: float = 200.0) -> SiameseModel:
+    """A koch head with logit = bias - |ea - eb|_1: float32 sigmoid is exactly 1.0 for any logit > ~17."""
+    model = lookup_model(table, head="koch")
+    with torch.no_grad():
+        model.head.fc.weight.fill_(-1.0)
+        model.head.fc.bias.fill_(bias)
+    return model
+
+
+@pytest.mark.parametrize("k_shot", [1, 2])
+def test_saturated_but_distinct_logits_still_rank_correctly(k_shot):
+    # Regression: with probabilities as scores, every support of a confident head scored exactly 1.0 in float32,
+    # the argmax always picked class 0 and accuracy fell to chance. The log-odds keep the ranking.
+    n_way, n_query, n_ep, d = 5, 2, 8, 8
+    g = torch.Generator().manual_seed(0)
+    per_class = k_shot + n_query
+    protos = torch.randn(n_ep, n_way, 1, d, generator=g)
+    table = (protos + 0.01 * torch.randn(n_ep, n_way, per_class, d, generator=g)).reshape(-1, d)
+    model = saturated_koch_model(table)
+    idx = torch.arange(table.shape[0]).view(n_ep, n_way, per_class)
+    eps = episodes(idx[:, :, :k_shot].contiguous(), idx[:, :, k_shot:].contiguous(), n_way, k_shot, n_query)
+    # premise: every (query, support) logit is saturated (> 30, sigmoid exactly 1.0) yet the true class wins
+    with torch.no_grad():
+        logits = model.head.score(table[eps.query], table[eps.support])  # (E, N*Q, N*K)
+    assert bool((logits > 30).all()) and bool((torch.sigmoid(logits) == 1.0).all())
+    per_class_score = logits.view(n_ep, n_way * n_query, n_way, k_shot).mean(3)
+    labels = torch.arange(n_way).repeat_interleave(n_query)
+    assert torch.equal(per_class_score.argmax(-1), labels.expand(n_ep, -1))
+    top2 = per_class_score.topk(2, dim=-1).values
+    assert bool((top2[..., 0] > top2[..., 1]).all())  # distinct: no ties
+    res = evaluate_episodes(model, index_images(table.shape[0]), eps, return_correct=True)
+    assert res.aggregation == "mean-score"
+    assert res.accuracy == 1.0 and bool(res.correct.all())
+
+
+def test_verification_auc_uses_saturated_log_odds():
+    # all logits > 30 (sigmoid exactly 1.0): threshold 0 calls every pair "same", but the AUC still sees the
+    # ranking of the log-odds (same pairs are closer), which probabilities would have flattened into ties.
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(20, 8, generator=g)
+    table[1::2] = table[0::2] + 0.01 * torch.randn(10, 8, generator=g)  # (2j, 2j+1) are near-duplicates
+    model = saturated_koch_model(table)
+    a = torch.arange(0, 20, 2)
+    pairs = PairBatch(torch.cat([a, a]), torch.cat([a + 1, (a + 2) % 20]), torch.arange(20) < 10)
+    with torch.no_grad():
+        sim = model.head.similarity(table[pairs.a], table[pairs.b])
+    assert bool((sim > 30).all()) and bool((torch.sigmoid(sim) == 1.0).all())
+    acc, auc = verification(model, index_images(20), pairs)
+    assert acc == 0.5 and auc == 1.0

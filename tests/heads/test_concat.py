@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from siamese_bench.heads import HEADS
@@ -36,14 +37,17 @@ def test_loss_and_similarity_match_naive_loop():
     g = torch.Generator().manual_seed(1)
     ea, eb = torch.randn(7, 4, generator=g).double(), torch.randn(7, 4, generator=g).double()
     same = torch.rand(7, generator=g) < 0.5
-    total, probs = 0.0, []
+    total, log_odds, probs = 0.0, [], []
     for i in range(7):
         z0, z1 = _naive_logits(h, ea[i], eb[i])
         lse = math.log(math.exp(z0) + math.exp(z1))
         total += lse - (z1 if same[i] else z0)
+        log_odds.append(z1 - z0)
         probs.append(math.exp(z1 - lse))
     torch.testing.assert_close(h.loss(ea, eb, same), torch.tensor(total / 7, dtype=torch.float64))
-    torch.testing.assert_close(h.similarity(ea, eb), torch.tensor(probs, dtype=torch.float64))
+    # similarity is the log-odds of same class (z1 - z0); its sigmoid is softmax[:, 1], the loss's P(same)
+    torch.testing.assert_close(h.similarity(ea, eb), torch.tensor(log_odds, dtype=torch.float64))
+    torch.testing.assert_close(torch.sigmoid(h.similarity(ea, eb)), torch.tensor(probs, dtype=torch.float64))
 
 
 def test_not_symmetric():
@@ -64,6 +68,51 @@ def test_score_equals_similarity_pairwise_query_first():
         for i in range(3):
             for j in range(5):
                 torch.testing.assert_close(out[e, i, j], h.similarity(q[e, i : i + 1], s[e, j : j + 1])[0])
+
+
+@pytest.mark.parametrize("c", [100.0, -100.0])
+def test_score_ranks_correctly_when_softmax_saturates(c):
+    # float32 head wired so the hidden layer is (relu(q - s), relu(s - q)) and logits = (-c, c - |q - s|_1):
+    # log-odds = 2c - |q - s|_1 around +-200, where the float32 softmax of "same" is exactly 1.0 / 0.0. The
+    # log-odds must still rank the nearest support first.
+    d = 8
+    h = ConcatHead(d, hidden=2 * d)
+    eye = torch.eye(d)
+    with torch.no_grad():
+        h.fc1.weight.copy_(torch.cat([torch.cat([eye, -eye], 1), torch.cat([-eye, eye], 1)]))
+        h.fc1.bias.zero_()
+        h.fc2.weight.copy_(torch.stack([torch.zeros(2 * d), -torch.ones(2 * d)]))
+        h.fc2.bias.copy_(torch.tensor([-c, c]))
+    g = torch.Generator().manual_seed(4)
+    E, Q, S = 3, 4, 5
+    s = torch.randn(E, S, d, generator=g)
+    target = torch.randint(0, S, (E, Q), generator=g)
+    q = s[torch.arange(E)[:, None], target] + 0.01 * torch.randn(E, Q, d, generator=g)
+    with torch.no_grad():
+        out = h.score(q, s)
+        qq = q[:, :, None].expand(E, Q, S, d).reshape(-1, d)
+        ss = s[:, None].expand(E, Q, S, d).reshape(-1, d)
+        softmax_same = torch.softmax(h.logits(qq, ss), -1)[:, 1]
+    assert out.dtype == torch.float32
+    assert bool((softmax_same == (1.0 if c > 0 else 0.0)).all())  # saturated: ties as probabilities
+    expected = torch.tensor(
+        [
+            [
+                [(lambda z: z[1] - z[0])(_naive_logits(h, q[e, i], s[e, j])) for j in range(S)]
+                for i in range(Q)
+            ]
+            for e in range(E)
+        ],
+        dtype=torch.float32,
+    )
+    torch.testing.assert_close(out, expected)
+    for e in range(E):
+        for i in range(Q):
+            for j in range(S):
+                torch.testing.assert_close(out[e, i, j], h.similarity(q[e, i : i + 1], s[e, j : j + 1])[0])
+    assert torch.equal(out.argmax(-1), target)
+    top2 = out.topk(2, dim=-1).values
+    assert bool((top2[..., 0] > top2[..., 1]).all())  # no ties
 
 
 def test_gradients_finite_at_identical_embeddings():
