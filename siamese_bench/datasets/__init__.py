@@ -4,7 +4,8 @@
     load_dataset("mnist", image_size=32)
 
 Names: "mnist" -> {"train", "test"}; "omniglot" -> {"background", "evaluation"}; "omniglot-vinyals" ->
-{"vinyals"} (rotated set; image_size None means 28); "digits" -> {"all"}.
+{"vinyals"} (rotated set; image_size None means 28); "digits" -> {"all"}; "omniglot-mnist" ->
+{"background", "evaluation", "mnist-test"} (for transfer; image_size None means 28).
 `verify(name, data_dir)`, `verify_all(data_dir, names)` -> list[VerifyReport], `fetch(names, data_dir)`
 (downloads what is missing, then verifies) and `format_report(reports)`; verify names: VERIFY_NAMES.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from siamese_bench.datasets import digits, lake_runs, mnist, omniglot, vinyals
+from siamese_bench.datasets import digits, lake_runs, mnist, omniglot, omniglot_mnist, vinyals
 from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.datasets.store import (
     DatasetMissingError,
@@ -32,6 +33,7 @@ DATASETS.register("mnist")(mnist.load_mnist)
 DATASETS.register("omniglot")(omniglot.load_omniglot)
 DATASETS.register("omniglot-vinyals")(vinyals.load_vinyals)
 DATASETS.register("digits")(digits.load_digits)
+DATASETS.register("omniglot-mnist")(omniglot_mnist.load_omniglot_mnist)
 
 # verify/fetch names -> (module with verify(data_dir), files to fetch under <data dir>/<folder>)
 _CHECKS = {

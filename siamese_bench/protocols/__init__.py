@@ -17,6 +17,8 @@ from siamese_bench.protocols import (  # noqa: E402,F401
     koch2015,
     lake_runs,
     mnist_heldout,
+    mnist_pairs,
+    mnist_transfer,
     vinyals,
 )
 

@@ -63,3 +63,17 @@ def test_lake_runs_are_the_400_official_trials(real_data_dir, omniglot):
     assert torch.equal(ev.labels[ep.query], ep.classes)  # query j answers support j
     with pytest.raises(ValueError, match="20-way 1-shot only"):
         p.fixed_episodes(omniglot, split, real_data_dir, 5, 1)
+
+
+@pytest.mark.realdata
+def test_mnist_transfer_trains_on_omniglot_and_tests_on_mnist(real_data_dir):
+    from siamese_bench.datasets import load_dataset
+
+    p = PROTOCOLS.get("mnist-transfer")
+    data = load_dataset(p.dataset, real_data_dir, p.image_size)
+    split = p.split(data, real_data_dir)
+    assert [split.part(k).subset for k in ("train", "val", "test")] == ["background", "evaluation", "mnist-test"]
+    assert split.part("test").classes == tuple(str(d) for d in range(10))
+    assert len(split.part("train").classes) == 964 and len(split.part("val").classes) < 659
+    assert not {c.split("/")[0] for c in split.part("val").classes} & set(LAKE_RUN_ALPHABETS)
+    assert data["mnist-test"].images.shape == (10000, 1, 28, 28) and data["background"].image_shape == (1, 28, 28)
