@@ -8,7 +8,7 @@ import pytest
 
 from siamese_bench import readme_table
 from siamese_bench.reproduce import compare, load_config, restrict
-from siamese_bench.results import read_csv, write_csv, ACCURACY_COLUMNS
+from siamese_bench.results import ACCURACY_COLUMNS, read_csv, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "results" / "quick"
@@ -41,14 +41,36 @@ def test_compare_flags_a_cell_outside_the_ci_and_changed_episodes(tmp_path):
 @pytest.mark.realdata
 def test_reproduce_a_quick_subset_on_cpu(real_data_dir, tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "siamese_bench", "reproduce", str(QUICK), "--protocols", "mnist-heldout",
-         "--heads", "contrastive", "--devices", "cpu", "--no-throughput", "--quiet", "--out", str(tmp_path),
-         "--data-dir", str(real_data_dir)],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "siamese_bench",
+            "reproduce",
+            str(QUICK),
+            "--protocols",
+            "mnist-heldout",
+            "--heads",
+            "contrastive",
+            "--devices",
+            "cpu",
+            "--no-throughput",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+            "--data-dir",
+            str(real_data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "all cells reproduced" in r.stdout
-    old = next(x for x in read_csv(QUICK / "accuracy.csv") if x["head"] == "contrastive" and x["protocol"] == "mnist-heldout")
+    old = next(
+        x
+        for x in read_csv(QUICK / "accuracy.csv")
+        if x["head"] == "contrastive" and x["protocol"] == "mnist-heldout"
+    )
     (new,) = read_csv(tmp_path / "accuracy.csv")
     assert new["episodes_hash"] == old["episodes_hash"]  # bit-identical test episodes
     assert abs(float(new["accuracy"]) - float(old["accuracy"])) <= float(old["ci95"])

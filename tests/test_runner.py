@@ -11,8 +11,22 @@ from siamese_bench.results import read_csv
 
 def config(tmp_path, *extra):
     args = build_parser().parse_args(
-        ["run", "--preset", "smoke", "--out", str(tmp_path), "--train-pairs", "128", "--episodes", "20",
-         "--no-throughput", "--quiet", "--devices", "cpu", *extra]
+        [
+            "run",
+            "--preset",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--train-pairs",
+            "128",
+            "--episodes",
+            "20",
+            "--no-throughput",
+            "--quiet",
+            "--devices",
+            "cpu",
+            *extra,
+        ]
     )
     return runner.config_from_args(args)
 

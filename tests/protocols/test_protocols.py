@@ -25,18 +25,35 @@ def test_offline_splits_are_pinned():
 
 def test_published_numbers_carry_source_and_protocol():
     rows = published_rows()
-    assert all(r["cite"] and r["table"] and r["protocol"] in PROTOCOLS or r["protocol"] == "mnist-transfer" for r in rows)
+    assert all(
+        r["cite"] and r["table"] and r["protocol"] in PROTOCOLS or r["protocol"] == "mnist-transfer"
+        for r in rows
+    )
     lookup = published_lookup()
     assert lookup[("lake-runs", 20, 1)][0] == 92.0
     assert lookup[("vinyals", 20, 1)][0] == 88.0 and lookup[("vinyals", 5, 1)][0] == 96.7
-    protonet = [r for r in rows if r["method"] == "Prototypical Nets" and r["n_way"] == "20" and r["k_shot"] == "1"]
+    protonet = [
+        r for r in rows if r["method"] == "Prototypical Nets" and r["n_way"] == "20" and r["k_shot"] == "1"
+    ]
     assert protonet[0]["accuracy_pct"] == "96.0"
 
 
 def _row(protocol, n_way, acc):
-    return dict(protocol=protocol, backbone="conv4", head="koch", device="cpu", dtype="float32", n_way=str(n_way),
-                k_shot="1", accuracy=str(acc), ci95="0.01", verification_accuracy="", roc_auc="",
-                train_pairs_per_s="1", status="ok")
+    return dict(
+        protocol=protocol,
+        backbone="conv4",
+        head="koch",
+        device="cpu",
+        dtype="float32",
+        n_way=str(n_way),
+        k_shot="1",
+        accuracy=str(acc),
+        ci95="0.01",
+        verification_accuracy="",
+        roc_auc="",
+        train_pairs_per_s="1",
+        status="ok",
+    )
 
 
 def test_published_numbers_only_beside_the_same_protocol():
@@ -72,8 +89,16 @@ def test_mnist_transfer_trains_on_omniglot_and_tests_on_mnist(real_data_dir):
     p = PROTOCOLS.get("mnist-transfer")
     data = load_dataset(p.dataset, real_data_dir, p.image_size)
     split = p.split(data, real_data_dir)
-    assert [split.part(k).subset for k in ("train", "val", "test")] == ["background", "evaluation", "mnist-test"]
+    assert [split.part(k).subset for k in ("train", "val", "test")] == [
+        "background",
+        "evaluation",
+        "mnist-test",
+    ]
     assert split.part("test").classes == tuple(str(d) for d in range(10))
     assert len(split.part("train").classes) == 964 and len(split.part("val").classes) < 659
     assert not {c.split("/")[0] for c in split.part("val").classes} & set(LAKE_RUN_ALPHABETS)
-    assert data["mnist-test"].images.shape == (10000, 1, 28, 28) and data["background"].image_shape == (1, 28, 28)
+    assert data["mnist-test"].images.shape == (10000, 1, 28, 28) and data["background"].image_shape == (
+        1,
+        28,
+        28,
+    )
