@@ -131,3 +131,26 @@ def test_data_verify_end_to_end(real_data_dir, tmp_path):
     assert str(real_data_dir) in r.stdout and "sha256" in r.stdout
     empty = cli("data", "verify", "mnist", "--data-dir", tmp_path)
     assert empty.returncode == 1 and str(tmp_path) in empty.stdout
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_smoke_run_on_cuda_with_bf16(tmp_path):
+    r = cli(
+        "run",
+        "--preset",
+        "smoke",
+        "--devices",
+        "cuda",
+        "--amp",
+        "bf16",
+        "--channels-last",
+        "--out",
+        tmp_path,
+        *TINY,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = read_csv(tmp_path / "accuracy.csv")
+    assert rows and all(
+        x["status"] == "ok" and x["device"] == "cuda" and x["dtype"] == "bfloat16-amp" for x in rows
+    )

@@ -1,0 +1,102 @@
+"""Checkpoints from `run --checkpoints`, and the `evaluate` / `predict` commands on them (digits, offline)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from siamese_bench import checkpoint, runner
+from siamese_bench.cli import build_parser
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--preset",
+            "smoke",
+            "--out",
+            str(out),
+            "--train-pairs",
+            "256",
+            "--episodes",
+            "20",
+            "--devices",
+            "cpu",
+            "--no-throughput",
+            "--quiet",
+            "--checkpoints",
+            "--save-pairs",
+            "8",
+            "--heads",
+            "koch,contrastive",
+        ]
+    )
+    runner.run(runner.config_from_args(args))
+    return out
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "siamese_bench", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_checkpoint_round_trip_and_pair_pictures(ckpt_dir):
+    path = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_koch_cpu_seed0.pt"
+    model, meta = checkpoint.load(path)
+    assert meta["backbone"] == "small-cnn" and meta["head"] == "koch" and meta["image_size"] == 8
+    assert not model.training
+    pngs = sorted((ckpt_dir / "pairs").glob("*.png"))
+    assert len(pngs) == 4 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_evaluate_command(ckpt_dir):
+    r = cli(
+        "evaluate",
+        "--checkpoint",
+        ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt",
+        "--episodes",
+        "30",
+        "--ways",
+        "3",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "3-way 1-shot: accuracy" in r.stdout and "prototype" in r.stdout
+
+
+def test_predict_recovers_gallery_images(ckpt_dir, tmp_path):
+    d = load_digits()
+    gallery = tmp_path / "gallery"
+    for c in (5, 6, 7):
+        idx = np.flatnonzero(d.target == c)[:3]
+        (gallery / str(c)).mkdir(parents=True)
+        for i in idx:
+            Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).save(gallery / str(c) / f"{i}.png")
+    # a query identical to a gallery image of class 6: its own class must win
+    query = next((gallery / "6").iterdir())
+    r = cli(
+        "predict",
+        "--checkpoint",
+        ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt",
+        "--gallery",
+        gallery,
+        query,
+    )
+    assert r.returncode == 0, r.stderr
+    path, label, score = r.stdout.strip().split("\t")
+    assert path == str(query) and label == "6" and float(score) <= 0
+
+
+def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
+    r = cli("evaluate", "--checkpoint", tmp_path / "nope.pt")
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    r = cli("predict", "--checkpoint", bad, "--gallery", tmp_path, bad)
+    assert r.returncode == 2 and "not a readable checkpoint" in r.stderr
