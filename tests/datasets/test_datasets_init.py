@@ -10,7 +10,7 @@ from siamese_bench.registry import UnknownNameError
 
 
 def test_registry_names():
-    assert ds.DATASETS.names() == ["digits", "mnist", "omniglot", "omniglot-vinyals"]
+    assert ds.DATASETS.names() == ["digits", "mnist", "omniglot", "omniglot-mnist", "omniglot-vinyals"]
 
 
 def test_load_dataset_digits_and_unknown():
