@@ -3,7 +3,7 @@
 Each number is the median of `repeats` timed runs after one warm-up run, with the device synchronised
 before every clock read: training pairs/s through the real training loop (sampling, gather, one forward
 over both sides, backward, step), evaluation images/s (embedding in eval mode) and 20-way 1-shot
-evaluation episodes/s (embed-once scoring). Peak memory is CUDA's max_memory_allocated (empty on CPU).
+evaluation episodes/s (embed-once scoring); parameter-free baselines have no training speed (empty). Peak memory is CUDA's max_memory_allocated (empty on CPU).
 """
 
 from __future__ import annotations
@@ -82,13 +82,16 @@ def measure(
         )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        train_t = _timed(lambda: train(model, ds.images, index, cfg), device, repeats)
+        trainable = any(p.requires_grad for p in model.parameters())
+        train_t = _timed(lambda: train(model, ds.images, index, cfg), device, repeats) if trainable else None
         every = torch.arange(n, device=device)
         embed_t = _timed(lambda: embed_all(model, ds.images, every), device, repeats)
         ep = sample_episodes(index.to("cpu"), 20, 1, 1, eval_episodes, seed=0).to(device)
         eval_t = _timed(lambda: evaluate_episodes(model, ds.images, ep), device, repeats)
         row.update(
-            train_pairs_per_s=bs * steps / statistics.median(train_t),
+            train_pairs_per_s=bs * steps / statistics.median(train_t)
+            if train_t
+            else None,  # None: nothing to train
             eval_images_per_s=n / statistics.median(embed_t),
             eval_episodes_per_s=eval_episodes / statistics.median(eval_t),
             peak_memory_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
