@@ -164,7 +164,7 @@ def throughput_table(rows: list[dict]) -> str:
                 r["dtype"],
                 r["image_size"],
                 r["batch_size"],
-                f"{_f(r, 'train_pairs_per_s'):.0f}",
+                _num(_f(r, "train_pairs_per_s"), ".0f"),
                 f"{_f(r, 'eval_images_per_s'):.0f}",
                 f"{_f(r, 'eval_episodes_per_s'):.1f}",
                 "–" if math.isnan(mem) else f"{mem:.0f}",
