@@ -17,6 +17,7 @@ import torch
 
 from siamese_bench import provenance
 from siamese_bench.datasets import load_dataset
+from siamese_bench.datasets.store import DatasetMissingError, DownloadError
 from siamese_bench.episodes.episodes import Episodes, episodes_fingerprint, sample_episodes
 from siamese_bench.episodes.index import ClassIndex
 from siamese_bench.episodes.pairs import sample_pairs
@@ -156,6 +157,8 @@ class CellRunner:
                 self.save_checkpoint(
                     model, {**group, "in_channels": channels, "image_size": size}, tcfg, split
                 )
+        except (DatasetMissingError, DownloadError):
+            raise  # missing data stops the whole run with one message: no error rows that a resume would skip
         except Exception as exc:  # the whole group failed: one error row per cell, the run goes on
             msg = error_text(exc)
             for n, k in cells:

@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoints", action="store_true", help="save each trained model under OUT/checkpoints"
     )
     run.add_argument("--save-pairs", type=int, default=0, metavar="N", help="PNG grid of N evaluated pairs")
+    run.add_argument("--offline", action="store_true", help="never download missing datasets; fail instead")
     run.add_argument("--retry-failed", action="store_true", help="re-run cells whose row says error")
     run.add_argument("--out", type=Path, help="output directory (default: results/<preset>/)")
     run.add_argument("--quiet", action="store_true", help="no progress output")

@@ -14,9 +14,9 @@ class UserError(Exception):
 
 
 def _user_errors():
-    from siamese_bench.datasets.store import DatasetMissingError
+    from siamese_bench.datasets.store import DatasetMissingError, DownloadError
 
-    return (UserError, UnknownNameError, DatasetMissingError, FileNotFoundError, ValueError)
+    return (UserError, UnknownNameError, DatasetMissingError, DownloadError, FileNotFoundError, ValueError)
 
 
 def _guard(fn):

@@ -137,6 +137,7 @@ def config_from_args(args) -> RunConfig:
         save_pairs=args.save_pairs,
         retry_failed=args.retry_failed,
         quiet=args.quiet,
+        download=not getattr(args, "offline", False),
     )
 
 

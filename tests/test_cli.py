@@ -154,3 +154,36 @@ def test_smoke_run_on_cuda_with_bf16(tmp_path):
     assert rows and all(
         x["status"] == "ok" and x["device"] == "cuda" and x["dtype"] == "bfloat16-amp" for x in rows
     )
+
+
+def test_missing_data_stops_the_run_with_one_message_and_no_rows(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "SIAMESE_BENCH_DATA"}
+    env["SIAMESE_BENCH_CACHE"] = str(tmp_path / "cache")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "siamese_bench",
+            "run",
+            "--protocols",
+            "mnist-heldout",
+            "--heads",
+            "koch",
+            "--devices",
+            "cpu",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "out"),
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "train-images-idx3-ubyte" in r.stderr and "SIAMESE_BENCH_DATA" in r.stderr
+    assert read_csv(tmp_path / "out" / "accuracy.csv") == []  # nothing a resume would wrongly skip
