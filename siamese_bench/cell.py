@@ -35,7 +35,6 @@ class CellRunner:
     def __init__(self, config) -> None:
         self.config = config
         self._data: dict[tuple, dict] = {}
-        self._measured: set[tuple] = set()
         self._trained_shapes: list[tuple] = []  # (backbone, head, device, dtype, image_size, channels)
 
     # ------------------------------------------------------------------ data

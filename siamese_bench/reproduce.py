@@ -118,7 +118,7 @@ def throughput_ratios(recorded_dir: Path, new_dir: Path) -> list[list[str]]:
 
 def command(args) -> int:
     from siamese_bench import runner
-    from siamese_bench.summary import _table
+    from siamese_bench.summary import markdown_table
 
     config = load_config(args.results)
     config = restrict(config, args.protocols, args.backbones, args.heads, args.devices, args.seeds, args.ways)
@@ -133,11 +133,15 @@ def command(args) -> int:
     runner.run(config, print_summary=False)
     cells = {key_of(base, CELL_KEY) for base in _cell_rows(config)}
     rows, ok = compare(args.results, out, cells)
-    print(_table(["cell", "recorded %", "now %", "recorded CI", "train speed now/recorded", "verdict"], rows))
+    print(
+        markdown_table(
+            ["cell", "recorded %", "now %", "recorded CI", "train speed now/recorded", "verdict"], rows
+        )
+    )
     thr = throughput_ratios(args.results, out) if config.throughput else []
     if thr:
         print()
-        print(_table(["throughput cell", "train pairs/s", "eval images/s", "eval episodes/s"], thr))
+        print(markdown_table(["throughput cell", "train pairs/s", "eval images/s", "eval episodes/s"], thr))
     print(f"\n{'all cells reproduced' if ok else 'SOME CELLS DID NOT REPRODUCE'} (new run in {out})")
     return 0 if ok else 1
 

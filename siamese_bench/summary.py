@@ -41,7 +41,7 @@ def per_episode_path(out: Path, row: dict) -> Path:
     return Path(out) / PER_EPISODE_DIR / f"{name}.pt"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -94,7 +94,7 @@ def accuracy_table(rows: list[dict], published: dict | None = None) -> str:
     header += ["verif. acc %", "ROC-AUC", "train pairs/s"]
     if published is not None:
         header += ["published % (source)", "delta"]
-    return _table(header, out)
+    return markdown_table(header, out)
 
 
 def paired_comparisons(out_dir: Path, rows: list[dict], n_boot: int = 2000) -> str:
@@ -147,7 +147,7 @@ def paired_comparisons(out_dir: Path, rows: list[dict], n_boot: int = 2000) -> s
         "p (paired bootstrap)",
         "p (McNemar)",
     ]
-    return _table(header, lines)
+    return markdown_table(header, lines)
 
 
 def throughput_table(rows: list[dict]) -> str:
@@ -182,7 +182,7 @@ def throughput_table(rows: list[dict]) -> str:
         "eval 20w1s episodes/s",
         "peak MB",
     ]
-    return _table(header, out) if out else "_No throughput rows._"
+    return markdown_table(header, out) if out else "_No throughput rows._"
 
 
 def failures(rows: list[dict]) -> str:
