@@ -12,9 +12,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import torch
 
 from siamese_bench.datasets.imageset import ImageSet
+
+
+@dataclass(frozen=True, eq=False)
+class HostIndex:
+    """`ClassIndex` tables as host NumPy int64 arrays (same meaning and shapes: order (M,), offsets / counts /
+    class_ids / groups (C,))."""
+
+    order: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+    class_ids: np.ndarray
+    groups: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return self.counts.shape[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,6 +137,14 @@ class ClassIndex:
             self.class_names,
             self.group_names,
             self.name,
+        )
+
+    @cached_property
+    def host(self) -> HostIndex:
+        """The integer tables as host NumPy arrays (zero-copy for a CPU index; copied once otherwise), for the
+        samplers' per-batch index arithmetic."""
+        return HostIndex(
+            *(t.cpu().numpy() for t in (self.order, self.offsets, self.counts, self.class_ids, self.groups))
         )
 
     @cached_property

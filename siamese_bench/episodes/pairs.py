@@ -1,9 +1,12 @@
 """Verification-pair sampling (`sample_pairs` -> `PairBatch`) and the class/image drawing helpers that the
 triplet sampler shares.
 
-Everything is vectorised over the batch. Random numbers come from the caller's `torch.Generator` and are
-created on the generator's device, then moved to the index's device; what follows is integer arithmetic, so
-a CPU generator with a given seed yields bit-identical batches whether the index lives on CPU or CUDA.
+Everything is vectorised over the batch. Random numbers come from the caller's `torch.Generator` (created on
+its device); the integer arithmetic that maps them to image indices runs in NumPy on the host copy of the
+index (`ClassIndex.host`): a batch is a few hundred integers, where a NumPy op costs ~1 us and a torch op
+~3 us on a CPU (and a kernel launch on a GPU). Only the finished indices move to the index's device, in one
+copy. So a CPU generator with a given seed yields bit-identical batches whether the index lives on CPU or
+CUDA, and the images themselves stay on the device (`gather`).
 
 Strategies choose the anchor class:
   "uniform"       every class equally often;
@@ -22,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from siamese_bench.episodes.index import ClassIndex
+from siamese_bench.episodes.index import ClassIndex, HostIndex
 
 STRATEGIES = ("uniform", "proportional", "custom")
 _HIGH = 2**62  # random integers in [0, 2**62); `r % n` is then unbiased to within n / 2**62
@@ -66,17 +70,18 @@ def sample_pairs(
     _check_classes(index, weights, positives=True)
     half = batch_size // 2
     n_hard = _hard_count(hard_negatives, half)
-    dev = index.device
-    r = _rand_ints(generator, (4, batch_size), dev)
+    host = index.host
+    r = _rand_ints(generator, (4, batch_size))
     # a random permutation labels positions: perm < B/2 positive, the rest negative (the first n_hard of
     # those hard), so exactly half are positive and position carries no label
-    perm = torch.randperm(batch_size, generator=generator, device=generator.device).to(dev)
+    perm = _randperm(generator, batch_size)
     same = perm < half
     hard = (perm >= half) & (perm < half + n_hard) if n_hard else None
-    cls = _draw_classes(index, r[0], generator, weights)
-    a, first = _draw_image(index, cls, r[1])
-    other = _draw_other_class(index, cls, r[2], generator, weights, hard)
-    b = _draw_other_image(index, torch.where(same, cls, other), first, r[3], only=same)
+    cls = _draw_classes(host, r[0], generator, weights)
+    a, first = _draw_image(host, cls, r[1])
+    other = _draw_other_class(host, cls, r[2], generator, weights, hard)
+    b = _draw_other_image(host, np.where(same, cls, other), first, r[3], only=same)
+    a, b, same = to_device(index.device, a, b, same)
     return PairBatch(a, b, same)
 
 
@@ -159,72 +164,92 @@ def _check_classes(index: ClassIndex, weights: torch.Tensor | None, positives: b
         )
 
 
-def _rand_ints(generator: torch.Generator, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """Random int64 in [0, 2**62) drawn on the generator's device, returned on `device`."""
-    return torch.randint(_HIGH, shape, generator=generator, device=generator.device).to(device)
+def _rand_ints(generator: torch.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Random int64 in [0, 2**62) drawn with `generator` (on its device), as a host array."""
+    return torch.randint(_HIGH, shape, generator=generator, device=generator.device).cpu().numpy()
+
+
+def _randperm(generator: torch.Generator, n: int) -> np.ndarray:
+    """A random permutation of 0..n-1 drawn with `generator`, as a host int64 array."""
+    return torch.randperm(n, generator=generator, device=generator.device).cpu().numpy()
+
+
+def to_device(device: torch.device, *arrays: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """Host arrays (each (n,), int64 or bool) as tensors on `device`: zero-copy on CPU, otherwise one
+    host-to-device copy of them stacked as int64 (bool arrays come back as bool)."""
+    if device.type == "cpu":
+        return tuple(torch.from_numpy(a) for a in arrays)
+    stacked = torch.from_numpy(np.stack([a.astype(np.int64, copy=False) for a in arrays]))
+    moved = stacked.to(device, non_blocking=False)
+    return tuple(m.bool() if a.dtype == np.bool_ else m for a, m in zip(arrays, moved, strict=True))
 
 
 def _draw_classes(
-    index: ClassIndex, r: torch.Tensor, generator: torch.Generator, weights: torch.Tensor | None
-) -> torch.Tensor:
-    """(n,) local class ids on index.device: uniform `r % C` (weights None; r: random ints (n,)) or drawn by
-    `weights` (C,) with the generator."""
+    host: HostIndex, r: np.ndarray, generator: torch.Generator, weights: torch.Tensor | None
+) -> np.ndarray:
+    """(n,) local class ids: uniform `r % C` (weights None; r: random ints (n,)) or drawn by `weights` (C,)
+    with the generator."""
     if weights is None:
-        return r % index.num_classes
+        return r % host.num_classes
     n = r.shape[0]
-    c = torch.multinomial(weights.to(generator.device), n, replacement=True, generator=generator)
-    return c.to(index.device)
+    return (
+        torch.multinomial(weights.to(generator.device), n, replacement=True, generator=generator)
+        .cpu()
+        .numpy()
+    )
 
 
-def _draw_image(index: ClassIndex, cls: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _draw_image(host: HostIndex, cls: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(images, positions), both (n,): image at position `r % counts[c]` of each local class c in `cls`."""
-    pos = r % index.counts.index_select(0, cls)
-    return index.order.index_select(0, index.offsets.index_select(0, cls) + pos), pos
+    pos = r % host.counts[cls]
+    return host.order[host.offsets[cls] + pos], pos
 
 
 def _draw_other_image(
-    index: ClassIndex,
-    cls: torch.Tensor,
-    first: torch.Tensor,
-    r: torch.Tensor,
-    only: torch.Tensor | None = None,
-) -> torch.Tensor:
+    host: HostIndex,
+    cls: np.ndarray,
+    first: np.ndarray,
+    r: np.ndarray,
+    only: np.ndarray | None = None,
+) -> np.ndarray:
     """(n,) image indices of local classes `cls` at a position other than `first` (n,): drawn from counts-1
     positions and shifted past `first` (needs counts >= 2). With `only` (n,) bool, that applies where True;
     elsewhere any position of the class is drawn."""
-    counts = index.counts.index_select(0, cls)
+    counts = host.counts[cls]
     if only is None:
         pos = r % (counts - 1)
-        pos = torch.where(pos >= first, pos + 1, pos)  # (where: int + bool promotes, which is slow)
+        pos += pos >= first
     else:
-        pos = r % torch.where(only, counts - 1, counts)
-        pos = torch.where((pos >= first) & only, pos + 1, pos)
-    return index.order.index_select(0, index.offsets.index_select(0, cls) + pos)
+        pos = r % (counts - only)
+        pos += (pos >= first) & only
+    return host.order[host.offsets[cls] + pos]
 
 
 def _draw_other_class(
-    index: ClassIndex,
-    cls: torch.Tensor,
-    r: torch.Tensor,
+    host: HostIndex,
+    cls: np.ndarray,
+    r: np.ndarray,
     generator: torch.Generator,
     weights: torch.Tensor | None,
-    hard: torch.Tensor | None = None,
-) -> torch.Tensor:
+    hard: np.ndarray | None = None,
+) -> np.ndarray:
     """(n,) local class ids != cls. Uniform (weights None, no hard): `r % (C-1)` shifted past the anchor.
     Otherwise one multinomial draw per row of an (n, C) weight matrix: weights (or ones) with the anchor
     zeroed and, in rows where `hard` (n,) bool is True, classes of other groups zeroed too, unless that
     leaves no class (fallback: an ordinary negative)."""
     if weights is None and hard is None:
-        o = r % (index.num_classes - 1)
-        o = torch.where(o >= cls, o + 1, o)
+        o = r % (host.num_classes - 1)
+        o += o >= cls
         return o
-    n, num = cls.shape[0], index.num_classes
-    base = torch.ones(num, dtype=torch.float64, device=index.device) if weights is None else weights
+    n, num = cls.shape[0], host.num_classes
+    base = torch.ones(num, dtype=torch.float64) if weights is None else weights.cpu()
     w = base.expand(n, num).clone()
-    w[torch.arange(n, device=index.device), cls] = 0
+    c = torch.from_numpy(cls)
+    w[torch.arange(n), c] = 0
     if hard is not None:
-        mates = w * (index.groups[None, :] == index.groups.index_select(0, cls)[:, None])
-        use = hard[:, None] & (mates > 0).any(1, keepdim=True)
+        groups = torch.from_numpy(host.groups)
+        mates = w * (groups[None, :] == groups.index_select(0, c)[:, None])
+        use = torch.from_numpy(hard)[:, None] & (mates > 0).any(1, keepdim=True)
         w = torch.where(use, mates, w)
     picked = torch.multinomial(w.to(generator.device), 1, generator=generator).squeeze(1)
-    return picked.to(index.device)
+    return picked.cpu().numpy()

@@ -21,7 +21,9 @@ from siamese_bench.episodes.pairs import (
     _draw_other_image,
     _hard_count,
     _rand_ints,
+    _randperm,
     class_weights,
+    to_device,
 )
 
 
@@ -65,15 +67,15 @@ def sample_triplets(
     weights = class_weights(index, strategy, class_probs)
     _check_classes(index, weights, positives=True)
     n_hard = _hard_count(hard_negatives, batch_size)
-    dev = index.device
-    r = _rand_ints(generator, (5, batch_size), dev)
+    host = index.host
+    r = _rand_ints(generator, (5, batch_size))
     hard = None
     if n_hard:  # hard triplets at random positions
-        hard = torch.randperm(batch_size, generator=generator, device=generator.device).to(dev) < n_hard
-    cls = _draw_classes(index, r[0], generator, weights)
-    anchor, first = _draw_image(index, cls, r[1])
-    positive = _draw_other_image(index, cls, first, r[2])
-    other = _draw_other_class(index, cls, r[3], generator, weights, hard)
-    negative, _ = _draw_image(index, other, r[4])
-    ids = index.class_ids
-    return TripletBatch(anchor, positive, negative, ids.index_select(0, cls), ids.index_select(0, other))
+        hard = _randperm(generator, batch_size) < n_hard
+    cls = _draw_classes(host, r[0], generator, weights)
+    anchor, first = _draw_image(host, cls, r[1])
+    positive = _draw_other_image(host, cls, first, r[2])
+    other = _draw_other_class(host, cls, r[3], generator, weights, hard)
+    negative, _ = _draw_image(host, other, r[4])
+    ids = host.class_ids
+    return TripletBatch(*to_device(index.device, anchor, positive, negative, ids[cls], ids[other]))

@@ -19,6 +19,7 @@ from siamese_bench.episodes import (
     sample_pairs,
     sample_triplets,
 )
+from siamese_bench.episodes.pairs import to_device
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 ROOT = Path(__file__).resolve().parents[2]
@@ -293,3 +294,31 @@ def test_cuda_generator(ds):
     b = sample_pairs(ix, 64, g, strategy="proportional", hard_negatives=0.5)
     labels = ds.labels.cuda()
     assert torch.equal(labels[b.a] == labels[b.b], b.same) and int(b.same.sum()) == 32
+
+
+# The committed results were trained on batches from this exact random stream (git 5ad25e820703 and later):
+# a change to the samplers' arithmetic or to the order of generator calls changes every trained model, so it
+# must be deliberate (and the results re-run), never a side effect of an optimisation.
+PINNED_STREAM = "94519ce285286b8f986dd9c177652728a4689f38215d1dd424168273a4225cc1"
+
+
+def test_sampler_stream_is_pinned(make_set, fingerprint):
+    ix = ClassIndex.build(make_set())
+    g = torch.Generator().manual_seed(2024)
+    p = sample_pairs(ix, 64, g)
+    q = sample_pairs(ix, 64, g, strategy="proportional", hard_negatives=0.5)
+    t = sample_triplets(ix, 33, g, hard_negatives=0.25)
+    got = fingerprint(
+        p.a, p.b, p.same, q.a, q.b, q.same, t.anchor, t.positive, t.negative, t.anchor_class, t.negative_class
+    )
+    assert got == PINNED_STREAM
+
+
+def test_to_device_off_the_cpu_keeps_dtypes():
+    """Host int64 / bool arrays become tensors of the same values and dtypes on a non-CPU device (the meta
+    device stands in for CUDA here: it takes the one-copy path)."""
+    a, same = np.array([3, 1, 2]), np.array([True, False, True])
+    ta, tsame = to_device(torch.device("meta"), a, same)
+    assert (ta.device.type, ta.dtype, tsame.dtype) == ("meta", torch.int64, torch.bool)
+    ca, csame = to_device(torch.device("cpu"), a, same)
+    assert ca.tolist() == [3, 1, 2] and csame.tolist() == [True, False, True]
