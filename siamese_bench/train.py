@@ -64,7 +64,7 @@ class TrainConfig:
     val_shot: int = 1  # K of the validation episodes (when drawn here)
     patience: int = 0  # stop after this many validation checks without improvement (0 = never stop early)
     amp: str = "none"  # "none" (float32) or "bf16" (autocast of the backbone forward; loss in float32)
-    channels_last: bool = False  # NHWC memory format for model and inputs (faster convolutions on GPUs)
+    channels_last: bool = False  # NHWC memory format for model and inputs (faster convolutions, CPU and GPU)
     compile: bool = False  # torch.compile the backbone for training
     seed: int = 0  # seeds the sampler (CPU generator), the distortions and the validation episodes
     log_every: int = 1_280  # training examples between history entries / progress calls / NaN checks

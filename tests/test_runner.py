@@ -93,3 +93,11 @@ def test_odd_batch_size_is_refused(tmp_path):
 def test_cli_namespace_defaults_are_complete():
     args = build_parser().parse_args(["run"])
     assert isinstance(args, argparse.Namespace) and args.preset == "quick"
+
+
+def test_bf16_amp_on_cpu_trains_and_says_so(tmp_path):
+    """--amp bf16 --channels-last is accepted on CPU; every row records the bfloat16-amp dtype."""
+    runner.run(config(tmp_path, "--amp", "bf16", "--channels-last", "--heads", "contrastive"))
+    rows = read_csv(tmp_path / "accuracy.csv")
+    assert rows and all(r["status"] == "ok" and r["dtype"] == "bfloat16-amp" for r in rows)
+    assert all(r["device"] == "cpu" for r in rows)

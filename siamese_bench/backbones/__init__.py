@@ -11,6 +11,11 @@ attribute (D). Registered names:
     pixels      flattened raw pixels, no parameters (pixels.py), D = in_channels * image_size ** 2
 
 Images are assumed square (image_size x image_size).
+
+Block order: where a design reads "ReLU, then max-pool" (small-cnn, koch, conv4) the modules apply max-pool
+first and ReLU second. ReLU is monotone, so max(relu(a), relu(b)) == relu(max(a, b)) exactly: the output and
+the gradients are bit-identical (tests/backbones/test_block_order.py), ReLU touches 4x fewer values, and
+the parameter names (state_dict keys) are those of the textbook order.
 """
 
 from __future__ import annotations

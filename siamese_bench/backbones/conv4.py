@@ -19,7 +19,11 @@ WIDTH = 64
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2)
+        # pool, then ReLU: the same function as ReLU, then pool (see backbones/__init__.py)
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.MaxPool2d(2),
+        nn.ReLU(inplace=True),
     )
 
 

@@ -39,11 +39,12 @@ class KochNet(nn.Module):
         cin, s = in_channels, image_size
         for cout, k, pool in LAYERS:
             p = k // 2 if self.same_padding else 0
-            layers += [nn.Conv2d(cin, cout, k, padding=p), nn.ReLU(inplace=True)]
+            layers.append(nn.Conv2d(cin, cout, k, padding=p))
             s = s + 2 * p - k + 1
-            if pool:
+            if pool:  # pool, then ReLU: the same function as ReLU, then pool (see backbones/__init__.py)
                 layers.append(nn.MaxPool2d(2))
                 s //= 2
+            layers.append(nn.ReLU(inplace=True))
             cin = cout
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)

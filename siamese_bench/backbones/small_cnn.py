@@ -31,11 +31,11 @@ class SmallCNN(nn.Module):
         p = self.padding
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, 3, padding=p),
+            nn.MaxPool2d(2),  # pool, then ReLU: the same function (see backbones/__init__.py), 4x less ReLU
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=p),
-            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),
             nn.Flatten(),
         )
         s = image_size
