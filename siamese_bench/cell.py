@@ -119,6 +119,7 @@ class CellRunner:
                 val_way=proto.val_way,
                 amp="bf16" if group["dtype"].startswith("bfloat16") else "none",
                 channels_last=cfg.channels_last,
+                forward_chunk=cfg.forward_chunk,
                 compile=cfg.compile,
                 seed=group["seed"],
             )
@@ -247,5 +248,9 @@ class CellRunner:
                 if table.get(row) is not None and table.get(row)["status"] == "ok":
                     continue
                 yield measure(
-                    row, channels, amp=dtype.startswith("bfloat16"), channels_last=self.config.channels_last
+                    row,
+                    channels,
+                    amp=dtype.startswith("bfloat16"),
+                    channels_last=self.config.channels_last,
+                    forward_chunk=self.config.forward_chunk,
                 )

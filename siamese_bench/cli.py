@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="channels-last (NHWC) memory format for model and inputs (faster convolutions on CPU and GPU)",
     )
+    run.add_argument(
+        "--forward-chunk",
+        type=int,
+        default=0,
+        metavar="N",
+        help="training forward in chunks of N images (e.g. 64: faster on CPUs, where a whole 2x128-image batch "
+        "overflows the caches); backbones with BatchNorm ignore it (their batch statistics would change)",
+    )
     run.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     run.add_argument("--no-throughput", action="store_true", help="skip the throughput table")
     run.add_argument(

@@ -43,6 +43,7 @@ class RunConfig:
     data_dir: Path | None = None
     amp: str = "none"  # "none" | "bf16" (autocast of the training forward, on every device of the run)
     channels_last: bool = False
+    forward_chunk: int = 0  # TrainConfig.forward_chunk (0 = whole batches)
     compile: bool = False
     throughput: bool = True
     throughput_batch_sizes: tuple[int, ...] = (128,)
@@ -119,6 +120,8 @@ def config_from_args(args) -> RunConfig:
             "CUDA was requested (--devices cuda) but torch.cuda.is_available() is False: "
             "no GPU or a CPU-only torch build; use --devices cpu"
         )
+    if args.forward_chunk < 0:
+        raise UserError(f"--forward-chunk {args.forward_chunk}: must be >= 0 (0 = whole batches)")
     out = args.out or REPO / "results" / args.preset
     return RunConfig(
         preset=args.preset,
@@ -128,6 +131,7 @@ def config_from_args(args) -> RunConfig:
         data_dir=args.data_dir,
         amp=args.amp,
         channels_last=args.channels_last,
+        forward_chunk=args.forward_chunk,
         compile=args.compile,
         throughput=not args.no_throughput,
         throughput_batch_sizes=preset.throughput_batch_sizes,

@@ -43,6 +43,7 @@ def measure(
     channels: int,
     amp: bool = False,
     channels_last: bool = False,
+    forward_chunk: int = 0,
     repeats: int = 5,
     steps: int = 5,
     eval_episodes: int = 50,
@@ -78,6 +79,7 @@ def measure(
             schedule="none",
             amp="bf16" if amp else "none",
             channels_last=channels_last,
+            forward_chunk=forward_chunk,
             log_every=10**9,
         )
         if device.type == "cuda":

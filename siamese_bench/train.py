@@ -5,7 +5,8 @@
 One step: draw a batch of image indices with the CPU generator (`sample_pairs` for pair heads,
 `sample_triplets` for triplet heads; seeded from `config.seed`) -> gather the images from the uint8 tensor
 already on the device -> optional Koch affine distortions (on the device) -> ONE backbone forward over
-cat([a, b]) (or cat([anchor, positive, negative])) -> split -> head.loss -> backward -> optimizer step.
+cat([a, b]) (or cat([anchor, positive, negative]); with `forward_chunk`, in chunks of that many images when
+the backbone has no BatchNorm) -> split -> head.loss -> backward -> optimizer step.
 
 Model selection uses only the validation episodes (drawn once from `val`, or given frozen): the state dict
 with the best one-shot validation accuracy is kept and restored at the end; `patience` stops training after
@@ -66,6 +67,9 @@ class TrainConfig:
     amp: str = "none"  # "none" (float32) or "bf16" (autocast of the backbone forward; loss in float32)
     channels_last: bool = False  # NHWC memory format for model and inputs (faster convolutions, CPU and GPU)
     compile: bool = False  # torch.compile the backbone for training
+    # training forward in chunks of this many images (0 = the whole 2B / 3B batch at once): a smaller working
+    # set is faster on CPUs; ignored for backbones with BatchNorm, whose batch statistics would change
+    forward_chunk: int = 0
     seed: int = 0  # seeds the sampler (CPU generator), the distortions and the validation episodes
     log_every: int = 1_280  # training examples between history entries / progress calls / NaN checks
 
@@ -90,7 +94,7 @@ class TrainConfig:
         for name in ("batch_size", "train_pairs", "val_episodes", "log_every"):
             if getattr(self, name) < 1:
                 raise bad(name, getattr(self, name), "must be >= 1")
-        for name in ("val_every", "patience"):
+        for name in ("val_every", "patience", "forward_chunk"):
             if getattr(self, name) < 0:
                 raise bad(name, getattr(self, name), "must be >= 0 (0 = off)")
         if self.sampling not in ("uniform", "proportional"):
@@ -150,12 +154,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def has_batch_norm(model: nn.Module) -> bool:
+    """Whether any module normalises with batch statistics (then a forward must see the whole batch)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def _loss(
-    model: nn.Module, embed: Callable, x: torch.Tensor, targets: tuple[torch.Tensor, ...], amp: str
+    model: nn.Module,
+    embed: Callable,
+    x: torch.Tensor,
+    targets: tuple[torch.Tensor, ...],
+    amp: str,
+    chunk: int = 0,
 ) -> torch.Tensor:
-    """One forward over the concatenated batch x ((2B or 3B), C, H, W), split, head loss in float32."""
+    """The forward over the concatenated batch x ((2B or 3B), C, H, W) -- at once, or in chunks of `chunk`
+    images -- split into the sides, head loss in float32."""
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-        e = embed(x)
+        parts = x.split(chunk) if chunk else (x,)
+        e = embed(x) if len(parts) == 1 else torch.cat([embed(part) for part in parts])
     e = e.float()
     if model.head.objective == "pair":
         ea, eb = e.chunk(2)
@@ -164,9 +180,9 @@ def _loss(
     return model.head.loss(ea, ep, en, targets[0], targets[1])
 
 
-def _step(model, embed, x, targets, optimizer, amp: str) -> torch.Tensor:
+def _step(model, embed, x, targets, optimizer, amp: str, chunk: int = 0) -> torch.Tensor:
     optimizer.zero_grad(set_to_none=True)
-    loss = _loss(model, embed, x, targets, amp)
+    loss = _loss(model, embed, x, targets, amp, chunk)
     loss.backward()
     optimizer.step()
     return loss.detach()
@@ -178,14 +194,19 @@ def compute_only_step(
     targets: tuple[torch.Tensor, ...],
     optimizer: torch.optim.Optimizer,
     amp: str = "none",
+    forward_chunk: int = 0,
 ) -> torch.Tensor:
     """One optimizer step on pre-made tensors, exactly as `train` does it minus sampling and gathering.
 
     x: (2B, C, H, W) float = cat([a, b]) for pair heads, targets = (same (B,) bool,);
        (3B, C, H, W) = cat([anchor, positive, negative]) for triplet heads, targets = (la, ln) (B,) int64.
-    Returns the detached loss (no device sync).
+    amp, forward_chunk: as in TrainConfig. Returns the detached loss (no device sync).
     """
-    return _step(model, model.embed, x, targets, optimizer, amp)
+    return _step(model, model.embed, x, targets, optimizer, amp, _chunk(model, forward_chunk))
+
+
+def _chunk(model: nn.Module, forward_chunk: int) -> int:
+    return 0 if has_batch_norm(model) else forward_chunk
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -269,6 +290,7 @@ def train(
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     embed = torch.compile(model.backbone) if config.compile else model.embed
+    chunk = _chunk(model, config.forward_chunk)
     optimizer = make_optimizer(model, config)
     n_steps = math.ceil(config.train_pairs / config.batch_size)
     total = n_steps * config.batch_size
@@ -326,7 +348,7 @@ def train(
             x = distortion(x, dist_gen)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        running += _step(model, embed, x, targets, optimizer, config.amp)
+        running += _step(model, embed, x, targets, optimizer, config.amp, chunk)
         count += 1
         scheduler.step()
         pairs = (step + 1) * config.batch_size

@@ -90,6 +90,14 @@ def test_odd_batch_size_is_refused(tmp_path):
         config(tmp_path, "--batch-size", "7")
 
 
+def test_negative_forward_chunk_is_refused_and_a_chunk_reaches_the_run(tmp_path):
+    from siamese_bench.commands import UserError
+
+    with pytest.raises(UserError, match="--forward-chunk -1: must be >= 0"):
+        config(tmp_path, "--forward-chunk", "-1")
+    assert config(tmp_path, "--forward-chunk", "64").forward_chunk == 64
+
+
 def test_cli_namespace_defaults_are_complete():
     args = build_parser().parse_args(["run"])
     assert isinstance(args, argparse.Namespace) and args.preset == "quick"

@@ -166,6 +166,42 @@ def test_bf16_and_channels_last_run(digits, split):
     assert math.isfinite(res.history[-1][1])
 
 
+def _one_step(backbone: str, forward_chunk: int, digits, split):
+    """Loss and parameter gradients after one compute-only step of a fresh model on a fixed batch."""
+    torch.manual_seed(0)
+    model = SiameseModel.build(backbone, "koch", in_channels=1, image_size=8 if backbone != "conv4" else 16)
+    size = model.backbone.image_size
+    batch = sample_pairs(split[0], 32, torch.Generator().manual_seed(0))
+    x = gather(digits.images, torch.cat([batch.a, batch.b]))
+    x = torch.nn.functional.interpolate(x, size=size) if size != 8 else x
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the step leaves the weights, keeps the grads
+    loss = compute_only_step(model, x, (batch.same,), opt, forward_chunk=forward_chunk)
+    return float(loss), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_forward_chunks_give_the_whole_batch_loss_and_gradients(digits, split):
+    """Chunking the forward of a BatchNorm-free backbone changes only the summation order."""
+    loss, grads = _one_step("small-cnn", 0, digits, split)
+    loss_c, grads_c = _one_step("small-cnn", 16, digits, split)  # 64 images in 4 chunks
+    assert loss_c == pytest.approx(loss, rel=1e-5)
+    for name, g in grads.items():
+        torch.testing.assert_close(grads_c[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_forward_chunk_is_ignored_for_batch_norm(digits, split):
+    """conv4 normalises with batch statistics: a chunked forward would change them, so it is not chunked."""
+    assert train_mod.has_batch_norm(SiameseModel.build("conv4", "koch", in_channels=1, image_size=16))
+    assert not train_mod.has_batch_norm(make_model())
+    loss, grads = _one_step("conv4", 0, digits, split)
+    loss_c, grads_c = _one_step("conv4", 16, digits, split)
+    assert loss_c == loss and all(torch.equal(grads_c[n], g) for n, g in grads.items())
+
+
+def test_chunked_training_runs(digits, split):
+    res = train(make_model(), digits.images, split[0], TrainConfig(train_pairs=64, forward_chunk=24, **FAST))
+    assert math.isfinite(res.history[-1][1]) and res.pairs_seen == 64
+
+
 def test_progress_callback_and_stderr_printer(digits, split):
     calls = []
     train(
@@ -216,6 +252,7 @@ def test_lr_schedules():
         {"val_way": 1},
         {"sampling": "custom"},
         {"hard_negatives": 2.0},
+        {"forward_chunk": -1},
     ],
 )
 def test_bad_config_raises(kwargs):
