@@ -98,6 +98,19 @@ def test_negative_forward_chunk_is_refused_and_a_chunk_reaches_the_run(tmp_path)
     assert config(tmp_path, "--forward-chunk", "64").forward_chunk == 64
 
 
+def test_run_options_reach_the_training_config(tmp_path, monkeypatch):
+    seen = []
+    real_train = cell.train
+
+    def train(model, images, index, cfg, *a, **k):
+        seen.append((cfg.forward_chunk, cfg.channels_last, cfg.amp))
+        return real_train(model, images, index, cfg, *a, **k)
+
+    monkeypatch.setattr(cell, "train", train)
+    runner.run(config(tmp_path, "--forward-chunk", "64", "--channels-last", "--heads", "koch"))
+    assert seen and set(seen) == {(64, True, "none")}
+
+
 def test_cli_namespace_defaults_are_complete():
     args = build_parser().parse_args(["run"])
     assert isinstance(args, argparse.Namespace) and args.preset == "quick"
