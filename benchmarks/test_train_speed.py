@@ -37,7 +37,7 @@ from siamese_bench.train import TrainConfig, compute_only_step, train
 BATCH = 128
 ROUND_STEPS = 10
 ROUND_PAIRS = BATCH * ROUND_STEPS
-ROUNDS = 5
+ROUNDS = 7
 RESULTS: dict[str, float] = {}  # benchmark key -> pairs per second of the fastest round
 NOTES: list[str] = []
 
