@@ -45,6 +45,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@cache
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU feature flags of /proc/cpuinfo (Linux), or None where they cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def cpu_has_bf16(flags: frozenset[str] | None = None) -> bool | None:
+    """Whether the CPU has bfloat16 matrix instructions (AVX512-BF16 or AMX-BF16), which make bf16 autocast
+    fast; None if unknown (no /proc/cpuinfo)."""
+    flags = cpu_flags() if flags is None else flags
+    return None if flags is None else bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
@@ -70,6 +89,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_has_bf16(),
         "cuda_available": torch.cuda.is_available(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "command": " ".join(["python -m siamese_bench", *sys.argv[1:]]),

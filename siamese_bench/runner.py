@@ -120,6 +120,16 @@ def config_from_args(args) -> RunConfig:
             "CUDA was requested (--devices cuda) but torch.cuda.is_available() is False: "
             "no GPU or a CPU-only torch build; use --devices cpu"
         )
+    if (
+        args.amp == "bf16"
+        and any(d.startswith("cpu") for d in devices)
+        and provenance.cpu_has_bf16() is False
+    ):
+        print(
+            "warning: --amp bf16 on a CPU without AVX512-BF16 or AMX: bfloat16 autocast is emulated there and "
+            "usually slower than float32; drop --amp for CPU runs",
+            file=sys.stderr,
+        )
     if args.forward_chunk < 0:
         raise UserError(f"--forward-chunk {args.forward_chunk}: must be >= 0 (0 = whole batches)")
     out = args.out or REPO / "results" / args.preset

@@ -122,3 +122,14 @@ def test_bf16_amp_on_cpu_trains_and_says_so(tmp_path):
     rows = read_csv(tmp_path / "accuracy.csv")
     assert rows and all(r["status"] == "ok" and r["dtype"] == "bfloat16-amp" for r in rows)
     assert all(r["device"] == "cpu" for r in rows)
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(tmp_path, monkeypatch, capsys):
+    from siamese_bench import provenance
+
+    monkeypatch.setattr(provenance, "cpu_has_bf16", lambda: False)
+    config(tmp_path, "--amp", "bf16")
+    assert "without AVX512-BF16 or AMX" in capsys.readouterr().err
+    monkeypatch.setattr(provenance, "cpu_has_bf16", lambda: True)
+    config(tmp_path, "--amp", "bf16")
+    assert capsys.readouterr().err == ""
