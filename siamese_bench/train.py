@@ -130,11 +130,16 @@ class TrainResult:
 
 
 class StderrProgress:
-    """Default progress printer: one `\\r`-updated line on stderr, at most every `min_interval` seconds."""
+    """Default progress printer on stderr. On a terminal: one `\\r`-updated line, at most every `min_interval`
+    seconds. Redirected to a file or pipe (a log, CI): whole lines, at most every `log_interval` seconds, so
+    the log stays readable. The final line always prints. tty=None detects the terminal from the stream."""
 
-    def __init__(self, min_interval: float = 0.5, stream=None) -> None:
-        self.min_interval = min_interval
+    def __init__(
+        self, min_interval: float = 0.5, stream=None, tty: bool | None = None, log_interval: float = 10.0
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
+        self.tty = tty if tty is not None else bool(getattr(self.stream, "isatty", lambda: False)())
+        self.min_interval = min_interval if self.tty else max(min_interval, log_interval)
         self._last = -math.inf
 
     def __call__(self, pairs: int, total: int, loss: float, pairs_per_s: float) -> None:
@@ -143,9 +148,11 @@ class StderrProgress:
         if not done and now - self._last < self.min_interval:
             return
         self._last = now
-        self.stream.write(f"\r{pairs}/{total} pairs  loss {loss:.4f}  {pairs_per_s:,.0f} pairs/s")
-        if done:
-            self.stream.write("\n")
+        line = f"{pairs}/{total} pairs  loss {loss:.4f}  {pairs_per_s:,.0f} pairs/s"
+        if self.tty:
+            self.stream.write(f"\r{line}" + ("\n" if done else ""))
+        else:
+            self.stream.write(f"{line}\n")
         self.stream.flush()
 
 

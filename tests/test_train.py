@@ -214,7 +214,7 @@ def test_progress_callback_and_stderr_printer(digits, split):
     assert [c[0] for c in calls] == [64, 128] and all(c[1] == 128 for c in calls)
     assert all(math.isfinite(c[2]) and c[3] > 0 for c in calls)
     out = io.StringIO()
-    printer = StderrProgress(min_interval=100.0, stream=out)
+    printer = StderrProgress(min_interval=100.0, stream=out, tty=True)
     printer(64, 128, 0.5, 1000.0)
     printer(96, 128, 0.4, 1000.0)  # throttled
     printer(128, 128, 0.3, 1000.0)  # the final line always prints
@@ -222,6 +222,20 @@ def test_progress_callback_and_stderr_printer(digits, split):
         out.getvalue()
         == "\r64/128 pairs  loss 0.5000  1,000 pairs/s\r128/128 pairs  loss 0.3000  1,000 pairs/s\n"
     )
+
+
+def test_progress_to_a_log_file_writes_whole_lines():
+    out = io.StringIO()  # not a terminal
+    printer = StderrProgress(stream=out)
+    assert not printer.tty and printer.min_interval == 10.0
+    printer(64, 128, 0.5, 1000.0)
+    printer(96, 128, 0.4, 1000.0)  # within 10 s: throttled
+    printer(128, 128, 0.3, 1000.0)
+    assert out.getvalue().splitlines() == [
+        "64/128 pairs  loss 0.5000  1,000 pairs/s",
+        "128/128 pairs  loss 0.3000  1,000 pairs/s",
+    ]
+    assert "\r" not in out.getvalue()
 
 
 def test_compute_only_step_lowers_loss_on_a_fixed_batch(digits, split):
