@@ -240,7 +240,12 @@ def run(config: RunConfig, print_summary: bool = True) -> int:
     with OutputLock(config.out):
         acc = Table(config.out / "accuracy.csv", ACCURACY_COLUMNS, CELL_KEY)
         thr = Table(config.out / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY)
-        write_json(config.out / "config.json", _config_doc(config, None))
+        # config.json describes the run that wrote the rows: a resume that finds every cell done must not
+        # replace the recorded git hash, hardware and wall time with its own
+        config_path, wrote = config.out / "config.json", 0
+        fresh = not config_path.exists()
+        if fresh:
+            write_json(config_path, _config_doc(config, None))
         groups = expand(config)
         cells_total = sum(len(g["cells"]) for g in groups)
         runner = CellRunner(config)
@@ -269,12 +274,14 @@ def run(config: RunConfig, print_summary: bool = True) -> int:
                             "timestamp": provenance.timestamp(),
                         }
                     )
+                    wrote += 1
                 _log(config, f"{label}: skipped ({group['unavailable']})")
                 continue
             _log(config, f"{label}: {len(todo)} cell(s) to run")
             for row in runner.run_group(group, todo):
                 acc.put(row)
                 done += 1
+                wrote += 1
                 status = (
                     f"accuracy {100 * float(row['accuracy']):.2f}% ± {100 * float(row['ci95']):.2f}"
                     if row["status"] == "ok"
@@ -287,8 +294,10 @@ def run(config: RunConfig, print_summary: bool = True) -> int:
         if config.throughput:
             for trow in runner.throughput_rows(thr):
                 thr.put(trow)
+                wrote += 1
         wall = time.perf_counter() - start
-        write_json(config.out / "config.json", _config_doc(config, wall))
+        if wrote or fresh:
+            write_json(config_path, _config_doc(config, wall))
         summary = write_summary(config.out, published_lookup())
     if print_summary and not config.quiet:
         print(summary.read_text())

@@ -1,6 +1,7 @@
 """The runner: resume after an interruption, error rows, CUDA skip rows (in-process, on digits)."""
 
 import argparse
+import json
 
 import pytest
 
@@ -133,3 +134,16 @@ def test_bf16_on_a_cpu_without_bf16_instructions_warns(tmp_path, monkeypatch, ca
     monkeypatch.setattr(provenance, "cpu_has_bf16", lambda: True)
     config(tmp_path, "--amp", "bf16")
     assert capsys.readouterr().err == ""
+
+
+def test_a_resume_with_nothing_to_do_keeps_the_recorded_provenance(tmp_path):
+    """Re-running a finished grid (e.g. the README command in a checkout with committed results) must not
+    replace the git hash, hardware and wall time of the run that produced the rows."""
+    runner.run(config(tmp_path), print_summary=False)
+    recorded = (tmp_path / "config.json").read_text()
+    doc = json.loads(recorded)
+    doc["environment"]["git_hash"], doc["wall_seconds"] = "0123456789ab", 123.4  # as if from another run
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    runner.run(config(tmp_path), print_summary=False)
+    assert json.loads((tmp_path / "config.json").read_text()) == doc
+    assert "0123456789ab" in (tmp_path / "summary.md").read_text()
