@@ -172,7 +172,7 @@ def _devices(config: RunConfig) -> list[tuple[str, str | None]]:
     return out
 
 
-def _dtype(config: RunConfig, device: str) -> str:
+def _dtype(config: RunConfig) -> str:
     return "bfloat16-amp" if config.amp == "bf16" else "float32"
 
 
@@ -194,7 +194,7 @@ def expand(config: RunConfig) -> list[dict]:
                                     protocol=proto,
                                     device=device,
                                     unavailable=reason,
-                                    dtype=_dtype(config, device),
+                                    dtype=_dtype(config),
                                     backbone=backbone,
                                     head=head,
                                     seed=seed,

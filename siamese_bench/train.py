@@ -213,7 +213,8 @@ def compute_only_step(
 
 
 def _chunk(model: nn.Module, forward_chunk: int) -> int:
-    return 0 if has_batch_norm(model) else forward_chunk
+    """The chunk size to use: forward_chunk, or 0 (whole batches) when it is 0 or the model has BatchNorm."""
+    return forward_chunk if forward_chunk and not has_batch_norm(model) else 0
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
