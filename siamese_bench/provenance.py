@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 import sys
@@ -17,7 +18,8 @@ _REPO = Path(__file__).resolve().parents[1]
 @cache
 def git_hash() -> str:
     """The checkout's commit, suffixed "-dirty" when the package code (siamese_bench/) has uncommitted
-    changes, or "unknown" outside git."""
+    changes. Outside a git checkout (an exported tree, a copy on a remote machine) it is the value of
+    $SIAMESE_BENCH_GIT_HASH when set (give the commit the tree was exported from), else "unknown"."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True
@@ -31,7 +33,7 @@ def git_hash() -> str:
         ).stdout.strip()
         return head[:12] + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get("SIAMESE_BENCH_GIT_HASH", "").strip() or "unknown"
 
 
 @cache

@@ -25,7 +25,9 @@ def section(results_root: Path = REPO / "results") -> str:
         cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
         env = cfg.get("environment", {})
         parts += [
-            f"### `{d.name}` preset ([summary]({d.relative_to(results_root.parent)}/summary.md))",
+            f"### `{d.name}`"
+            + (f" (preset `{cfg['preset']}`)" if cfg.get("preset") not in (None, d.name) else " preset")
+            + f" ([summary]({d.relative_to(results_root.parent)}/summary.md))",
             "",
             f"`{env.get('command', '?')}` at git `{env.get('git_hash', '?')}`, torch {env.get('torch', '?')}, "
             f"{env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads)"

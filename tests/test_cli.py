@@ -1,5 +1,6 @@
 """The CLI end to end on scikit-learn digits (offline) and on real MNIST with a tiny budget."""
 
+import json
 import subprocess
 import sys
 
@@ -147,13 +148,18 @@ def test_smoke_run_on_cuda_with_bf16(tmp_path):
         "--channels-last",
         "--out",
         tmp_path,
-        *TINY,
+        *[a for a in TINY if a != "--no-throughput"],
     )
     assert r.returncode == 0, r.stderr
     rows = read_csv(tmp_path / "accuracy.csv")
     assert rows and all(
         x["status"] == "ok" and x["device"] == "cuda" and x["dtype"] == "bfloat16-amp" for x in rows
     )
+    thr = read_csv(tmp_path / "throughput.csv")
+    assert thr and all(x["status"] == "ok" and x["device"] == "cuda" for x in thr)
+    assert all(float(x["train_pairs_per_s"]) > 0 and float(x["peak_memory_mb"]) > 0 for x in thr)
+    env = json.loads((tmp_path / "config.json").read_text())["environment"]
+    assert env["cuda_available"] and env["gpus"]
 
 
 def test_missing_data_stops_the_run_with_one_message_and_no_rows(tmp_path):

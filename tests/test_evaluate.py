@@ -264,3 +264,20 @@ def test_verification_auc_uses_saturated_log_odds():
     assert bool((sim > 30).all()) and bool((torch.sigmoid(sim) == 1.0).all())
     acc, auc = verification(model, index_images(20), pairs)
     assert acc == 0.5 and auc == 1.0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("head", ["contrastive", "koch"])
+def test_cuda_scores_the_same_episodes_as_cpu(head):
+    """Model and images on CUDA: every query gets the same prediction as on CPU (well-separated random
+    embeddings, so rounding cannot flip an argmax)."""
+    n_img, n_way = 500, 5
+    table = torch.randn(n_img, 32, generator=torch.Generator().manual_seed(0))
+    model = lookup_model(table, head)
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, n_img, (200, 2 * n_way), generator=g)
+    eps = episodes(idx[:, :n_way], idx[:, n_way:], n_way, 1, 1)
+    cpu = evaluate_episodes(model, index_images(n_img), eps, return_correct=True)
+    gpu = evaluate_episodes(model.cuda(), index_images(n_img).cuda(), eps, return_correct=True)
+    assert gpu.accuracy == cpu.accuracy and torch.equal(gpu.correct.cpu(), cpu.correct)

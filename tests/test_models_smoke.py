@@ -82,3 +82,41 @@ def test_backbone_head_trains(backbone_name, head_name):
     final = _loss(head, backbone, batch)
     assert torch.isfinite(final)
     assert final.item() < initial.item(), f"{backbone_name} x {head_name}: {initial.item()} -> {final.item()}"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(("backbone_name", "head_name"), [*COMBOS, ("resnet50", "koch")])
+def test_cuda_matches_cpu_and_trains_fp32_and_bf16(backbone_name, head_name):
+    """The same weights give the same similarities on CUDA as on CPU (up to cuDNN's TF32 convolutions), a few
+    fp32 steps on CUDA lower the loss, and a bf16-autocast step gives a finite loss and finite gradients."""
+    torch.manual_seed(0)
+    size = SIZE.get(backbone_name, 8)
+    backbone = BACKBONES.get(backbone_name)(1, size).eval()
+    head = HEADS.get(head_name)(backbone.out_dim).eval()
+    batch = _batch(head.objective, size, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cpu = head.similarity(backbone(batch[0]), backbone(batch[1]))
+        backbone.cuda(), head.cuda()
+        gpu = head.similarity(backbone(batch[0].cuda()), backbone(batch[1].cuda()))
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=2e-2, atol=2e-3)
+
+    backbone.train(), head.train()
+    batch = tuple(t.cuda() for t in batch)
+    params = list(backbone.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=LR.get(backbone_name, 1e-3))
+    initial = _loss(head, backbone, batch)
+    for _ in range(STEPS):
+        opt.zero_grad()
+        _loss(head, backbone, batch).backward()
+        opt.step()
+    final = _loss(head, backbone, batch)
+    assert final.item() < initial.item(), f"{backbone_name} x {head_name}: {initial.item()} -> {final.item()}"
+
+    opt.zero_grad()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = _loss(head, backbone, batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in params if p.grad is not None)

@@ -1,5 +1,7 @@
 """provenance: CPU feature detection (what decides the bf16 warning) and the environment record."""
 
+import pytest
+
 from siamese_bench import provenance
 
 
@@ -17,3 +19,19 @@ def test_cpu_has_bf16_unknown_without_cpuinfo(monkeypatch):
 def test_environment_records_the_bf16_capability():
     env = provenance.environment()
     assert env["cpu_bf16"] in (True, False, None) and env["cpu_bf16"] == provenance.cpu_has_bf16()
+
+
+def test_git_hash_outside_a_checkout_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setattr(provenance, "_REPO", tmp_path)  # an exported tree: no .git
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.delenv("SIAMESE_BENCH_GIT_HASH", raising=False)
+    assert provenance.git_hash.__wrapped__() == "unknown"
+    monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", "0123456789ab")
+    assert provenance.git_hash.__wrapped__() == "0123456789ab"
+
+
+@pytest.mark.skipif(not (provenance._REPO / ".git").exists(), reason="not a git checkout")
+def test_git_hash_in_this_checkout_ignores_the_environment(monkeypatch):
+    monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", "not-this")
+    h = provenance.git_hash.__wrapped__()
+    assert h != "not-this" and len(h.removesuffix("-dirty")) == 12
