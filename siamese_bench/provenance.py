@@ -18,8 +18,11 @@ _REPO = Path(__file__).resolve().parents[1]
 @cache
 def git_hash() -> str:
     """The checkout's commit, suffixed "-dirty" when the package code (siamese_bench/) has uncommitted
-    changes. Outside a git checkout (an exported tree, a copy on a remote machine) it is the value of
-    $SIAMESE_BENCH_GIT_HASH when set (give the commit the tree was exported from), else "unknown"."""
+    changes; "unknown" outside git. $SIAMESE_BENCH_GIT_HASH, when set, is recorded instead: for a copy of
+    the tree on another machine whose .git is missing or stale, set it to the commit the copy was made from."""
+    override = os.environ.get("SIAMESE_BENCH_GIT_HASH", "").strip()
+    if override:
+        return override
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True
@@ -33,7 +36,7 @@ def git_hash() -> str:
         ).stdout.strip()
         return head[:12] + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("SIAMESE_BENCH_GIT_HASH", "").strip() or "unknown"
+        return "unknown"
 
 
 @cache

@@ -21,17 +21,17 @@ def test_environment_records_the_bf16_capability():
     assert env["cpu_bf16"] in (True, False, None) and env["cpu_bf16"] == provenance.cpu_has_bf16()
 
 
-def test_git_hash_outside_a_checkout_comes_from_the_environment(monkeypatch, tmp_path):
+def test_git_hash_outside_a_checkout_is_unknown(monkeypatch, tmp_path):
     monkeypatch.setattr(provenance, "_REPO", tmp_path)  # an exported tree: no .git
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     monkeypatch.delenv("SIAMESE_BENCH_GIT_HASH", raising=False)
     assert provenance.git_hash.__wrapped__() == "unknown"
-    monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", "0123456789ab")
-    assert provenance.git_hash.__wrapped__() == "0123456789ab"
 
 
 @pytest.mark.skipif(not (provenance._REPO / ".git").exists(), reason="not a git checkout")
-def test_git_hash_in_this_checkout_ignores_the_environment(monkeypatch):
-    monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", "not-this")
+def test_git_hash_is_the_checkout_commit_unless_the_environment_names_one(monkeypatch):
+    monkeypatch.delenv("SIAMESE_BENCH_GIT_HASH", raising=False)
     h = provenance.git_hash.__wrapped__()
-    assert h != "not-this" and len(h.removesuffix("-dirty")) == 12
+    assert len(h.removesuffix("-dirty")) == 12 and all(c in "0123456789abcdef" for c in h[:12])
+    monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", "0123456789ab")
+    assert provenance.git_hash.__wrapped__() == "0123456789ab"
