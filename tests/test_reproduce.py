@@ -79,3 +79,19 @@ def test_reproduce_a_quick_subset_on_cpu(real_data_dir, tmp_path):
 def test_readme_results_section_matches_the_csvs():
     readme = (REPO / "README.md").read_text()
     assert readme_table.render(readme) == readme, "run `python -m siamese_bench readme` to regenerate it"
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in (REPO / "results").glob("*/accuracy.csv")))
+def test_committed_summary_is_what_summarize_generates(folder, tmp_path):
+    """summary.md is generated, never edited: regenerating it from the committed CSVs gives the same text."""
+    import shutil
+
+    from siamese_bench.protocols.published import published_lookup
+    from siamese_bench.summary import write_summary
+
+    src = REPO / "results" / folder
+    shutil.copytree(src, tmp_path / folder, ignore=shutil.ignore_patterns("episodes", "*.png", "summary.md"))
+    new = write_summary(tmp_path / folder, published_lookup()).read_text()
+    assert new == (src / "summary.md").read_text(), (
+        f"run `python -m siamese_bench summarize results/{folder}`"
+    )
