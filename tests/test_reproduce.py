@@ -8,7 +8,7 @@ import pytest
 
 from siamese_bench import readme_table
 from siamese_bench.reproduce import compare, load_config, restrict
-from siamese_bench.results import ACCURACY_COLUMNS, read_csv, write_csv
+from siamese_bench.results import ACCURACY_COLUMNS, CELL_KEY, key_of, read_csv, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "results" / "quick"
@@ -29,13 +29,29 @@ def test_compare_flags_a_cell_outside_the_ci_and_changed_episodes(tmp_path):
     table, ok = compare(QUICK, tmp_path, None)
     assert not ok  # the cells missing from the new run cannot be reproduced
     keys = {(r["protocol"], r["head"], r["n_way"]) for r in rows}
-    ok_rows = [t for t in table if t[-1] == "ok"]
+    ok_rows = [t for t in table if t[-1] == "identical"]
     assert len(ok_rows) == len(keys)
     moved = [dict(r, accuracy=str(float(r["accuracy"]) + 2 * float(r["ci95"]))) for r in rows]
     moved[1]["episodes_hash"] = "0" * 16
     write_csv(tmp_path / "accuracy.csv", moved, ACCURACY_COLUMNS)
     verdicts = [t[-1] for t in compare(QUICK, tmp_path, None)[0]]
-    assert "FAIL (outside CI)" in verdicts and "FAIL (episodes differ)" in verdicts
+    assert "FAIL (2.0 CIs off)" in verdicts and "FAIL (episodes differ)" in verdicts
+    cells = {key_of(r, CELL_KEY) for r in moved}
+    verdicts = [t[-1] for t in compare(QUICK, tmp_path, cells, tolerance=2.5)[0]]
+    assert verdicts == ["ok", "FAIL (episodes differ)"]  # a tolerance never excuses other episodes
+    nudged = [dict(r, accuracy=str(float(r["accuracy"]) - 0.5 * float(r["ci95"]))) for r in rows]
+    write_csv(tmp_path / "accuracy.csv", nudged, ACCURACY_COLUMNS)
+    table, ok = compare(QUICK, tmp_path, cells)
+    assert ok and [t[-1] for t in table] == ["ok", "ok"]
+
+
+def test_reproduce_refuses_a_negative_tolerance(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "siamese_bench", "reproduce", str(QUICK), "--tolerance", "-1"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "--tolerance" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.realdata
