@@ -111,11 +111,11 @@ PRESETS.register("standard")(
 PRESETS.register("paper")(
     Preset(
         "paper",
-        "GPU budget: the koch backbone at 105x105 on koch2015 and conv4 on vinyals with Koch-style distortions "
-        "and long training (run when a GPU is available)",
+        "GPU budget: the koch backbone at 105x105 with Koch-style distortions on koch2015 and Lake's official "
+        "runs (lake-runs-105), conv4 and resnet18 on vinyals; long training (run when a GPU is available)",
         (
             Grid(
-                ("koch2015", "lake-runs"),
+                ("koch2015", "lake-runs-105"),
                 ("koch",),
                 _HEADS,
                 seeds=_SEEDS,

@@ -34,6 +34,23 @@ def test_lake_runs_at_28_are_the_same_trials_as_at_105(real_data_dir, omniglot, 
     assert torch.equal(ev28.labels[ep28.query], ep28.classes)  # query j answers support j
 
 
+def test_lake_runs_105_is_the_same_protocol_at_the_native_size(real_data_dir, omniglot, omniglot28):
+    p28, p105 = PROTOCOLS.get("lake-runs"), PROTOCOLS.get("lake-runs-105")
+    assert (p105.image_size, p105.version, p105.dataset, p105.ways, p105.shots) == (
+        105,
+        1,
+        "omniglot",
+        (20,),
+        (1,),
+    )
+    split = p105.split(omniglot, real_data_dir)
+    assert split.hash == p28.split(omniglot28, real_data_dir).hash
+    ep105 = p105.fixed_episodes(omniglot, split, real_data_dir, 20, 1)
+    ep28 = p28.fixed_episodes(omniglot28, split, real_data_dir, 20, 1)
+    for name in ("support", "query", "classes"):
+        assert torch.equal(getattr(ep105, name), getattr(ep28, name)), name
+
+
 def test_koch2015_test_episodes_within_one_run_alphabet(real_data_dir, omniglot):
     p = PROTOCOLS.get("koch2015")
     split = p.split(omniglot, real_data_dir)

@@ -30,7 +30,7 @@ def test_published_numbers_carry_source_and_protocol():
         for r in rows
     )
     lookup = published_lookup()
-    assert lookup[("lake-runs", 20, 1)][0] == 92.0
+    assert lookup[("lake-runs", 20, 1)][0] == 92.0 and lookup[("lake-runs-105", 20, 1)][0] == 92.0
     assert lookup[("vinyals", 20, 1)][0] == 88.0 and lookup[("vinyals", 5, 1)][0] == 96.7
     protonet = [
         r for r in rows if r["method"] == "Prototypical Nets" and r["n_way"] == "20" and r["k_shot"] == "1"
