@@ -10,7 +10,7 @@ from pathlib import Path
 
 from siamese_bench.protocols.published import published_lookup
 from siamese_bench.results import atomic_write_text, read_csv
-from siamese_bench.summary import accuracy_table
+from siamese_bench.summary import accuracy_table, wall_text
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = (
@@ -33,7 +33,7 @@ def section(results_root: Path = REPO / "results") -> str:
             f"`{env.get('command', '?')}` at git `{env.get('git_hash', '?')}`, torch {env.get('torch', '?')}, "
             f"{env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads)"
             + (f", GPUs: {', '.join(env['gpus'])}" if env.get("gpus") else ", no GPU")
-            + f"; wall time {cfg.get('wall_seconds', '?')} s.",
+            + f"; wall time {wall_text(cfg)}.",
             "",
             accuracy_table(read_csv(d / "accuracy.csv"), published_lookup()),
             "",

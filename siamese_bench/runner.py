@@ -10,6 +10,7 @@ row with status=error and the message; the run goes on.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 import traceback
@@ -244,8 +245,10 @@ def run(config: RunConfig, print_summary: bool = True) -> int:
         # replace the recorded git hash, hardware and wall time with its own
         config_path, wrote = config.out / "config.json", 0
         fresh = not config_path.exists()
+        earlier = [] if fresh else _earlier_runs(config_path)
+        started = provenance.timestamp()
         if fresh:
-            write_json(config_path, _config_doc(config, None))
+            write_json(config_path, _config_doc(config, None, [], started))
         groups = expand(config)
         cells_total = sum(len(g["cells"]) for g in groups)
         runner = CellRunner(config)
@@ -297,7 +300,7 @@ def run(config: RunConfig, print_summary: bool = True) -> int:
                 wrote += 1
         wall = time.perf_counter() - start
         if wrote or fresh:
-            write_json(config_path, _config_doc(config, wall))
+            write_json(config_path, _config_doc(config, wall, earlier, started, wrote))
         summary = write_summary(config.out, published_lookup())
     if print_summary and not config.quiet:
         print(summary.read_text())
@@ -305,14 +308,58 @@ def run(config: RunConfig, print_summary: bool = True) -> int:
     return 0
 
 
-def _config_doc(config: RunConfig, wall: float | None) -> dict:
+def _config_doc(
+    config: RunConfig, wall: float | None, earlier: list[dict], started: str, rows_written: int = 0
+) -> dict:
+    """The resolved config and this run's environment, plus `runs`: one entry per run that wrote rows into
+    this directory (a resumed grid keeps the provenance of its earlier parts), and their total wall time."""
     doc = dataclasses.asdict(config)
     out = config.out.resolve()
     doc["out"] = str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out)
     doc["data_dir"] = str(config.data_dir) if config.data_dir else None
-    doc["environment"] = provenance.environment()
+    env = provenance.environment()
+    doc["environment"] = env
     doc["wall_seconds"] = None if wall is None else round(wall, 1)
+    this = {
+        "started": started,
+        "command": env["command"],
+        "git_hash": env["git_hash"],
+        "torch": env["torch"],
+        "machine": f"{env['cpu']} ({env['cpu_threads']} threads)"
+        + (f", GPUs: {', '.join(env['gpus'])}" if env["gpus"] else ""),
+        "rows_written": rows_written,
+        "wall_seconds": doc["wall_seconds"],
+    }
+    doc["runs"] = [*earlier, this] if wall is not None else list(earlier)
+    walls = [r["wall_seconds"] for r in doc["runs"]]
+    doc["wall_seconds_total"] = round(sum(walls), 1) if walls and None not in walls else None
     return doc
+
+
+def _earlier_runs(config_path: Path) -> list[dict]:
+    """The `runs` recorded in an existing config.json; for one written before runs were recorded, a single
+    entry rebuilt from its environment and wall time."""
+    try:
+        doc = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        return []
+    if "runs" in doc:
+        return list(doc["runs"])
+    env = doc.get("environment", {})
+    if doc.get("wall_seconds") is None:
+        return []
+    return [
+        {
+            "started": None,
+            "command": env.get("command"),
+            "git_hash": env.get("git_hash"),
+            "torch": env.get("torch"),
+            "machine": f"{env.get('cpu')} ({env.get('cpu_threads')} threads)"
+            + (f", GPUs: {', '.join(env['gpus'])}" if env.get("gpus") else ""),
+            "rows_written": None,
+            "wall_seconds": doc["wall_seconds"],
+        }
+    ]
 
 
 def error_text(exc: BaseException) -> str:

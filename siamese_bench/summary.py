@@ -229,6 +229,15 @@ def plot(out_dir: Path, rows: list[dict]) -> Path | None:
     return path
 
 
+def wall_text(cfg: dict) -> str:
+    """ "123.4 s", or for a grid finished over several runs (resumed) "364.0 s over 2 runs (250.0 + 114.0 s)"."""
+    runs = cfg.get("runs") or []
+    if len(runs) < 2:
+        return f"{cfg.get('wall_seconds', '?')} s"
+    parts = " + ".join(f"{r['wall_seconds']}" for r in runs)
+    return f"{cfg.get('wall_seconds_total', '?')} s over {len(runs)} runs ({parts} s)"
+
+
 def write_summary(out_dir: Path, published: dict | None = None) -> Path:
     out_dir = Path(out_dir)
     acc = read_csv(out_dir / "accuracy.csv")
@@ -246,7 +255,7 @@ def write_summary(out_dir: Path, published: dict | None = None) -> Path:
         f"- git: `{env.get('git_hash', '?')}`; torch {env.get('torch', '?')}; python {env.get('python', '?')}",
         f"- hardware: {env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads)"
         + (f"; GPUs: {', '.join(env['gpus'])}" if env.get("gpus") else "; no GPU"),
-        f"- wall time: {cfg.get('wall_seconds', '?')} s",
+        f"- wall time: {wall_text(cfg)}",
         "",
         "## One-shot accuracy",
         "",

@@ -147,3 +147,20 @@ def test_a_resume_with_nothing_to_do_keeps_the_recorded_provenance(tmp_path):
     runner.run(config(tmp_path), print_summary=False)
     assert json.loads((tmp_path / "config.json").read_text()) == doc
     assert "0123456789ab" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_resumed_grid_keeps_every_run_in_its_history(tmp_path):
+    """A grid finished over two runs (interrupted, or extended) records both runs and their total wall time;
+    the summary shows the total."""
+    runner.run(config(tmp_path, "--heads", "koch"), print_summary=False)
+    first = json.loads((tmp_path / "config.json").read_text())
+    assert [r["rows_written"] for r in first["runs"]] == [len(read_csv(tmp_path / "accuracy.csv"))]
+    assert first["wall_seconds_total"] == first["wall_seconds"] == first["runs"][0]["wall_seconds"]
+    runner.run(config(tmp_path, "--heads", "koch,contrastive"), print_summary=False)
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert doc["runs"][0] == first["runs"][0] and len(doc["runs"]) == 2
+    assert doc["runs"][1]["git_hash"] == doc["environment"]["git_hash"] and doc["runs"][1]["rows_written"] > 0
+    assert doc["wall_seconds_total"] == round(first["wall_seconds"] + doc["wall_seconds"], 1)
+    assert "over 2 runs" in (tmp_path / "summary.md").read_text()
+    runner.run(config(tmp_path, "--heads", "koch,contrastive"), print_summary=False)  # nothing to do
+    assert json.loads((tmp_path / "config.json").read_text()) == doc
