@@ -2,7 +2,8 @@
 
 Groups (one pytest-benchmark table each; "indices only" groups split the sampling cost from the image copy):
   pairs   batch of 128 verification pairs on MNIST-sized data, up to float images in [0, 1]:
-          `tutorial_pair_generator` (the classic per-pair loop) vs `sample_pairs` + `gather` (target: >= 10x).
+          `tutorial_pair_generator` (the classic per-pair loop) vs `sample_pairs` + `gather`, on one torch
+          thread and on all cores (target: >= 10x).
   episodes 20-way 1-shot episodes (1 or 5 queries per class) on an Omniglot-sized set (964 classes x 20
           images, 105x105), indices and images: a per-episode Python loop vs `sample_episodes` (all episodes
           at once) + `gather` per episode. Both make the same per-episode float arrays; copying and converting
@@ -26,6 +27,7 @@ from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.episodes import ClassIndex, gather, sample_episodes, sample_pairs
 
 PAIR_BATCH = 128
+ALL_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 EPISODES_PER_CALL = 100
 RESULTS: dict[str, float] = {}  # benchmark name -> items per second
 NOTES: list[str] = []  # what data each group used, for the summary
@@ -166,9 +168,18 @@ def summary(request):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-    lines = list(NOTES) + ["[sampling benchmark] torch intra-op threads: 1 (references are single-threaded)"]
+    lines = list(NOTES) + [
+        "[sampling benchmark] torch intra-op threads: 1 (references are single-threaded), except the "
+        f"'all-cores' step ({ALL_CORES})"
+    ]
     for key, ref, new, what in (
         ("pairs", "tutorial", "vectorised", "pairs/s, batch 128 + float images (target >= 10x)"),
+        (
+            "pairs",
+            "tutorial",
+            "vectorised-all-cores",
+            f"pairs/s, batch 128 + float images, ours on {ALL_CORES} threads (target >= 10x)",
+        ),
         ("pairs-idx", "tutorial", "vectorised", "pairs/s, batch 128, indices only"),
         ("episodes-q1", "naive", "vectorised", "20-way 1-shot 1-query episodes/s + float images"),
         ("episodes-q5", "naive", "vectorised", "20-way 1-shot 5-query episodes/s + float images"),
@@ -210,6 +221,29 @@ def test_pairs_vectorised(benchmark, mnist):
     a, b, y = benchmark(step)
     assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
     _record(benchmark, "pairs/vectorised", PAIR_BATCH, what)
+
+
+def test_pairs_vectorised_all_cores(benchmark, mnist):
+    """The same step with every core as torch intra-op threads (what `run` does by default): the float
+    conversion of the 256 gathered images is split across threads. The tutorial loop cannot use them."""
+    ds, what = mnist
+    benchmark.group = "pairs: batch 128, MNIST-sized, to float images"
+    index = ClassIndex.build(ds)
+    generator = torch.Generator().manual_seed(0)
+
+    def step():
+        batch = sample_pairs(index, PAIR_BATCH, generator)
+        a, b = gather(ds.images, torch.stack([batch.a, batch.b]))
+        return a, b, batch.same.float()
+
+    torch.set_num_threads(ALL_CORES)
+    try:
+        a, b, y = benchmark(step)
+    finally:
+        torch.set_num_threads(1)
+    assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
+    benchmark.extra_info["torch_threads"] = ALL_CORES
+    _record(benchmark, "pairs/vectorised-all-cores", PAIR_BATCH, what)
 
 
 def test_pairs_indices_tutorial(benchmark, mnist):
