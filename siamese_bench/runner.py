@@ -325,8 +325,7 @@ def _config_doc(
         "command": env["command"],
         "git_hash": env["git_hash"],
         "torch": env["torch"],
-        "machine": f"{env['cpu']} ({env['cpu_threads']} threads)"
-        + (f", GPUs: {', '.join(env['gpus'])}" if env["gpus"] else ""),
+        "machine": _machine(env),
         "rows_written": rows_written,
         "wall_seconds": doc["wall_seconds"],
     }
@@ -334,6 +333,13 @@ def _config_doc(
     walls = [r["wall_seconds"] for r in doc["runs"]]
     doc["wall_seconds_total"] = round(sum(walls), 1) if walls and None not in walls else None
     return doc
+
+
+def _machine(env: dict) -> str:
+    gpus = env.get("gpus")
+    return f"{env.get('cpu')} ({env.get('cpu_threads')} threads)" + (
+        f", GPUs: {', '.join(gpus)}" if gpus else ""
+    )
 
 
 def _earlier_runs(config_path: Path) -> list[dict]:
@@ -354,8 +360,7 @@ def _earlier_runs(config_path: Path) -> list[dict]:
             "command": env.get("command"),
             "git_hash": env.get("git_hash"),
             "torch": env.get("torch"),
-            "machine": f"{env.get('cpu')} ({env.get('cpu_threads')} threads)"
-            + (f", GPUs: {', '.join(env['gpus'])}" if env.get("gpus") else ""),
+            "machine": _machine(env),
             "rows_written": None,
             "wall_seconds": doc["wall_seconds"],
         }
