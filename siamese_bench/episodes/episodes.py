@@ -21,7 +21,8 @@ import torch
 from siamese_bench.episodes.index import ClassIndex
 
 FORMAT = "siamese_bench.episodes"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: index tensors stored as int32 (half the size of version 1's int64); both load
+READABLE_VERSIONS = (1, 2)
 _HIGH = 2**62  # random integers lie in [0, 2**62): `r % n` is unbiased to within n / 2**62
 
 
@@ -94,9 +95,9 @@ class Episodes:
         blob = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "support": self.support.cpu(),
-            "query": self.query.cpu(),
-            "classes": self.classes.cpu(),
+            "support": _compact(self.support),
+            "query": _compact(self.query),
+            "classes": _compact(self.classes),
             "n_way": self.n_way,
             "k_shot": self.k_shot,
             "n_query": self.n_query,
@@ -135,16 +136,16 @@ class Episodes:
             ) from err
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise ValueError(f"{path}: not a siamese_bench episodes file (no format tag {FORMAT!r})")
-        if blob.get("version") != FORMAT_VERSION:
+        if blob.get("version") not in READABLE_VERSIONS:
             raise ValueError(
-                f"{path}: episodes format version {blob.get('version')!r}, this code reads version "
-                f"{FORMAT_VERSION}; sample the episodes again with this version"
+                f"{path}: episodes format version {blob.get('version')!r}, this code reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; sample the episodes again with this version"
             )
         try:
             ep = cls(
-                blob["support"],
-                blob["query"],
-                blob["classes"],
+                _wide(blob["support"]),
+                _wide(blob["query"]),
+                _wide(blob["classes"]),
                 int(blob["n_way"]),
                 int(blob["k_shot"]),
                 int(blob["n_query"]),
@@ -159,6 +160,20 @@ class Episodes:
                 f"{path}: content does not match its stored fingerprint; delete it and sample again"
             )
         return ep
+
+
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """An int64 index tensor as int32 on CPU for the file (int64 kept if a value does not fit)."""
+    t = t.cpu()
+    fits = t.numel() == 0 or (int(t.min()) >= -(2**31) and int(t.max()) < 2**31)
+    return t.to(torch.int32) if fits else t
+
+
+def _wide(t) -> torch.Tensor:
+    """A stored index tensor back as int64 (a non-integer one is left for the shape check to refuse)."""
+    if isinstance(t, torch.Tensor) and t.dtype in (torch.int32, torch.int64):
+        return t.to(torch.int64)
+    return t
 
 
 def episodes_fingerprint(ep: Episodes) -> str:

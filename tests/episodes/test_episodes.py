@@ -142,6 +142,22 @@ def test_save_load_round_trip(ds, tmp_path):
     assert episodes_fingerprint(Episodes.load(path)) == episodes_fingerprint(other)
 
 
+def test_files_store_int32_and_version_1_int64_files_still_load(ds, tmp_path):
+    ep = sample_episodes(ClassIndex.build(ds), 3, 1, 1, 7, seed=4)
+    path = tmp_path / "ep.pt"
+    ep.save(path)
+    blob = torch.load(path, weights_only=True)
+    assert blob["version"] == FORMAT_VERSION == 2
+    assert all(blob[k].dtype == torch.int32 for k in ("support", "query", "classes"))
+    back = Episodes.load(path)
+    assert back.support.dtype == torch.int64 and episodes_fingerprint(back) == episodes_fingerprint(ep)
+    for k in ("support", "query", "classes"):
+        assert torch.equal(getattr(back, k), getattr(ep, k))
+    old = {**blob, "version": 1, **{k: getattr(ep, k) for k in ("support", "query", "classes")}}
+    torch.save(old, tmp_path / "v1.pt")  # as version 1 wrote it: int64 tensors
+    assert episodes_fingerprint(Episodes.load(tmp_path / "v1.pt")) == episodes_fingerprint(ep)
+
+
 def test_load_errors(ds, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
         Episodes.load(tmp_path / "missing.pt")
