@@ -112,7 +112,8 @@ PRESETS.register("paper")(
     Preset(
         "paper",
         "GPU budget: the koch backbone at 105x105 with Koch-style distortions on koch2015 and Lake's official "
-        "runs (lake-runs-105), conv4 and resnet18 on vinyals; long training (run when a GPU is available)",
+        "runs (lake-runs-105), conv4 and resnet18 on vinyals; long training: about 2.5 hours on one H200 "
+        "(extrapolated from results/paper-150k: about a tenth of the pairs, one seed, 6 minutes)",
         (
             Grid(
                 ("koch2015", "lake-runs-105"),
