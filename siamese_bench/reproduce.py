@@ -164,7 +164,7 @@ def command(args) -> int:
     if not ok:
         print(
             "Training repeats bit for bit only on the same CPU model with the same library versions (CUDA "
-            "training is not deterministic at all); elsewhere a cell moves by training noise, often several "
+            "training is not bit-deterministic even on one GPU); elsewhere a cell moves by training noise, often several "
             "CIs (the CI covers the test episodes only). Compare the move with the 'seed std' column of the "
             "summary, or accept it with --tolerance K (K recorded CIs)."
         )
@@ -172,7 +172,7 @@ def command(args) -> int:
 
 
 def hardware_line(recorded_dir: Path, new_dir: Path) -> str:
-    """One line naming the recorded and the current machine (CPU, GPUs, torch), from the two config.json."""
+    """Two lines naming the recorded and the current machine (CPU, GPUs, torch), from the two config.json."""
 
     def where(d: Path) -> str:
         path = Path(d) / "config.json"
