@@ -166,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--quiet", action="store_true", help="no progress output")
     _add_data_dir(rp)
 
-    rd = sub.add_parser("readme", help="regenerate the README's results table from results/*/accuracy.csv")
+    rd = sub.add_parser(
+        "readme",
+        help="regenerate the README's results section from results/*/accuracy.csv and throughput.csv",
+    )
     rd.add_argument(
         "--check", action="store_true", help="exit 1 if the README is out of date, change nothing"
     )

@@ -1,4 +1,5 @@
-"""The README's results section, generated from results/*/accuracy.csv (`python -m siamese_bench readme`).
+"""The README's results section, generated from results/*/accuracy.csv and throughput.csv
+(`python -m siamese_bench readme`).
 
 The section sits between two marker comments; `readme --check` (and a test) fails when it is out of date.
 """
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from siamese_bench.protocols.published import published_lookup
 from siamese_bench.results import atomic_write_text, read_csv
-from siamese_bench.summary import accuracy_table, wall_text
+from siamese_bench.summary import accuracy_table, throughput_table, wall_text
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = (
@@ -38,6 +39,17 @@ def section(results_root: Path = REPO / "results") -> str:
             accuracy_table(read_csv(d / "accuracy.csv"), published_lookup()),
             "",
         ]
+        thr = read_csv(d / "throughput.csv") if (d / "throughput.csv").is_file() else []
+        if thr:
+            parts += [
+                f"<details><summary>Throughput of <code>{d.name}</code> (train pairs/s, eval images/s and "
+                "episodes/s; median after warm-up, device synchronised)</summary>",
+                "",
+                throughput_table(thr),
+                "",
+                "</details>",
+                "",
+            ]
     return "\n".join([BEGIN, "", *parts, END])
 
 
@@ -63,7 +75,7 @@ def command(args) -> int:
         if new != old:
             print("README.md's results section is out of date: run `python -m siamese_bench readme`")
             return 1
-        print("README.md's results section matches results/*/accuracy.csv")
+        print("README.md's results section matches results/*/accuracy.csv and throughput.csv")
         return 0
     if new != old:
         atomic_write_text(path, new)
