@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--amp",
         choices=["none", "bf16"],
         default="none",
-        help="bf16: autocast the training forward to bfloat16 (CUDA, or CPUs with AVX512-BF16/AMX, where "
-        "it is ~2-3x faster; elsewhere slower); results rows say dtype bfloat16-amp",
+        help="bf16: autocast the training forward to bfloat16 (~2-3x faster on CPUs with AVX512-BF16/AMX; "
+        "slower on other CPUs; on a GPU it pays for large models only: the 28x28 small-cnn and conv4 steps "
+        "are launch-bound and gained nothing on an H200); results rows say dtype bfloat16-amp",
     )
     run.add_argument(
         "--channels-last",
