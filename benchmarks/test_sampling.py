@@ -207,7 +207,11 @@ def test_pairs_tutorial(benchmark, mnist):
     _record(benchmark, "pairs/tutorial", PAIR_BATCH, what)
 
 
-def test_pairs_vectorised(benchmark, mnist):
+@pytest.mark.parametrize("threads", [1, ALL_CORES], ids=["one-thread", "all-cores"])
+def test_pairs_vectorised(benchmark, mnist, threads):
+    """One thread (like for like with the single-threaded tutorial), and every core as torch intra-op threads
+    (what `run` does by default: the float conversion of the 256 gathered images is split across threads;
+    the tutorial loop cannot use them)."""
     ds, what = mnist
     benchmark.group = "pairs: batch 128, MNIST-sized, to float images"
     index = ClassIndex.build(ds)
@@ -218,32 +222,14 @@ def test_pairs_vectorised(benchmark, mnist):
         a, b = gather(ds.images, torch.stack([batch.a, batch.b]))
         return a, b, batch.same.float()
 
-    a, b, y = benchmark(step)
-    assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
-    _record(benchmark, "pairs/vectorised", PAIR_BATCH, what)
-
-
-def test_pairs_vectorised_all_cores(benchmark, mnist):
-    """The same step with every core as torch intra-op threads (what `run` does by default): the float
-    conversion of the 256 gathered images is split across threads. The tutorial loop cannot use them."""
-    ds, what = mnist
-    benchmark.group = "pairs: batch 128, MNIST-sized, to float images"
-    index = ClassIndex.build(ds)
-    generator = torch.Generator().manual_seed(0)
-
-    def step():
-        batch = sample_pairs(index, PAIR_BATCH, generator)
-        a, b = gather(ds.images, torch.stack([batch.a, batch.b]))
-        return a, b, batch.same.float()
-
-    torch.set_num_threads(ALL_CORES)
+    torch.set_num_threads(threads)
     try:
         a, b, y = benchmark(step)
     finally:
         torch.set_num_threads(1)
     assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
-    benchmark.extra_info["torch_threads"] = ALL_CORES
-    _record(benchmark, "pairs/vectorised-all-cores", PAIR_BATCH, what)
+    benchmark.extra_info["torch_threads"] = threads
+    _record(benchmark, "pairs/vectorised" if threads == 1 else "pairs/vectorised-all-cores", PAIR_BATCH, what)
 
 
 def test_pairs_indices_tutorial(benchmark, mnist):

@@ -19,7 +19,7 @@ _REPO = Path(__file__).resolve().parents[1]
 def git_hash() -> str:
     """The checkout's commit, suffixed "-dirty" when the package code (siamese_bench/) has uncommitted
     changes; "unknown" outside git. $SIAMESE_BENCH_GIT_HASH, when set, is recorded instead: for a copy of
-    the tree on another machine whose .git is missing or stale, set it to the commit the copy was made from."""
+    the tree on another machine whose .git is missing or stale, set it to the commit the copy came from."""
     override = os.environ.get("SIAMESE_BENCH_GIT_HASH", "").strip()
     if override:
         return override

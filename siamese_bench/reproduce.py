@@ -88,14 +88,12 @@ def compare(
             rows.append([label, old["accuracy"], "–", "–", "–", f"FAIL ({why})"])
             continue
         a_old, a_new, ci = float(old["accuracy"]), float(r["accuracy"]), float(old["ci95"] or "nan")
-        same_eps = old["episodes_hash"] == r["episodes_hash"]
-        passed = same_eps and (
-            a_new == a_old or (not math.isnan(ci) and abs(a_new - a_old) <= tolerance * ci)
-        )
+        same_eps, identical = old["episodes_hash"] == r["episodes_hash"], a_new == a_old
+        passed = same_eps and (identical or (not math.isnan(ci) and abs(a_new - a_old) <= tolerance * ci))
         ok_all &= passed
         if not same_eps:
             verdict = "FAIL (episodes differ)"
-        elif a_new == a_old:
+        elif identical:
             verdict = "identical"
         elif passed:
             verdict = "ok"
@@ -164,9 +162,9 @@ def command(args) -> int:
     if not ok:
         print(
             "Training repeats bit for bit only on the same CPU model with the same library versions (CUDA "
-            "training is not bit-deterministic even on one GPU); elsewhere a cell moves by training noise, often several "
-            "CIs (the CI covers the test episodes only). Compare the move with the 'seed std' column of the "
-            "summary, or accept it with --tolerance K (K recorded CIs)."
+            "training is not bit-deterministic even on one GPU); elsewhere a cell moves by training noise, "
+            "often several CIs (the CI covers the test episodes only). Compare the move with the 'seed std' "
+            "column of the summary, or accept it with --tolerance K (K recorded CIs)."
         )
     return 0 if ok else 1
 

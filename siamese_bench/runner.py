@@ -320,26 +320,26 @@ def _config_doc(
     env = provenance.environment()
     doc["environment"] = env
     doc["wall_seconds"] = None if wall is None else round(wall, 1)
-    this = {
-        "started": started,
-        "command": env["command"],
-        "git_hash": env["git_hash"],
-        "torch": env["torch"],
-        "machine": _machine(env),
-        "rows_written": rows_written,
-        "wall_seconds": doc["wall_seconds"],
-    }
+    this = _run_entry(env, started, rows_written, doc["wall_seconds"])
     doc["runs"] = [*earlier, this] if wall is not None else list(earlier)
     walls = [r["wall_seconds"] for r in doc["runs"]]
     doc["wall_seconds_total"] = round(sum(walls), 1) if walls and None not in walls else None
     return doc
 
 
-def _machine(env: dict) -> str:
+def _run_entry(env: dict, started: str | None, rows_written: int | None, wall: float | None) -> dict:
+    """One entry of config.json's `runs`, from a run's environment record."""
     gpus = env.get("gpus")
-    return f"{env.get('cpu')} ({env.get('cpu_threads')} threads)" + (
-        f", GPUs: {', '.join(gpus)}" if gpus else ""
-    )
+    return {
+        "started": started,
+        "command": env.get("command"),
+        "git_hash": env.get("git_hash"),
+        "torch": env.get("torch"),
+        "machine": f"{env.get('cpu')} ({env.get('cpu_threads')} threads)"
+        + (f", GPUs: {', '.join(gpus)}" if gpus else ""),
+        "rows_written": rows_written,
+        "wall_seconds": wall,
+    }
 
 
 def _earlier_runs(config_path: Path) -> list[dict]:
@@ -351,20 +351,9 @@ def _earlier_runs(config_path: Path) -> list[dict]:
         return []
     if "runs" in doc:
         return list(doc["runs"])
-    env = doc.get("environment", {})
     if doc.get("wall_seconds") is None:
         return []
-    return [
-        {
-            "started": None,
-            "command": env.get("command"),
-            "git_hash": env.get("git_hash"),
-            "torch": env.get("torch"),
-            "machine": _machine(env),
-            "rows_written": None,
-            "wall_seconds": doc["wall_seconds"],
-        }
-    ]
+    return [_run_entry(doc.get("environment", {}), None, None, doc["wall_seconds"])]
 
 
 def error_text(exc: BaseException) -> str:

@@ -230,7 +230,8 @@ def plot(out_dir: Path, rows: list[dict]) -> Path | None:
 
 
 def wall_text(cfg: dict) -> str:
-    """ "123.4 s", or for a grid finished over several runs (resumed) "364.0 s over 2 runs (250.0 + 114.0 s)"."""
+    """The wall time, e.g. "123.4 s"; for a grid finished over several runs (resumed), e.g.
+    "364.0 s over 2 runs (250.0 + 114.0 s)"."""
     runs = cfg.get("runs") or []
     if len(runs) < 2:
         return f"{cfg.get('wall_seconds', '?')} s"

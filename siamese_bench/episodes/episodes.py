@@ -139,7 +139,7 @@ class Episodes:
         if blob.get("version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"{path}: episodes format version {blob.get('version')!r}, this code reads versions "
-                f"{', '.join(map(str, READABLE_VERSIONS))}; sample the episodes again with this version"
+                f"{', '.join(map(str, READABLE_VERSIONS))}; delete it and sample again with this version"
             )
         try:
             ep = cls(

@@ -3,7 +3,8 @@
 Omniglot at the native 105x105. Train on the 30 background alphabets, select models on the 10 evaluation
 alphabets not used by Lake's official runs, test on 1,000 random 20-way 1-shot episodes (1 query per class)
 drawn within one alphabet of the 10 run alphabets (splits.LAKE_RUN_ALPHABETS), the split `omniglot_lake`.
-Koch et al.'s published 92.0% is for the 400 official trials: that number belongs to `lake-runs` / `lake-runs-105`, not here.
+Koch et al.'s published 92.0% is for the 400 official trials: that number belongs to `lake-runs` /
+`lake-runs-105`, not here.
 """
 
 from siamese_bench.datasets.splits_builtin import omniglot_lake

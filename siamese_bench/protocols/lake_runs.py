@@ -1,9 +1,9 @@
 """`lake-runs`: Lake et al.'s official 20-way within-alphabet one-shot task (all_runs.zip, 400 trials).
 
 Train on the 30 background alphabets at 28x28 (CPU-friendly; `lake-runs-105` is the same protocol at the
-native 105x105, Koch et al.'s resolution, for the koch backbone on a GPU); select models on the 10 evaluation alphabets
-NOT used by the runs; test on exactly the 20 official runs (20 episodes of 20 test images each, every test
-image matched against its run's 20 training images). The runs are located in the evaluation set at the native
+native 105x105, Koch et al.'s resolution, for the koch backbone on a GPU); select models on the 10
+evaluation alphabets NOT used by the runs; test on exactly the 20 official runs (20 episodes of 20 test images
+each, every test image matched against its run's 20 training images). The runs are located in the evaluation set at the native
 105x105 (exact pixel matching), so the trials are the same 400 whatever the protocol's image size. Koch et al.
 (2015) report 92.0% on this task (at 105x105); `koch2015` is their random 20-way within-alphabet setup.
 """
