@@ -1,7 +1,9 @@
 """Named run presets (registry `PRESETS`): which grids `python -m siamese_bench run --preset NAME` runs.
 
 A preset is a tuple of grids; each grid is protocols x backbones x heads x devices x ways x shots x seeds.
-CLI flags override the matching field of every grid in the preset.
+--protocols / --backbones / --heads narrow the preset to the cells with those names, each grid keeping its
+own training settings (names the preset lacks replace the field in every grid instead: `runner.select_grids`);
+the other flags override the matching field of every grid.
 """
 
 from __future__ import annotations

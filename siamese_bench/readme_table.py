@@ -11,7 +11,7 @@ from pathlib import Path
 
 from siamese_bench.protocols.published import published_lookup
 from siamese_bench.results import atomic_write_text, read_csv
-from siamese_bench.summary import accuracy_table, throughput_table, wall_text
+from siamese_bench.summary import accuracy_table, settings_lines, throughput_table, wall_text
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = (
@@ -35,6 +35,8 @@ def section(results_root: Path = REPO / "results") -> str:
             f"{env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads)"
             + (f", GPUs: {', '.join(env['gpus'])}" if env.get("gpus") else ", no GPU")
             + f"; wall time {wall_text(cfg)}.",
+            "",
+            *settings_lines(cfg),
             "",
             accuracy_table(read_csv(d / "accuracy.csv"), published_lookup()),
             "",

@@ -30,9 +30,14 @@ def load_config(results_dir: Path):
     doc = json.loads(path.read_text())
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     kw = {k: v for k, v in doc.items() if k in fields}
-    kw["grids"] = tuple(
-        Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()}) for g in doc["grids"]
+    runs = doc.get("runs") or []
+    # a grid finished over several runs: every run's grids (recorded per run since config.json kept them)
+    grid_docs = [g for r in runs for g in r["grids"]] if runs and all(r.get("grids") for r in runs) else []
+    grids = (
+        Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
+        for g in grid_docs or doc["grids"]
     )
+    kw["grids"] = tuple(dict.fromkeys(grids))
     for k in ("devices", "throughput_batch_sizes"):
         kw[k] = tuple(kw[k])
     kw["out"] = Path(kw["out"])

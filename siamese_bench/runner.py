@@ -10,6 +10,7 @@ row with status=error and the message; the run goes on.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sys
 import time
@@ -55,6 +56,54 @@ class RunConfig:
     download: bool = True  # fetch missing datasets from the official URLs (fails cleanly offline)
 
 
+def select_grids(
+    grids: tuple[Grid, ...],
+    protocols: tuple[str, ...] | None,
+    backbones: tuple[str, ...] | None,
+    heads: tuple[str, ...] | None,
+) -> tuple[Grid, ...]:
+    """The preset's grids as narrowed or replaced by --protocols / --backbones / --heads.
+
+    For each of the three flags, in that order: when every name it lists occurs in some grid, it narrows:
+    each grid keeps the listed names it has (with its own training settings, ways and shots) and grids left
+    with none are dropped. Otherwise (a name the preset does not have) it replaces that field in every grid;
+    --protocols then makes one grid from the first grid's training settings with the protocols' own ways,
+    shots and episodes (the preset's grids were made for other protocols).
+    """
+    for field, wanted in (("protocols", protocols), ("backbones", backbones), ("heads", heads)):
+        if wanted is None:
+            continue
+        present = {name for g in grids for name in getattr(g, field)}
+        if set(wanted) <= present:
+            narrowed = (
+                dataclasses.replace(g, **{field: tuple(n for n in getattr(g, field) if n in wanted)})
+                for g in grids
+            )
+            grids = tuple(g for g in narrowed if getattr(g, field))
+        elif field == "protocols":
+            grids = (dataclasses.replace(grids[0], protocols=wanted, ways=None, shots=None, episodes=None),)
+        else:
+            grids = tuple(dataclasses.replace(g, **{field: wanted}) for g in grids)
+    return grids
+
+
+def _check_no_conflicting_cells(grids: tuple[Grid, ...]) -> None:
+    """Refuse two grids that both hold a (protocol, backbone, head, seed) cell with different settings: the
+    second would be skipped as already done, silently run with the first one's settings."""
+    from siamese_bench.commands import UserError
+
+    seen: dict[tuple, tuple] = {}
+    for g in grids:
+        settings = (g.train_pairs, g.batch_size, g.lr, g.val_every, g.val_episodes, g.distort, g.episodes)
+        for cell_key in itertools.product(g.protocols, g.backbones, g.heads, g.seeds):
+            if seen.setdefault(cell_key, settings) != settings:
+                raise UserError(
+                    f"cell {'/'.join(map(str, cell_key))} (protocol/backbone/head/seed) is in two grids with "
+                    "different settings after the flags were applied; narrow the run with --protocols, "
+                    "--backbones or --heads so that each cell comes from one grid"
+                )
+
+
 def config_from_args(args) -> RunConfig:
     """Resolve the preset and the CLI overrides into a RunConfig, validating every name up front."""
     from siamese_bench.backbones import BACKBONES
@@ -73,10 +122,8 @@ def config_from_args(args) -> RunConfig:
                 "(or name protocols with --protocols)"
             )
         protocols = (protocols or ()) + tuple(DATASET_PROTOCOL[d] for d in args.datasets)
+    grids = select_grids(preset.grids, protocols, args.backbones, args.heads)
     for field, value in (
-        ("protocols", protocols),
-        ("backbones", args.backbones),
-        ("heads", args.heads),
         ("ways", args.ways),
         ("shots", args.shots),
         ("seeds", args.seeds),
@@ -89,11 +136,8 @@ def config_from_args(args) -> RunConfig:
             overrides[field] = value
     if args.distort:
         overrides["distort"] = True
-    base = preset.grids
-    if protocols is not None:
-        # named protocols replace the preset's grids: one grid with the protocols' own ways/shots/episodes
-        base = (dataclasses.replace(base[0], ways=None, shots=None, episodes=None),)
-    grids = tuple(dataclasses.replace(g, **overrides) for g in base)
+    grids = tuple(dataclasses.replace(g, **overrides) for g in grids)
+    _check_no_conflicting_cells(grids)
     for g in grids:
         for p in g.protocols:
             PROTOCOLS.get(p)
@@ -320,17 +364,21 @@ def _config_doc(
     env = provenance.environment()
     doc["environment"] = env
     doc["wall_seconds"] = None if wall is None else round(wall, 1)
-    this = _run_entry(env, started, rows_written, doc["wall_seconds"])
+    this = _run_entry(env, started, rows_written, doc["wall_seconds"], doc["grids"])
     doc["runs"] = [*earlier, this] if wall is not None else list(earlier)
     walls = [r["wall_seconds"] for r in doc["runs"]]
     doc["wall_seconds_total"] = round(sum(walls), 1) if walls and None not in walls else None
     return doc
 
 
-def _run_entry(env: dict, started: str | None, rows_written: int | None, wall: float | None) -> dict:
-    """One entry of config.json's `runs`, from a run's environment record."""
+def _run_entry(
+    env: dict, started: str | None, rows_written: int | None, wall: float | None, grids: list | None = None
+) -> dict:
+    """One entry of config.json's `runs`, from a run's environment record and resolved grids (the cells and
+    training settings that run asked for; None for runs recorded before grids were kept per run)."""
     gpus = env.get("gpus")
     return {
+        "grids": grids,
         "started": started,
         "command": env.get("command"),
         "git_hash": env.get("git_hash"),

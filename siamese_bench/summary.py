@@ -239,6 +239,37 @@ def wall_text(cfg: dict) -> str:
     return f"{cfg.get('wall_seconds_total', '?')} s over {len(runs)} runs ({parts} s)"
 
 
+def _grid_line(g: dict) -> str:
+    cells = f"{', '.join(g['protocols'])} x {', '.join(g['backbones'])} x {', '.join(g['heads'])}"
+    seeds = ", ".join(str(s) for s in g.get("seeds", ()))
+    if not g.get("train_pairs"):
+        return f"{cells}, seeds {seeds}: untrained (0 training pairs)"
+    return (
+        f"{cells}, seeds {seeds}: {g['train_pairs']:,} training pairs, batch {g['batch_size']}, "
+        f"Adam lr {g['lr']:g}"
+        + (", Koch distortions" if g.get("distort") else "")
+        + f", validation every {g['val_every']:,} pairs on {g['val_episodes']} episodes"
+    )
+
+
+def settings_lines(cfg: dict) -> list[str]:
+    """Markdown bullets: the grids (cells and training settings) recorded in config.json. A grid finished over
+    several runs with different commands or grids lists each run's command and, where recorded, its grids (the latest
+    command alone may not say how every cell was made)."""
+    runs = cfg.get("runs") or []
+    if len({json.dumps([r.get("command"), r.get("grids")]) for r in runs}) < 2:
+        lines = [f"  - {_grid_line(g)}" for g in cfg.get("grids", [])]
+        return ["- grids (config.json):", *lines] if lines else []
+    lines = ["- runs (config.json):"]
+    for r in runs:
+        lines.append(f"  - `{r.get('command', '?')}` at git `{r.get('git_hash', '?')}`")
+        lines += [f"    - {_grid_line(g)}" for g in r.get("grids") or []]
+    if not all(r.get("grids") for r in runs):
+        lines.append("- grids of the latest run (config.json; earlier runs did not record theirs):")
+        lines += [f"  - {_grid_line(g)}" for g in cfg.get("grids", [])]
+    return lines
+
+
 def write_summary(out_dir: Path, published: dict | None = None) -> Path:
     out_dir = Path(out_dir)
     acc = read_csv(out_dir / "accuracy.csv")
@@ -257,6 +288,7 @@ def write_summary(out_dir: Path, published: dict | None = None) -> Path:
         f"- hardware: {env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads)"
         + (f"; GPUs: {', '.join(env['gpus'])}" if env.get("gpus") else "; no GPU"),
         f"- wall time: {wall_text(cfg)}",
+        *settings_lines(cfg),
         "",
         "## One-shot accuracy",
         "",

@@ -164,3 +164,73 @@ def test_a_resumed_grid_keeps_every_run_in_its_history(tmp_path):
     assert "over 2 runs" in (tmp_path / "summary.md").read_text()
     runner.run(config(tmp_path, "--heads", "koch,contrastive"), print_summary=False)  # nothing to do
     assert json.loads((tmp_path / "config.json").read_text()) == doc
+
+
+def test_a_grid_made_by_two_different_commands_records_and_reproduces_both(tmp_path):
+    """Each run keeps its own grids: the summary says which command made which cells, and `reproduce` re-runs
+    all of them, not only the latest command's."""
+    from siamese_bench.reproduce import load_config
+
+    runner.run(config(tmp_path, "--heads", "contrastive"), print_summary=False)
+    runner.run(config(tmp_path, "--heads", "koch", "--train-pairs", "256"), print_summary=False)
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert [(g["heads"], g["train_pairs"]) for r in doc["runs"] for g in r["grids"]] == [
+        (["contrastive"], 128),
+        (["koch"], 256),
+    ]
+    assert [(g.heads, g.train_pairs) for g in load_config(tmp_path).grids] == [
+        (("contrastive",), 128),
+        (("koch",), 256),
+    ]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "digits-heldout x small-cnn x contrastive, seeds 0: 128 training pairs" in summary
+    assert "digits-heldout x small-cnn x koch, seeds 0: 256 training pairs" in summary
+
+
+def _grids(*argv):
+    args = build_parser().parse_args(["run", *argv, "--devices", "cpu", "--out", "unused"])
+    return runner.config_from_args(args).grids
+
+
+def test_protocols_in_the_preset_keep_their_own_grid_settings():
+    # the paper preset's vinyals grid (2M pairs, lr 1e-3, no distortions), not its first grid's (koch at
+    # 105x105: 1.5M pairs, lr 1e-4, distortions)
+    (g,) = _grids("--preset", "paper", "--protocols", "vinyals", "--backbones", "conv4")
+    paper = {x.protocols: x for x in runner.PRESETS.get("paper").grids}
+    assert g == runner.dataclasses.replace(paper[("vinyals",)], backbones=("conv4",))
+    assert (g.train_pairs, g.lr, g.distort) == (2_000_000, 1e-3, False)
+
+
+def test_backbones_in_the_preset_narrow_it_and_drop_grids_without_them():
+    grids = _grids("--preset", "standard", "--backbones", "pixels", "--heads", "cosine")
+    assert {g.protocols for g in grids} == {
+        ("mnist-heldout",),
+        ("vinyals",),
+        ("lake-runs",),
+        ("mnist-transfer", "mnist-pairs"),
+    }
+    assert all(g.backbones == ("pixels",) and g.heads == ("cosine",) and g.train_pairs == 0 for g in grids)
+
+
+def test_names_the_preset_lacks_replace_them_in_every_grid():
+    (g,) = _grids(
+        "--protocols", "lake-runs"
+    )  # quick has no lake-runs: first grid's settings, protocol's ways
+    first = runner.PRESETS.get("quick").grids[0]
+    assert g.protocols == ("lake-runs",) and g.ways is None and g.train_pairs == first.train_pairs
+    grids = _grids("--backbones", "resnet18")
+    assert len(grids) == 2 and all(g.backbones == ("resnet18",) for g in grids)
+
+
+def test_one_cell_from_two_grids_with_different_settings_is_refused():
+    from siamese_bench.commands import UserError
+
+    # names standard lacks replace them everywhere: its trained mnist-heldout grid (30k pairs) and its
+    # untrained pixel-baseline grid (0 pairs) would both hold mnist-heldout x resnet18 x product
+    with pytest.raises(
+        UserError, match="mnist-heldout/resnet18/product/0 .*two grids with different settings"
+    ):
+        _grids("--preset", "standard", "--backbones", "resnet18", "--heads", "product")
+    # a head the preset has narrows instead, dropping the baseline grids: no conflict
+    grids = _grids("--preset", "standard", "--backbones", "resnet18", "--heads", "koch")
+    assert len(grids) == 5 and all(g.train_pairs > 0 for g in grids)
