@@ -15,7 +15,8 @@ Groups (one pytest-benchmark table each; one round = 10 steps of batch 128 = 1,2
 Real MNIST train is used when `load_mnist()` finds the files ($SIAMESE_BENCH_DATA or the checkout's data/);
 otherwise synthetic uint8 tensors of the same size (content does not change the speed). Which one is
 printed with the summary and stored in extra_info. Torch runs on one thread, and the summary compares the
-fastest round of each side (the least disturbed on a shared machine); medians are in the tables.
+fastest round of each side (the least disturbed on a shared machine); medians are in the tables. Both sides
+run with the allocator setting that `run` applies (`siamese_bench.allocator.keep_freed_memory`).
 Run: pytest benchmarks/test_train_speed.py --benchmark-only -q
 """
 
@@ -28,6 +29,7 @@ import pytest
 import torch
 from torch import nn
 
+from siamese_bench import allocator
 from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.episodes.index import ClassIndex, gather
 from siamese_bench.episodes.pairs import sample_pairs
@@ -167,6 +169,10 @@ def _config(**overrides) -> TrainConfig:
 def summary(request):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 shared cores: one thread keeps the rounds comparable
+    # the allocator setting that `run` applies, for both sides (the tutorial gains from it too: the
+    # conservative comparison); it cannot be undone within a process
+    allocator.keep_freed_memory()
+    _say(f"[train benchmark] allocator (both sides): {allocator.state()}")
     yield
     torch.set_num_threads(threads)
     lines = list(NOTES)

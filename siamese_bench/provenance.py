@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from siamese_bench import allocator
+
 _REPO = Path(__file__).resolve().parents[1]
 
 
@@ -94,6 +96,7 @@ def environment() -> dict:
         "cpu": cpu_model(),
         "cpu_threads": torch.get_num_threads(),
         "cpu_bf16": cpu_has_bf16(),
+        "allocator": allocator.state(),
         "cuda_available": torch.cuda.is_available(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "command": " ".join(["python -m siamese_bench", *sys.argv[1:]]),
