@@ -6,9 +6,8 @@ free and trims the heap above its trim threshold, so every step page-faults thos
 zero-filling them (`fill_`) pays the faults. `keep_freed_memory()` raises both thresholds with `mallopt`:
 blocks up to 32 MiB (glibc's largest mmap threshold on 64-bit) come from the heap, and up to 1 GiB of freed
 heap stays with the process. Only where buffers live changes, not what is computed: results are bit-identical.
-Measured on the 2-core Intel Xeon, one thread, small-cnn + koch, batch 128, real MNIST
-(benchmarks/test_train_speed.py with SIAMESE_BENCH_MALLOC=default, then without): train() float32 1,068 ->
-1,363 pairs/s, channels-last 1,752 -> 1,883, the tutorial loop 1,106 -> 1,333.
+The README's speed paragraph gives the measured gain (benchmarks/test_train_speed.py run with
+SIAMESE_BENCH_MALLOC=default and without).
 
 `python -m siamese_bench run` calls it once per process; config.json records the outcome. On a C library
 other than glibc, or with the environment variable SIAMESE_BENCH_MALLOC=default (the process keeps glibc's
