@@ -87,6 +87,50 @@ def select_grids(
     return grids
 
 
+def training_settings(g: Grid) -> tuple:
+    """What a grid's cells are trained and tested with, besides their names: two grids that share a cell must
+    agree on these."""
+    return (g.train_pairs, g.batch_size, g.lr, g.val_every, g.val_episodes, g.distort, g.episodes)
+
+
+def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
+    """Refuse to resume into a directory whose finished cells were made with other training settings than this
+    run asks for: re-running would skip them, and the table would silently answer a different question.
+    done(group) says whether any cell of the group has a row. The recorded settings are each run's grids
+    (config.json `runs`), else the latest run's grids."""
+    from siamese_bench.commands import UserError
+
+    try:
+        doc = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        return
+    runs = doc.get("runs") or []
+    recorded_grids = [g for r in runs for g in r.get("grids") or []] or doc.get("grids") or []
+    recorded: dict[tuple, tuple] = {}
+    for g in recorded_grids:
+        try:
+            grid = Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
+        except TypeError:  # a config.json from another version: nothing to compare
+            return
+        for key in itertools.product(grid.protocols, grid.backbones, grid.heads, grid.seeds):
+            recorded.setdefault(key, training_settings(grid))
+    for group in groups:
+        key = (group["protocol"].name, group["backbone"], group["head"], group["seed"])
+        want = training_settings(group["grid"])
+        if key in recorded and recorded[key] != want and done(group):
+            names = ("train_pairs", "batch_size", "lr", "val_every", "val_episodes", "distort", "episodes")
+            diff = ", ".join(
+                f"{n} {a!r} (recorded) vs {b!r} (now)"
+                for n, a, b in zip(names, recorded[key], want, strict=True)
+                if a != b
+            )
+            raise UserError(
+                f"{config_path.parent} already holds {'/'.join(map(str, key))} (protocol/backbone/head/seed) "
+                f"made with other settings: {diff}. Resuming would skip those cells; write this run to a new "
+                "--out directory (or delete the folder to start over)"
+            )
+
+
 def _check_no_conflicting_cells(grids: tuple[Grid, ...]) -> None:
     """Refuse two grids that both hold a (protocol, backbone, head, seed) cell with different settings: the
     second would be skipped as already done, silently run with the first one's settings."""
@@ -94,7 +138,7 @@ def _check_no_conflicting_cells(grids: tuple[Grid, ...]) -> None:
 
     seen: dict[tuple, tuple] = {}
     for g in grids:
-        settings = (g.train_pairs, g.batch_size, g.lr, g.val_every, g.val_episodes, g.distort, g.episodes)
+        settings = training_settings(g)
         for cell_key in itertools.product(g.protocols, g.backbones, g.heads, g.seeds):
             if seen.setdefault(cell_key, settings) != settings:
                 raise UserError(
@@ -295,6 +339,10 @@ def run(config: RunConfig, print_summary: bool = True) -> int:
         if fresh:
             write_json(config_path, _config_doc(config, None, [], started))
         groups = expand(config)
+        if not fresh:
+            _check_resume_settings(
+                config_path, groups, lambda g: any(acc.get(base_row(g, n, k)) for n, k in g["cells"])
+            )
         cells_total = sum(len(g["cells"]) for g in groups)
         runner = CellRunner(config)
         done = 0

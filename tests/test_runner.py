@@ -187,6 +187,23 @@ def test_a_grid_made_by_two_different_commands_records_and_reproduces_both(tmp_p
     assert "digits-heldout x small-cnn x koch, seeds 0: 256 training pairs" in summary
 
 
+def test_resuming_with_other_training_settings_is_refused_before_anything_runs(tmp_path):
+    from siamese_bench.commands import UserError
+
+    runner.run(config(tmp_path, "--heads", "koch"), print_summary=False)
+    before = (tmp_path / "accuracy.csv").read_text()
+    with pytest.raises(
+        UserError, match=r"digits-heldout/small-cnn/koch/0 .*train_pairs 128 \(recorded\) vs 256"
+    ):
+        runner.run(
+            config(tmp_path, "--heads", "koch,contrastive", "--train-pairs", "256"), print_summary=False
+        )
+    assert (tmp_path / "accuracy.csv").read_text() == before
+    # other cells with other settings are fine: nothing recorded would be skipped
+    runner.run(config(tmp_path, "--heads", "contrastive", "--train-pairs", "256"), print_summary=False)
+    assert {r["head"] for r in read_csv(tmp_path / "accuracy.csv")} == {"koch", "contrastive"}
+
+
 def _grids(*argv):
     args = build_parser().parse_args(["run", *argv, "--devices", "cpu", "--out", "unused"])
     return runner.config_from_args(args).grids
