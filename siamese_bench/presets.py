@@ -2,13 +2,17 @@
 
 A preset is a tuple of grids; each grid is protocols x backbones x heads x devices x ways x shots x seeds.
 --protocols / --backbones / --heads narrow the preset to the cells with those names, each grid keeping its
-own training settings (names the preset lacks replace the field in every grid instead: `runner.select_grids`);
+own training settings (names the preset lacks replace the field in every grid instead: `select_grids`);
 the other flags override the matching field of every grid.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from siamese_bench.registry import Registry
 
@@ -29,6 +33,26 @@ class Grid:
     val_episodes: int = 200  # validation episodes per check
     distort: bool = False  # Koch-style affine distortions during training
 
+    # what a cell is trained and tested with besides its names: one cell, one set of these
+    SETTINGS: ClassVar[tuple[str, ...]] = (
+        "train_pairs",
+        "batch_size",
+        "lr",
+        "val_every",
+        "val_episodes",
+        "distort",
+        "episodes",
+    )
+
+    @property
+    def settings(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.SETTINGS)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Grid:
+        """A grid from its config.json form (lists back to tuples). TypeError for unknown fields."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()})
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -41,6 +65,52 @@ class Preset:
 
 
 PRESETS: Registry[Preset] = Registry("preset")
+
+
+def select_grids(
+    grids: tuple[Grid, ...],
+    protocols: tuple[str, ...] | None,
+    backbones: tuple[str, ...] | None,
+    heads: tuple[str, ...] | None,
+) -> tuple[Grid, ...]:
+    """A preset's grids as narrowed or replaced by --protocols / --backbones / --heads.
+
+    For each of the three flags, in that order: when every name it lists occurs in some grid, it narrows:
+    each grid keeps the listed names it has (with its own training settings, ways and shots) and grids left
+    with none are dropped. Otherwise (a name the preset does not have) it replaces that field in every grid;
+    --protocols then makes one grid from the first grid's training settings with the protocols' own ways,
+    shots and episodes (the preset's grids were made for other protocols).
+    """
+    for name, wanted in (("protocols", protocols), ("backbones", backbones), ("heads", heads)):
+        if wanted is None:
+            continue
+        present = {n for g in grids for n in getattr(g, name)}
+        if set(wanted) <= present:
+            narrowed = (
+                dataclasses.replace(g, **{name: tuple(n for n in getattr(g, name) if n in wanted)})
+                for g in grids
+            )
+            grids = tuple(g for g in narrowed if getattr(g, name))
+        elif name == "protocols":
+            grids = (dataclasses.replace(grids[0], protocols=wanted, ways=None, shots=None, episodes=None),)
+        else:
+            grids = tuple(dataclasses.replace(g, **{name: wanted}) for g in grids)
+    return grids
+
+
+def cell_settings(grids: Iterable[Grid]) -> dict[tuple, tuple]:
+    """(protocol, backbone, head, seed) -> the `Grid.settings` it is trained with. ValueError when two grids
+    hold one cell with different settings (a runner would skip the second as done: silently the first's)."""
+    out: dict[tuple, tuple] = {}
+    for g in grids:
+        for key in itertools.product(g.protocols, g.backbones, g.heads, g.seeds):
+            if out.setdefault(key, g.settings) != g.settings:
+                raise ValueError(
+                    f"cell {'/'.join(map(str, key))} (protocol/backbone/head/seed) is in two grids with "
+                    "different settings"
+                )
+    return out
+
 
 _HEADS = ("koch", "contrastive", "triplet")
 

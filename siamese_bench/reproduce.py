@@ -33,11 +33,7 @@ def load_config(results_dir: Path):
     runs = doc.get("runs") or []
     # a grid finished over several runs: every run's grids (recorded per run since config.json kept them)
     grid_docs = [g for r in runs for g in r["grids"]] if runs and all(r.get("grids") for r in runs) else []
-    grids = (
-        Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
-        for g in grid_docs or doc["grids"]
-    )
-    kw["grids"] = tuple(dict.fromkeys(grids))
+    kw["grids"] = tuple(dict.fromkeys(Grid.from_json(g) for g in grid_docs or doc["grids"]))
     for k in ("devices", "throughput_batch_sizes"):
         kw[k] = tuple(kw[k])
     kw["out"] = Path(kw["out"])

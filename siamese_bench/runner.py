@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from siamese_bench import allocator, provenance
-from siamese_bench.presets import PRESETS, Grid
+from siamese_bench.presets import PRESETS, Grid, cell_settings, select_grids
 from siamese_bench.results import (
     ACCURACY_COLUMNS,
     CELL_KEY,
@@ -56,43 +56,6 @@ class RunConfig:
     download: bool = True  # fetch missing datasets from the official URLs (fails cleanly offline)
 
 
-def select_grids(
-    grids: tuple[Grid, ...],
-    protocols: tuple[str, ...] | None,
-    backbones: tuple[str, ...] | None,
-    heads: tuple[str, ...] | None,
-) -> tuple[Grid, ...]:
-    """The preset's grids as narrowed or replaced by --protocols / --backbones / --heads.
-
-    For each of the three flags, in that order: when every name it lists occurs in some grid, it narrows:
-    each grid keeps the listed names it has (with its own training settings, ways and shots) and grids left
-    with none are dropped. Otherwise (a name the preset does not have) it replaces that field in every grid;
-    --protocols then makes one grid from the first grid's training settings with the protocols' own ways,
-    shots and episodes (the preset's grids were made for other protocols).
-    """
-    for field, wanted in (("protocols", protocols), ("backbones", backbones), ("heads", heads)):
-        if wanted is None:
-            continue
-        present = {name for g in grids for name in getattr(g, field)}
-        if set(wanted) <= present:
-            narrowed = (
-                dataclasses.replace(g, **{field: tuple(n for n in getattr(g, field) if n in wanted)})
-                for g in grids
-            )
-            grids = tuple(g for g in narrowed if getattr(g, field))
-        elif field == "protocols":
-            grids = (dataclasses.replace(grids[0], protocols=wanted, ways=None, shots=None, episodes=None),)
-        else:
-            grids = tuple(dataclasses.replace(g, **{field: wanted}) for g in grids)
-    return grids
-
-
-def training_settings(g: Grid) -> tuple:
-    """What a grid's cells are trained and tested with, besides their names: two grids that share a cell must
-    agree on these."""
-    return (g.train_pairs, g.batch_size, g.lr, g.val_every, g.val_episodes, g.distort, g.episodes)
-
-
 def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
     """Refuse to resume into a directory whose finished cells were made with other training settings than this
     run asks for: re-running would skip them, and the table would silently answer a different question.
@@ -102,26 +65,21 @@ def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
 
     try:
         doc = json.loads(config_path.read_text())
-    except (OSError, ValueError):
+        runs = doc.get("runs") or []
+        grids = [Grid.from_json(g) for g in [g for r in runs for g in r.get("grids") or []] or doc["grids"]]
+    except (OSError, ValueError, TypeError, KeyError):  # unreadable, or a config.json of another version
         return
-    runs = doc.get("runs") or []
-    recorded_grids = [g for r in runs for g in r.get("grids") or []] or doc.get("grids") or []
-    recorded: dict[tuple, tuple] = {}
-    for g in recorded_grids:
-        try:
-            grid = Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
-        except TypeError:  # a config.json from another version: nothing to compare
-            return
-        for key in itertools.product(grid.protocols, grid.backbones, grid.heads, grid.seeds):
-            recorded.setdefault(key, training_settings(grid))
+    recorded: dict[tuple, tuple] = {}  # the first grid holding a cell made it (later ones skipped it)
+    for g in grids:
+        for key in itertools.product(g.protocols, g.backbones, g.heads, g.seeds):
+            recorded.setdefault(key, g.settings)
     for group in groups:
         key = (group["protocol"].name, group["backbone"], group["head"], group["seed"])
-        want = training_settings(group["grid"])
+        want = group["grid"].settings
         if key in recorded and recorded[key] != want and done(group):
-            names = ("train_pairs", "batch_size", "lr", "val_every", "val_episodes", "distort", "episodes")
             diff = ", ".join(
                 f"{n} {a!r} (recorded) vs {b!r} (now)"
-                for n, a, b in zip(names, recorded[key], want, strict=True)
+                for n, a, b in zip(Grid.SETTINGS, recorded[key], want, strict=True)
                 if a != b
             )
             raise UserError(
@@ -129,23 +87,6 @@ def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
                 f"made with other settings: {diff}. Resuming would skip those cells; write this run to a new "
                 "--out directory (or delete the folder to start over)"
             )
-
-
-def _check_no_conflicting_cells(grids: tuple[Grid, ...]) -> None:
-    """Refuse two grids that both hold a (protocol, backbone, head, seed) cell with different settings: the
-    second would be skipped as already done, silently run with the first one's settings."""
-    from siamese_bench.commands import UserError
-
-    seen: dict[tuple, tuple] = {}
-    for g in grids:
-        settings = training_settings(g)
-        for cell_key in itertools.product(g.protocols, g.backbones, g.heads, g.seeds):
-            if seen.setdefault(cell_key, settings) != settings:
-                raise UserError(
-                    f"cell {'/'.join(map(str, cell_key))} (protocol/backbone/head/seed) is in two grids with "
-                    "different settings after the flags were applied; narrow the run with --protocols, "
-                    "--backbones or --heads so that each cell comes from one grid"
-                )
 
 
 def config_from_args(args) -> RunConfig:
@@ -181,7 +122,13 @@ def config_from_args(args) -> RunConfig:
     if args.distort:
         overrides["distort"] = True
     grids = tuple(dataclasses.replace(g, **overrides) for g in grids)
-    _check_no_conflicting_cells(grids)
+    try:
+        cell_settings(grids)
+    except ValueError as err:
+        raise UserError(
+            f"{err} after the flags were applied; narrow the run with --protocols, --backbones or --heads so "
+            "that each cell comes from one grid"
+        ) from None
     for g in grids:
         for p in g.protocols:
             PROTOCOLS.get(p)

@@ -1,12 +1,14 @@
 """The runner: resume after an interruption, error rows, CUDA skip rows (in-process, on digits)."""
 
 import argparse
+import dataclasses
 import json
 
 import pytest
 
 from siamese_bench import cell, runner
 from siamese_bench.cli import build_parser
+from siamese_bench.presets import PRESETS
 from siamese_bench.results import read_csv
 
 
@@ -213,8 +215,8 @@ def test_protocols_in_the_preset_keep_their_own_grid_settings():
     # the paper preset's vinyals grid (2M pairs, lr 1e-3, no distortions), not its first grid's (koch at
     # 105x105: 1.5M pairs, lr 1e-4, distortions)
     (g,) = _grids("--preset", "paper", "--protocols", "vinyals", "--backbones", "conv4")
-    paper = {x.protocols: x for x in runner.PRESETS.get("paper").grids}
-    assert g == runner.dataclasses.replace(paper[("vinyals",)], backbones=("conv4",))
+    paper = {x.protocols: x for x in PRESETS.get("paper").grids}
+    assert g == dataclasses.replace(paper[("vinyals",)], backbones=("conv4",))
     assert (g.train_pairs, g.lr, g.distort) == (2_000_000, 1e-3, False)
 
 
@@ -233,7 +235,7 @@ def test_names_the_preset_lacks_replace_them_in_every_grid():
     (g,) = _grids(
         "--protocols", "lake-runs"
     )  # quick has no lake-runs: first grid's settings, protocol's ways
-    first = runner.PRESETS.get("quick").grids[0]
+    first = PRESETS.get("quick").grids[0]
     assert g.protocols == ("lake-runs",) and g.ways is None and g.train_pairs == first.train_pairs
     grids = _grids("--backbones", "resnet18")
     assert len(grids) == 2 and all(g.backbones == ("resnet18",) for g in grids)
