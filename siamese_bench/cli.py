@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="train and evaluate a grid, write CSVs and summary.md (default: the quick preset)",
         description="Train and evaluate protocols x backbones x heads x devices x ways x shots x seeds. "
         "Each finished cell is written to OUT/accuracy.csv at once; re-running the same command resumes, "
-        "skipping finished cells (a run that would train finished cells with other settings is refused). --protocols/--backbones/--heads pick the preset's cells with those names "
-        "(each keeping its grid's training settings); names the preset lacks replace those of every grid. "
-        "Other flags override every grid.",
+        "skipping finished cells (a run that would train finished cells with other settings is refused). "
+        "--protocols/--backbones/--heads pick the preset's cells with those names (each keeping its grid's "
+        "training settings); names the preset lacks replace those of every grid. Other flags override every "
+        "grid.",
     )
     run.add_argument("--preset", default="quick", help="named grid (see `ls`; default: quick)")
     run.add_argument("--protocols", type=_csv(str), help="protocols, e.g. vinyals,mnist-heldout")

@@ -98,6 +98,14 @@ def select_grids(
     return grids
 
 
+def recorded_grids(config_doc: dict) -> tuple[Grid, ...]:
+    """The grids a results folder was made with, from its config.json: every run's grids when every entry of
+    `runs` recorded them, else the top-level grids (the latest run's). Duplicates are dropped."""
+    runs = config_doc.get("runs") or []
+    docs = [g for r in runs for g in r["grids"]] if runs and all(r.get("grids") for r in runs) else []
+    return tuple(dict.fromkeys(Grid.from_json(g) for g in docs or config_doc["grids"]))
+
+
 def cell_settings(grids: Iterable[Grid]) -> dict[tuple, tuple]:
     """(protocol, backbone, head, seed) -> the `Grid.settings` it is trained with. ValueError when two grids
     hold one cell with different settings (a runner would skip the second as done: silently the first's)."""

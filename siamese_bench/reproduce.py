@@ -14,7 +14,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from siamese_bench.presets import Grid
+from siamese_bench.presets import recorded_grids
 from siamese_bench.results import CELL_KEY, THROUGHPUT_KEY, key_of, read_csv
 
 
@@ -30,10 +30,7 @@ def load_config(results_dir: Path):
     doc = json.loads(path.read_text())
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     kw = {k: v for k, v in doc.items() if k in fields}
-    runs = doc.get("runs") or []
-    # a grid finished over several runs: every run's grids (recorded per run since config.json kept them)
-    grid_docs = [g for r in runs for g in r["grids"]] if runs and all(r.get("grids") for r in runs) else []
-    kw["grids"] = tuple(dict.fromkeys(Grid.from_json(g) for g in grid_docs or doc["grids"]))
+    kw["grids"] = recorded_grids(doc)  # a grid finished over several runs: every run's grids
     for k in ("devices", "throughput_batch_sizes"):
         kw[k] = tuple(kw[k])
     kw["out"] = Path(kw["out"])

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from siamese_bench import allocator, provenance
-from siamese_bench.presets import PRESETS, Grid, cell_settings, select_grids
+from siamese_bench.presets import PRESETS, Grid, cell_settings, recorded_grids, select_grids
 from siamese_bench.results import (
     ACCURACY_COLUMNS,
     CELL_KEY,
@@ -59,14 +59,11 @@ class RunConfig:
 def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
     """Refuse to resume into a directory whose finished cells were made with other training settings than this
     run asks for: re-running would skip them, and the table would silently answer a different question.
-    done(group) says whether any cell of the group has a row. The recorded settings are each run's grids
-    (config.json `runs`), else the latest run's grids."""
+    done(group) says whether any cell of the group has a row. The recorded settings: `recorded_grids`."""
     from siamese_bench.commands import UserError
 
     try:
-        doc = json.loads(config_path.read_text())
-        runs = doc.get("runs") or []
-        grids = [Grid.from_json(g) for g in [g for r in runs for g in r.get("grids") or []] or doc["grids"]]
+        grids = recorded_grids(json.loads(config_path.read_text()))
     except (OSError, ValueError, TypeError, KeyError):  # unreadable, or a config.json of another version
         return
     recorded: dict[tuple, tuple] = {}  # the first grid holding a cell made it (later ones skipped it)

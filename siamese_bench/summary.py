@@ -254,8 +254,8 @@ def _grid_line(g: dict) -> str:
 
 def settings_lines(cfg: dict) -> list[str]:
     """Markdown bullets: the grids (cells and training settings) recorded in config.json. A grid finished over
-    several runs with different commands or grids lists each run's command and, where recorded, its grids (the latest
-    command alone may not say how every cell was made)."""
+    several runs with different commands or grids lists each run's command and, where recorded, its grids
+    (the latest command alone may not say how every cell was made)."""
     runs = cfg.get("runs") or []
     if len({json.dumps([r.get("command"), r.get("grids")]) for r in runs}) < 2:
         lines = [f"  - {_grid_line(g)}" for g in cfg.get("grids", [])]
