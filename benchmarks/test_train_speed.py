@@ -70,8 +70,8 @@ def tutorial_pairs(images_np: np.ndarray, labels_np: np.ndarray, rng: random.Ran
 
 
 class TutorialNet(nn.Module):
-    """The tutorials' small MNIST Siamese CNN as they write it (reference only): conv, ReLU, then max-pool,
-    NCHW float32. The same parameters (and state_dict keys) as the package's small-cnn, which pools first."""
+    """The tutorials' small MNIST Siamese CNN as they write it (reference only): conv, ReLU, then
+    nn.MaxPool2d, NCHW float32 (the package pools first, with backbones/maxpool.py: same numbers, faster). The same parameters (and state_dict keys) as the package's small-cnn, which pools first."""
 
     def __init__(self) -> None:
         super().__init__()

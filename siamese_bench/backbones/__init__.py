@@ -16,6 +16,9 @@ Block order: where a design reads "ReLU, then max-pool" (small-cnn, koch, conv4)
 first and ReLU second. ReLU is monotone, so max(relu(a), relu(b)) == relu(max(a, b)) exactly: the output and
 the gradients are bit-identical (tests/backbones/test_block_order.py), ReLU touches 4x fewer values, and
 the parameter names (state_dict keys) are those of the textbook order.
+
+Max-pooling uses `maxpool.MaxPool2d`, an `nn.MaxPool2d` whose CPU path for NCHW tensors goes through
+PyTorch's channels-last kernel (several times faster) with bit-identical outputs and gradients.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from siamese_bench.backbones import BACKBONES, check_args, check_images
+from siamese_bench.backbones.maxpool import MaxPool2d
 
 MIN_SIZE = 16
 WIDTH = 64
@@ -22,7 +23,7 @@ def _block(cin: int, cout: int) -> nn.Sequential:
         # pool, then ReLU: the same function as ReLU, then pool (see backbones/__init__.py)
         nn.Conv2d(cin, cout, 3, padding=1),
         nn.BatchNorm2d(cout),
-        nn.MaxPool2d(2),
+        MaxPool2d(2),
         nn.ReLU(inplace=True),
     )
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from siamese_bench.backbones import BACKBONES, check_args, check_images
+from siamese_bench.backbones.maxpool import MaxPool2d
 
 PAPER_SIZE = 105
 MIN_SIZE = 8
@@ -42,7 +43,7 @@ class KochNet(nn.Module):
             layers.append(nn.Conv2d(cin, cout, k, padding=p))
             s = s + 2 * p - k + 1
             if pool:  # pool, then ReLU: the same function as ReLU, then pool (see backbones/__init__.py)
-                layers.append(nn.MaxPool2d(2))
+                layers.append(MaxPool2d(2))
                 s //= 2
             layers.append(nn.ReLU(inplace=True))
             cin = cout

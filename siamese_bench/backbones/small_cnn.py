@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from siamese_bench.backbones import BACKBONES, check_args, check_images
+from siamese_bench.backbones.maxpool import MaxPool2d
 
 MIN_SIZE = 4
 VALID_MIN_SIZE = 10
@@ -31,10 +32,10 @@ class SmallCNN(nn.Module):
         p = self.padding
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, 3, padding=p),
-            nn.MaxPool2d(2),  # pool, then ReLU: the same function (see backbones/__init__.py), 4x less ReLU
+            MaxPool2d(2),  # pool, then ReLU: the same function (see backbones/__init__.py), 4x less ReLU
             nn.ReLU(inplace=True),
             nn.Conv2d(32, 64, 3, padding=p),
-            nn.MaxPool2d(2),
+            MaxPool2d(2),
             nn.ReLU(inplace=True),
             nn.Flatten(),
         )

@@ -1,0 +1,137 @@
+"""backbones/maxpool.py: the CPU NCHW fast path is bit-identical to nn.MaxPool2d (outputs, gradients, ties,
+NaN, odd sizes, every pooling option the backbones use), is really taken, and leaves the other cases to
+nn.MaxPool2d."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from siamese_bench.backbones import BACKBONES
+from siamese_bench.backbones.maxpool import MaxPool2d, _PoolViaChannelsLast
+
+OPTIONS = [  # (kernel_size, stride, padding, ceil_mode)
+    (2, None, 0, False),  # small-cnn, koch, conv4
+    (3, 2, 1, False),  # the ResNet stem
+    (2, 2, 0, True),
+    ((3, 2), (2, 1), (1, 0), False),
+]
+
+
+def _inputs(kind: str, shape: tuple[int, ...]) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    if kind == "ties":  # three values: most windows hold several maxima, the first one must win
+        return torch.randint(0, 3, shape, generator=g).float()
+    x = torch.randn(shape, generator=g)
+    if kind == "nan":
+        x.view(-1)[torch.randperm(x.numel(), generator=g)[: x.numel() // 10]] = float("nan")
+    return x
+
+
+def _both(pool_args, x):
+    ours = MaxPool2d(*pool_args[:3], ceil_mode=pool_args[3])
+    ref = nn.MaxPool2d(*pool_args[:3], ceil_mode=pool_args[3])
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, out_ref = ours(a), ref(b)
+    grad = torch.randn(out_ref.shape, generator=torch.Generator().manual_seed(1))
+    out.backward(grad)
+    out_ref.backward(grad)
+    return out, out_ref, a.grad, b.grad
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("kind", ["random", "ties", "nan"])
+@pytest.mark.parametrize("shape", [(4, 3, 26, 26), (2, 5, 11, 13), (3, 64, 7, 7)])
+def test_bit_identical_to_nn_maxpool(options, kind, shape):
+    out, out_ref, grad, grad_ref = _both(options, _inputs(kind, shape))
+    assert out.shape == out_ref.shape and out.is_contiguous()
+    assert torch.equal(out, out_ref) or (kind == "nan" and torch.equal(out.isnan(), out_ref.isnan()))
+    if kind == "nan":
+        assert torch.equal(torch.nan_to_num(out, 7.0), torch.nan_to_num(out_ref, 7.0))
+    assert grad.is_contiguous()
+    assert torch.equal(grad, grad_ref)
+
+
+def test_fast_path_is_taken_for_cpu_nchw_with_grad():
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    out = MaxPool2d(2)(x)
+    assert out.grad_fn is not None and "_PoolViaChannelsLast" in type(out.grad_fn).__name__
+    assert type(out.grad_fn).__name__ == f"{_PoolViaChannelsLast.__name__}Backward"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.randn(2, 4, 8, 8).contiguous(
+            memory_format=torch.channels_last
+        ),  # already fast natively
+        lambda: torch.randn(2, 1, 8, 8),  # C == 1: both layouts at once
+        lambda: torch.randn(2, 4, 8, 16)[..., ::2],  # not contiguous
+        lambda: torch.randn(4, 8, 8),  # 3-D (C, H, W)
+    ],
+    ids=["channels-last", "one-channel", "strided", "3d"],
+)
+def test_other_inputs_use_nn_maxpool(make):
+    x = make().requires_grad_()
+    out = MaxPool2d(2)(x)
+    assert "_PoolViaChannelsLast" not in type(out.grad_fn).__name__
+    assert torch.equal(out, nn.MaxPool2d(2)(x))
+
+
+def test_no_grad_and_return_indices():
+    x = torch.randn(2, 4, 9, 9)
+    with torch.no_grad():
+        assert torch.equal(MaxPool2d(2)(x), nn.MaxPool2d(2)(x))
+    out, idx = MaxPool2d(2, return_indices=True)(x)
+    ref, ref_idx = nn.MaxPool2d(2, return_indices=True)(x)
+    assert torch.equal(out, ref) and torch.equal(idx, ref_idx)
+
+
+def test_float64():
+    x = torch.randn(2, 3, 10, 10, dtype=torch.float64)
+    out, out_ref, grad, grad_ref = _both(OPTIONS[0], x)
+    assert out.dtype == torch.float64 and torch.equal(out, out_ref) and torch.equal(grad, grad_ref)
+
+
+def _with_nn_pools(module: nn.Module) -> tuple[nn.Module, int]:
+    """A deep copy with every MaxPool2d replaced by an nn.MaxPool2d of the same options, and the count."""
+    twin, replaced = copy.deepcopy(module), 0
+    for parent in list(twin.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, MaxPool2d):
+                setattr(
+                    parent,
+                    name,
+                    nn.MaxPool2d(
+                        child.kernel_size,
+                        child.stride,
+                        child.padding,
+                        child.dilation,
+                        ceil_mode=child.ceil_mode,
+                    ),
+                )
+                replaced += 1
+    return twin, replaced
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "pools"),
+    [("small-cnn", 28, 2), ("conv4", 28, 4), ("koch", 105, 3), ("resnet18", 105, 1)],
+)
+def test_backbones_train_to_the_same_weights(name, size, pools):
+    """Three Adam steps with the package's pools and with nn.MaxPool2d give bit-identical weights."""
+    torch.manual_seed(0)
+    ours = BACKBONES.get(name)(in_channels=1, image_size=size)
+    ref, replaced = _with_nn_pools(ours)
+    assert replaced == pools
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    x = torch.rand(4, 1, size, size, generator=torch.Generator().manual_seed(2))
+    for model in (ours, ref):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(3):
+            opt.zero_grad()
+            (model(x) * torch.linspace(-1, 1, model.out_dim)).sum().backward()
+            opt.step()
+    for (n, p), (_, q) in zip(ours.named_parameters(), ref.named_parameters(), strict=True):
+        assert torch.equal(p, q), n
