@@ -69,7 +69,7 @@ def setup():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def summary(request):
+def summary(show):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 shared cores: one thread keeps the rounds comparable
     yield
@@ -83,9 +83,7 @@ def summary(request):
             f"({verdict} the 5x target); accuracy naive {ACCURACY['naive']:.4f}, "
             f"embed-once {ACCURACY['embed-once']:.4f}"
         )
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        print("\n" + "\n".join(lines))
+    show(lines)
 
 
 def _record(benchmark, key: str, accuracy: float) -> None:

@@ -26,7 +26,7 @@ RESULTS: dict[str, float] = {}  # benchmark name -> median seconds
 
 
 @pytest.fixture(scope="module", autouse=True)
-def summary(request):
+def summary(show):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     allocator.keep_freed_memory()  # what `run` applies
@@ -40,9 +40,7 @@ def summary(request):
                 f"{key}: nn.MaxPool2d {ref * 1e3:.1f} ms, MaxPool2d {new * 1e3:.1f} ms (median): "
                 f"{ref / new:.2f}x"
             )
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        print("\n" + "\n".join(lines))
+    show(lines)
 
 
 def _nn_pools(model: nn.Module) -> nn.Module:

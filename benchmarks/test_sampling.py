@@ -161,7 +161,7 @@ def omniglot() -> tuple[ImageSet, str]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def summary(request):
+def summary(show):
     # one intra-op thread: the references are single-threaded, and on a shared machine OpenMP threads that
     # wait for a busy core turn microsecond ops into scheduler time slices
     threads = torch.get_num_threads()
@@ -188,9 +188,7 @@ def summary(request):
         r, v = RESULTS.get(f"{key}/{ref}"), RESULTS.get(f"{key}/{new}")
         if r and v:
             lines.append(f"{what}: {ref} {r:,.0f}, {new} {v:,.0f} (median times): {v / r:.1f}x")
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        print("\n" + "\n".join(lines))
+    show(lines)
 
 
 def _record(benchmark, key: str, items: int, data: str) -> None:

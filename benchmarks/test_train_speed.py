@@ -166,7 +166,7 @@ def _config(**overrides) -> TrainConfig:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def summary(request):
+def summary(show):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 shared cores: one thread keeps the rounds comparable
     # the allocator setting that `run` applies, for both sides (the tutorial gains from it too: the
@@ -197,9 +197,7 @@ def summary(request):
             f"pairs/s: compute-only {c:,.0f}, train() {v:,.0f}: overhead {overhead:.1%} "
             f"({verdict} the 10% target)"
         )
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        print("\n" + "\n".join(lines))
+    show(lines)
 
 
 def test_tutorial_loop(benchmark, mnist):
