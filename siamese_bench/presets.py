@@ -126,7 +126,7 @@ PRESETS.register("quick")(
     Preset(
         "quick",
         "MNIST held-out digits (small-cnn) and Omniglot/Vinyals at 28x28 (conv4), heads koch, contrastive "
-        "and triplet, 1-shot; about seven minutes on a 2-core CPU",
+        "and triplet, 1-shot; about six minutes on a 2-core CPU",
         (
             Grid(("mnist-heldout",), ("small-cnn",), _HEADS, ways=(5,), shots=(1,), train_pairs=20_000),
             Grid(("vinyals",), ("conv4",), _HEADS, ways=(5, 20), shots=(1,), train_pairs=30_000),
