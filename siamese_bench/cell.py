@@ -100,6 +100,35 @@ class CellRunner:
         cfg, proto, grid, device = self.config, group["protocol"], group["grid"], group["device"]
         try:
             data, split, parts = self.parts(proto, device)
+            # the test episodes first: an impossible N-way / K-shot fails here, before any training
+            test_ds = parts["test"][0]
+            episodes, failed = {}, {}
+            for n, k in cells:
+                try:
+                    episodes[n, k] = self.episodes(
+                        proto,
+                        data,
+                        split,
+                        parts["test"],
+                        n,
+                        k,
+                        base_row(group, n, k)["episodes"],
+                        group["seed"],
+                    )
+                except (DatasetMissingError, DownloadError):
+                    raise
+                except Exception as exc:
+                    failed[n, k] = error_text(exc)
+            if not episodes:  # nothing to evaluate: no training either
+                for n, k in cells:
+                    yield {
+                        **base_row(group, n, k),
+                        "split_hash": split.hash,
+                        "status": "error",
+                        "error": failed[n, k],
+                        "timestamp": provenance.timestamp(),
+                    }
+                return
             train_ds, train_index = parts["train"]
             channels, size = train_ds.image_shape[0], train_ds.image_shape[1]
             torch.manual_seed(group["seed"])  # weight initialisation
@@ -170,7 +199,6 @@ class CellRunner:
                 }
             return
 
-        test_ds, test_index = parts["test"]
         verif_acc, auc = self.verify(model, parts, group["seed"])
         for n, k in cells:
             row = base_row(group, n, k)
@@ -183,10 +211,12 @@ class CellRunner:
                 verification_accuracy=verif_acc,
                 roc_auc=auc,
             )
+            if (n, k) in failed:
+                row.update(status="error", error=failed[n, k], timestamp=provenance.timestamp())
+                yield row
+                continue
             try:
-                ep = self.episodes(
-                    proto, data, split, (test_ds, test_index), n, k, row["episodes"], group["seed"]
-                )
+                ep = episodes[n, k]
                 ev = evaluate_episodes(model, test_ds.images, ep, return_correct=True)
                 path = per_episode_path(cfg.out, row)
                 path.parent.mkdir(parents=True, exist_ok=True)

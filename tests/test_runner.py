@@ -80,10 +80,32 @@ def test_a_failing_group_becomes_error_rows_and_the_run_goes_on(tmp_path, monkey
     assert all(r["status"] == "ok" for r in read_csv(tmp_path / "accuracy.csv"))
 
 
-def test_impossible_way_is_an_error_row_naming_the_limit(tmp_path):
+def _no_training(*args, **kwargs):
+    raise AssertionError("trained although no cell of the group can be evaluated")
+
+
+def test_impossible_way_is_an_error_row_naming_the_limit_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(cell, "train", _no_training)
     runner.run(config(tmp_path, "--ways", "6", "--heads", "koch"))
     (row,) = read_csv(tmp_path / "accuracy.csv")
-    assert row["status"] == "error" and "6" in row["error"] and "5" in row["error"]
+    assert row["status"] == "error" and "n_way=6" in row["error"] and "only 5 classes" in row["error"]
+    assert row["split_hash"] and not row["train_seconds"]  # the split is named; nothing was trained
+
+
+def test_a_group_with_one_impossible_way_trains_once_for_the_others(tmp_path, monkeypatch):
+    real_train, calls = cell.train, []
+
+    def train(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(cell, "train", train)
+    runner.run(config(tmp_path, "--ways", "2,6", "--heads", "koch"))
+    rows = {int(r["n_way"]): r for r in read_csv(tmp_path / "accuracy.csv")}
+    assert len(calls) == 1
+    assert rows[2]["status"] == "ok" and float(rows[2]["accuracy"]) > 0
+    assert rows[6]["status"] == "error" and "n_way=6" in rows[6]["error"]
+    assert rows[6]["train_pairs"] == rows[2]["train_pairs"] == "128"
 
 
 def test_odd_batch_size_is_refused(tmp_path):
