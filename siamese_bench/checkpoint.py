@@ -93,16 +93,27 @@ def evaluate_command(args) -> int:
         k: v.to(args.device) for k, v in load_dataset(proto.dataset, args.data_dir, proto.image_size).items()
     }
     split = proto.split(data, args.data_dir)
-    test = split.part("test")
-    ds = data[test.subset]
+    if args.part not in split.part_names:
+        raise ValueError(
+            f"--part {args.part}: protocol {proto.name}'s split has the parts {', '.join(split.part_names)}"
+        )
+    if proto.fixed_episodes is not None and args.part != "test":
+        raise ValueError(
+            f"--part {args.part}: protocol {proto.name} is scored on fixed published test episodes only; "
+            "use --part test"
+        )
+    part = split.part(args.part)
+    ds = data[part.subset]
     if ds.image_shape[1] != meta["image_size"] or ds.image_shape[0] != meta["in_channels"]:
         raise ValueError(
             f"the checkpoint expects {meta['in_channels']}x{meta['image_size']}x{meta['image_size']} images but "
             f"protocol {proto.name} gives {'x'.join(map(str, ds.image_shape))}; choose a protocol with that size"
         )
-    index = ClassIndex.build(ds, test.classes)
+    index = ClassIndex.build(ds, part.classes, name=f"{proto.name}/{args.part}")
     print(
-        f"protocol {proto.id} split {split.hash}; checkpoint {args.checkpoint} ({meta['backbone']}+{meta['head']})"
+        f"protocol {proto.id} split {split.hash}, part {args.part} ({index.num_classes} classes of "
+        f"{part.subset}); checkpoint {args.checkpoint} ({meta['backbone']}+{meta['head']}, trained on "
+        f"{meta['protocol']})"
     )
     for n in args.ways or proto.ways:
         for k in args.shots or proto.shots:

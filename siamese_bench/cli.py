@@ -125,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--shots", type=_csv(int))
     ev.add_argument("--episodes", type=int)
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--part",
+        default="test",
+        help="the split part to draw episodes from: test (default: the benchmark's unseen classes), val or "
+        "train; e.g. mnist-heldout's val part is digits 0-4 (the training digits) on the test file's images, "
+        "so `--part val` against `--part test` separates learning the training classes from transfer",
+    )
     ev.add_argument("--device", default="cpu")
     _add_data_dir(ev)
 

@@ -70,6 +70,22 @@ def test_evaluate_command(ckpt_dir):
     assert "3-way 1-shot: accuracy" in r.stdout and "prototype" in r.stdout
 
 
+def test_evaluate_on_another_part_of_the_split(ckpt_dir):
+    ckpt = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt"
+    runs = {
+        part: cli("evaluate", "--checkpoint", ckpt, "--episodes", "30", "--ways", "3", "--part", part)
+        for part in ("test", "train")
+    }
+    for part, r in runs.items():
+        assert r.returncode == 0, r.stderr
+        assert f"part {part} (5 classes of" in r.stdout and "3-way 1-shot: accuracy" in r.stdout
+    # the training digits and the held-out digits are other classes: other episodes, other numbers
+    assert runs["test"].stdout.splitlines()[1] != runs["train"].stdout.splitlines()[1]
+    r = cli("evaluate", "--checkpoint", ckpt, "--part", "holdout")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--part holdout" in r.stderr and "train" in r.stderr and "test" in r.stderr
+
+
 def test_predict_recovers_gallery_images(ckpt_dir, tmp_path):
     d = load_digits()
     gallery = tmp_path / "gallery"
