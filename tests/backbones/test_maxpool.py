@@ -88,10 +88,11 @@ def test_no_grad_and_return_indices():
     assert torch.equal(out, ref) and torch.equal(idx, ref_idx)
 
 
-def test_float64():
-    x = torch.randn(2, 3, 10, 10, dtype=torch.float64)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_other_float_dtypes(dtype):
+    x = torch.randn(2, 3, 10, 10).to(dtype)
     out, out_ref, grad, grad_ref = _both(OPTIONS[0], x)
-    assert out.dtype == torch.float64 and torch.equal(out, out_ref) and torch.equal(grad, grad_ref)
+    assert out.dtype == dtype and torch.equal(out, out_ref) and torch.equal(grad, grad_ref)
 
 
 def _with_nn_pools(module: nn.Module) -> tuple[nn.Module, int]:
