@@ -84,11 +84,11 @@ def evaluate_command(args) -> int:
     from siamese_bench.episodes.episodes import sample_episodes
     from siamese_bench.episodes.index import ClassIndex
     from siamese_bench.evaluate import evaluate_episodes
-    from siamese_bench.protocols import PROTOCOLS
+    from siamese_bench.protocols import get_protocol
 
     _check_device(args.device)
     model, meta = load(args.checkpoint, args.device)
-    proto = PROTOCOLS.get(args.protocol or meta["protocol"])
+    proto = get_protocol(args.protocol or meta["protocol"])
     data = {
         k: v.to(args.device) for k, v in load_dataset(proto.dataset, args.data_dir, proto.image_size).items()
     }

@@ -50,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         "grid.",
     )
     run.add_argument("--preset", default="quick", help="named grid (see `ls`; default: quick)")
-    run.add_argument("--protocols", type=_csv(str), help="protocols, e.g. vinyals,mnist-heldout")
+    run.add_argument(
+        "--protocols",
+        type=_csv(str),
+        help="protocols, e.g. vinyals,mnist-heldout; folder:PATH[@SIZE] benchmarks your own images "
+        "(PATH/<class>/<image>, resized to SIZE, default 28; pinned class split 60/20/20; default --out "
+        "results/folder-<name>)",
+    )
     run.add_argument(
         "--datasets",
         type=_csv(str),

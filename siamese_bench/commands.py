@@ -70,6 +70,11 @@ def ls(args) -> int:
             elif kind == "presets":
                 detail = PRESETS.get(name).description
             print(f"  {name:<16} {detail}".rstrip())
+        if kind == "protocols":
+            print(
+                "  folder:PATH[@SIZE]  your own images, PATH/<class>/<image> (or <group>/<class>/<image>) at "
+                "SIZExSIZE (default 28): a pinned class split, 5-way 1-shot (see --help of run)"
+            )
     return 0
 
 

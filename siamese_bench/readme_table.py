@@ -21,9 +21,17 @@ BEGIN, END = (
 PRESET_ORDER = ("quick", "standard", "paper")
 
 
+PRIVATE_PREFIX = "folder-"  # results/folder-<name>/: runs on a user's own images, git-ignored, not listed
+
+
 def section(results_root: Path = REPO / "results") -> str:
     parts = []
-    for d in sorted((p for p in results_root.iterdir() if (p / "accuracy.csv").is_file()), key=_order):
+    dirs = [
+        p
+        for p in results_root.iterdir()
+        if (p / "accuracy.csv").is_file() and not p.name.startswith(PRIVATE_PREFIX)
+    ]
+    for d in sorted(dirs, key=_order):
         cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
         env = cfg.get("environment", {})
         parts += [

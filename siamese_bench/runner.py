@@ -91,7 +91,7 @@ def config_from_args(args) -> RunConfig:
     from siamese_bench.backbones import BACKBONES
     from siamese_bench.commands import UserError
     from siamese_bench.heads import HEADS
-    from siamese_bench.protocols import PROTOCOLS
+    from siamese_bench.protocols import get_protocol
 
     preset = PRESETS.get(args.preset)
     overrides: dict = {}
@@ -128,7 +128,7 @@ def config_from_args(args) -> RunConfig:
         ) from None
     for g in grids:
         for p in g.protocols:
-            PROTOCOLS.get(p)
+            get_protocol(p)
         for b in g.backbones:
             BACKBONES.get(b)
         for h in g.heads:
@@ -165,7 +165,7 @@ def config_from_args(args) -> RunConfig:
         )
     if args.forward_chunk < 0:
         raise UserError(f"--forward-chunk {args.forward_chunk}: must be >= 0 (0 = whole batches)")
-    out = args.out or REPO / "results" / args.preset
+    out = args.out or _default_out(args.preset, grids)
     return RunConfig(
         preset=args.preset,
         grids=grids,
@@ -184,6 +184,18 @@ def config_from_args(args) -> RunConfig:
         quiet=args.quiet,
         download=not getattr(args, "offline", False),
     )
+
+
+def _default_out(preset: str, grids) -> Path:
+    """results/<preset>/, or results/folder-<name>/ for a run on a folder of your own images (so that it
+    never lands among the preset's committed results)."""
+    from siamese_bench.protocols import folder
+
+    folders = sorted({p for g in grids for p in g.protocols if p.startswith(folder.PREFIX)})
+    if folders:
+        name = "+".join(folder.parse(p)[0].resolve().name for p in folders)
+        return REPO / "results" / f"folder-{name}"
+    return REPO / "results" / preset
 
 
 def _log(config: RunConfig, msg: str) -> None:
@@ -211,12 +223,12 @@ def _dtype(config: RunConfig) -> str:
 
 def expand(config: RunConfig) -> list[dict]:
     """Every training group of the grid: the shared settings plus its list of (n_way, k_shot) cells."""
-    from siamese_bench.protocols import PROTOCOLS
+    from siamese_bench.protocols import get_protocol
 
     groups = []
     for grid in config.grids:
         for pname in grid.protocols:
-            proto = PROTOCOLS.get(pname)
+            proto = get_protocol(pname)
             for device, reason in _devices(config):
                 for backbone in grid.backbones:
                     for head in grid.heads:

@@ -28,6 +28,7 @@ from siamese_bench.datasets.store import (
 from siamese_bench.registry import Registry
 
 Loader = Callable[..., dict[str, ImageSet]]
+FOLDER_PREFIX = "folder:"  # load_dataset("folder:PATH"): your own images
 DATASETS: Registry[Loader] = Registry("dataset")
 DATASETS.register("mnist")(mnist.load_mnist)
 DATASETS.register("omniglot")(omniglot.load_omniglot)
@@ -67,7 +68,14 @@ def load_dataset(
     image_size: int | None = None,
     download: bool = False,
 ) -> dict[str, ImageSet]:
-    """`DATASETS.get(name)(data_dir, image_size, download)`; an unknown name lists the valid ones."""
+    """`DATASETS.get(name)(data_dir, image_size, download)`; an unknown name lists the valid ones.
+
+    "folder:PATH" loads a folder of class folders (folders.load_folder) as {"all": ImageSet}.
+    """
+    if name.startswith(FOLDER_PREFIX):
+        from siamese_bench.datasets.folders import load_folder
+
+        return {"all": load_folder(name[len(FOLDER_PREFIX) :], image_size=image_size)}
     return DATASETS.get(name)(data_dir=data_dir, image_size=image_size, download=download)
 
 

@@ -3,6 +3,7 @@
 Inside:
 - `load_folder(root, image_size=None, channels=None, invert=False)`: `root/<class>/<image>` or, detected when
   every subfolder holds only folders, `root/<group>/<class>/<image>` (class names "group/class").
+- `list_folder(root)`: the same tree as (group, class, path) items, checked but not decoded.
 - `load_dataframe(df, path_col="path", label_col="label", group_col=None, image_size=None, channels=None,
   invert=False, root=None)`: one row per image; relative paths are taken from `root` (default: the cwd).
 - `load_images(paths, ...)`: decode files into (N, C, H, W) uint8.
@@ -109,6 +110,13 @@ def load_folder(
     a class folder should be, folders mixing both layouts, unreadable images, mixed sizes without image_size.
     """
     root = Path(root)
+    return _build(root.name, list_folder(root), image_size, channels, invert)
+
+
+def list_folder(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
+    """The images of a class-folder tree, without decoding them: (group, class, path) sorted by class then
+    file name; group "all" for root/<class>/<image>. The same checks and errors as `load_folder`."""
+    root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist (or is not a folder)")
     subs = _visible(root)
@@ -140,7 +148,7 @@ def load_folder(
                 items += [(g.name, f"{g.name}/{c.name}", f) for f in files]
     else:
         items = [("all", c.name, f) for c in subs for f in _visible(c)]
-    return _build(root.name, items, image_size, channels, invert)
+    return items
 
 
 def load_dataframe(

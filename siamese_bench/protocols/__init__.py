@@ -1,4 +1,5 @@
-"""Named, versioned evaluation protocols (registry `PROTOCOLS`), one per file."""
+"""Named, versioned evaluation protocols (registry `PROTOCOLS`), one per file, and `get_protocol(name)`, which
+also builds the protocol over a folder of your own images for a name `folder:PATH[@SIZE]` (folder.py)."""
 
 from siamese_bench.protocols.base import Protocol
 from siamese_bench.registry import Registry
@@ -14,6 +15,7 @@ def register(protocol: Protocol) -> Protocol:
 # Each module registers its protocol on import.
 from siamese_bench.protocols import (  # noqa: E402,F401
     digits_heldout,
+    folder,
     koch2015,
     lake_runs,
     mnist_heldout,
@@ -22,4 +24,12 @@ from siamese_bench.protocols import (  # noqa: E402,F401
     vinyals,
 )
 
-__all__ = ["PROTOCOLS", "Protocol", "register"]
+
+def get_protocol(name: str) -> Protocol:
+    """PROTOCOLS.get(name), or for 'folder:PATH[@SIZE]' the protocol over that folder (protocols/folder.py)."""
+    if name.startswith(folder.PREFIX):
+        return folder.folder_protocol(name)
+    return PROTOCOLS.get(name)
+
+
+__all__ = ["PROTOCOLS", "Protocol", "get_protocol", "register"]

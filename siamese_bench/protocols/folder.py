@@ -1,0 +1,129 @@
+"""`folder:PATH[@SIZE]`: a one-shot protocol over your own images, a folder of class folders.
+
+    python -m siamese_bench run --protocols folder:path/to/images
+    python -m siamese_bench run --protocols folder:path/to/images@64 --backbones conv4 --heads triplet
+
+Layout: PATH/<class>/<image>, or PATH/<group>/<class>/<image> (see datasets/folders.py). Images are resized to
+SIZE x SIZE (default 28), grayscale when every image is, else RGB; they are decoded on each run (no cache).
+
+Split, pinned without a random generator: the classes are ordered by the sha256 of their names and cut
+20 / 20 / 60 into test / val / train (at least 2 classes in each). With groups (at least 3 of them), the
+groups are cut the same way instead, so that no group is in two parts (like Omniglot's alphabets). The order
+depends only on the names, not on the file system or the machine, and the split hash goes into every result
+row. Adding, removing or renaming a class can move other classes between parts, and it changes the hash.
+
+Episodes: N-way 1-shot with N = 5 (or every test class, when there are fewer), Q = min(5, smallest class - 1)
+queries per class, 1,000 episodes; model selection on `val_way`-way 1-shot episodes of the val part.
+Rows name the protocol as written on the command line (`folder:PATH@SIZE`); run it from the same working
+directory to resume or reproduce.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+from siamese_bench.datasets.folders import list_folder
+from siamese_bench.protocols.base import Protocol
+from siamese_bench.splits import ClassSplit, SplitPart
+
+PREFIX = "folder:"
+DEFAULT_SIZE = 28
+FRACTIONS = (("test", 0.2), ("val", 0.2))  # the rest is train
+MAX_WAYS = 5
+MAX_QUERY = 5
+
+
+def parse(spec: str) -> tuple[Path, int]:
+    """'folder:PATH[@SIZE]' -> (PATH, SIZE). A trailing '@digits' is the size; any other '@' is in the path."""
+    if not spec.startswith(PREFIX) or len(spec) == len(PREFIX):
+        raise ValueError(f"{spec!r}: a folder protocol is written folder:PATH or folder:PATH@SIZE")
+    body = spec[len(PREFIX) :]
+    path, at, size = body.rpartition("@")
+    if at and size.isdigit():
+        if int(size) < 4:
+            raise ValueError(f"{spec!r}: image size {size} is too small; use @28 or more")
+        return Path(path).expanduser(), int(size)
+    return Path(body).expanduser(), DEFAULT_SIZE
+
+
+def _by_hash(names) -> list[str]:
+    return sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+
+
+def _cut(units: list[str], minimum: int) -> dict[str, list[str]]:
+    """units (hash-ordered) -> {"test": [...], "val": [...], "train": rest}, each of at least `minimum`."""
+    parts, start = {}, 0
+    for key, fraction in FRACTIONS:
+        n = max(minimum, round(fraction * len(units)))
+        parts[key] = units[start : start + n]
+        start += n
+    parts["train"] = units[start:]
+    return parts
+
+
+def build_split(name: str, dataset: str, class_groups: dict[str, str]) -> ClassSplit:
+    """The pinned split of `class_groups` ({class name: group name}); ValueError when a part would have
+    fewer than 2 classes."""
+    groups = sorted(set(class_groups.values()))
+    by_group = len(groups) >= 3
+    units = _by_hash(groups if by_group else class_groups)
+    need = 1 if by_group else 2
+    if len(units) < need * 3:
+        what = "groups" if by_group else "classes"
+        raise ValueError(
+            f"{name}: {len(units)} {what}; a one-shot protocol needs at least {need * 3} (train, val and test "
+            f"each need {need}) with at least 2 classes per part"
+        )
+    cut = _cut(units, need)
+    parts = []
+    for key in ("train", "val", "test"):
+        chosen = set(cut[key])
+        classes = tuple(sorted(c for c, g in class_groups.items() if (g if by_group else c) in chosen))
+        if len(classes) < 2:
+            raise ValueError(
+                f"{name}: the {key} part got {len(classes)} class(es) (groups {sorted(chosen)}); each part "
+                "needs at least 2 classes: add classes, or use one level of class folders"
+            )
+        parts.append((key, SplitPart("all", classes)))
+    # "groups": no group in two parts; when the cut is by class, each class is its own group
+    pairs = tuple(sorted((c, g if by_group else c) for c, g in class_groups.items()))
+    return ClassSplit(name, dataset, tuple(parts), "groups", pairs)
+
+
+@functools.cache
+def folder_protocol(spec: str) -> Protocol:
+    """The Protocol for 'folder:PATH[@SIZE]': lists (does not decode) the folder, pins the split."""
+    path, size = parse(spec)
+    root = path.resolve()
+    items = list_folder(root)  # FileNotFoundError / ValueError name the problem
+    class_groups = {c: g for g, c, _ in items}
+    counts = Counter(c for _, c, _ in items)
+    smallest, fewest = min((n, c) for c, n in counts.items())
+    if smallest < 2:
+        raise ValueError(
+            f"{root}: class {fewest!r} has 1 image; one-shot episodes need at least 2 images per class (1 "
+            "support + 1 query) and positive pairs need 2; add images or remove the class"
+        )
+    dataset = PREFIX + str(root)
+    # the split names the folder, not its location: the same images elsewhere give the same split hash
+    split = build_split(f"folder-{root.name}", PREFIX + root.name, class_groups)
+    n_test, n_val = (len(split.part(k).classes) for k in ("test", "val"))
+    return Protocol(
+        name=spec,
+        version=1,
+        dataset=dataset,
+        image_size=size,
+        split=lambda data, data_dir: split,
+        description=(
+            f"your images in {root}: {len(counts)} classes, {len(items)} images at {size}x{size}; "
+            f"test {n_test} / val {n_val} / train {len(split.part('train').classes)} classes"
+        ),
+        ways=(min(MAX_WAYS, n_test),),
+        shots=(1,),
+        n_query=min(MAX_QUERY, smallest - 1),
+        episodes=1000,
+        val_way=min(MAX_WAYS, n_val),
+    )

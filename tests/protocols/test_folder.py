@@ -1,0 +1,111 @@
+"""protocols/folder.py: `folder:PATH[@SIZE]`, the protocol over a user's own class folders: the pinned split,
+the episode shape it derives from the folder, its errors, and a run through the CLI's runner."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from siamese_bench import runner
+from siamese_bench.cli import build_parser
+from siamese_bench.protocols import get_protocol
+from siamese_bench.protocols.folder import build_split, folder_protocol, parse
+from siamese_bench.results import read_csv
+
+NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def digit_folder(root: Path, per_class: int = 6, classes: int = 10) -> Path:
+    """root/<digit name>/<i>.png: scikit-learn's 8x8 digits, `per_class` images of each of `classes` digits."""
+    d = load_digits()
+    for c in range(classes):
+        (root / NAMES[c]).mkdir(parents=True)
+        for i in np.flatnonzero(d.target == c)[:per_class]:
+            Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).save(root / NAMES[c] / f"{i}.png")
+    return root
+
+
+def test_parse_path_and_size():
+    assert parse("folder:imgs") == (Path("imgs"), 28)
+    assert parse("folder:imgs@64") == (Path("imgs"), 64)
+    assert parse("folder:a@b/imgs") == (Path("a@b/imgs"), 28)  # an '@' that is not a size is in the path
+    for bad, match in (("folder:", "folder:PATH"), ("folder:imgs@2", "too small")):
+        with pytest.raises(ValueError, match=match):
+            parse(bad)
+
+
+def test_split_is_pinned_by_names_only():
+    classes = {f"class{i:02d}": "all" for i in range(20)}
+    shuffled = list(classes.items())
+    random.Random(0).shuffle(shuffled)
+    a = build_split("s", "folder:/x", classes)
+    b = build_split("s", "folder:/x", dict(shuffled))
+    assert a == b and a.hash == b.hash
+    sizes = {k: len(a.part(k).classes) for k in a.part_names}
+    assert sizes == {"train": 12, "val": 4, "test": 4}
+    parts = [set(a.part(k).classes) for k in a.part_names]
+    assert set().union(*parts) == set(classes) and sum(map(len, parts)) == 20  # a partition
+    # the value is pinned: a change to the ordering or the cut would change every folder run's split
+    assert a.hash == "5f2c54ab57944da6"
+    assert a.part("test").classes == ("class02", "class10", "class15", "class16")
+    assert a.part("val").classes == ("class03", "class04", "class13", "class17")
+
+
+def test_groups_are_split_whole_when_there_are_three_or_more():
+    classes = {f"g{g}/c{c}": f"g{g}" for g in range(5) for c in range(3)}
+    split = build_split("s", "folder:/x", classes)
+    seen = {}
+    for key in split.part_names:
+        for c in split.part(key).classes:
+            assert seen.setdefault(classes[c], key) == key  # no group in two parts
+    assert {len(split.part(k).classes) for k in split.part_names} == {3, 9}
+    # two groups: the cut is by class instead
+    two = build_split("s", "folder:/x", {f"g{g}/c{c}": f"g{g}" for g in range(2) for c in range(5)})
+    assert len(two.part("test").classes) == 2
+
+
+def test_too_few_classes_or_images_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="5 classes; a one-shot protocol needs at least 6"):
+        build_split("s", "folder:/x", {f"c{i}": "all" for i in range(5)})
+    root = digit_folder(tmp_path / "few", per_class=2)
+    (next((root / "three").iterdir())).unlink()
+    with pytest.raises(ValueError, match="class 'three' has 1 image"):
+        folder_protocol(f"folder:{root}")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        get_protocol(f"folder:{tmp_path / 'nowhere'}")
+
+
+def test_protocol_shape_follows_the_folder(tmp_path):
+    root = digit_folder(tmp_path / "mine", per_class=4)
+    proto = get_protocol(f"folder:{root}@16")
+    assert proto.image_size == 16 and proto.dataset == f"folder:{root.resolve()}"
+    assert proto.ways == (2,) and proto.val_way == 2  # 10 classes: 2 test, 2 val, 6 train
+    assert proto.n_query == 3  # the smallest class has 4 images: 1 support + 3 queries
+    # the same images in another place: the same split (hash), so rows from both compare
+    other = digit_folder(tmp_path / "elsewhere" / "mine", per_class=4)
+    assert get_protocol(f"folder:{other}@16").split({}, None).hash == proto.split({}, None).hash
+
+
+def _args(*argv):
+    return build_parser().parse_args(["run", *argv])
+
+
+def test_run_on_a_folder(tmp_path):
+    root = digit_folder(tmp_path / "mine")
+    spec = f"folder:{root}@16"
+    common = ["--protocols", spec, "--heads", "contrastive", "--train-pairs", "256", "--episodes", "30"]
+    # without --out the results go to results/folder-<name>/, never into a preset's folder
+    assert runner.config_from_args(_args(*common)).out.name == "folder-mine"
+    out = tmp_path / "out"
+    runner.run(runner.config_from_args(_args(*common, "--out", str(out), "--devices", "cpu", "--quiet")))
+    (row,) = read_csv(out / "accuracy.csv")
+    assert row["status"] == "ok", row["error"]
+    assert row["protocol"] == spec and row["dataset"] == f"folder:{root.resolve()}"
+    assert row["split_hash"] == get_protocol(spec).split({}, None).hash
+    assert (row["n_way"], row["k_shot"], row["n_query"]) == ("2", "1", "5")
+    assert 0.0 <= float(row["accuracy"]) <= 1.0
