@@ -24,6 +24,7 @@ from siamese_bench.episodes.pairs import sample_pairs
 from siamese_bench.evaluate import evaluate_episodes, verification
 from siamese_bench.model import SiameseModel
 from siamese_bench.protocols.base import Protocol
+from siamese_bench.results import file_stem
 from siamese_bench.summary import per_episode_path
 from siamese_bench.train import StderrProgress, TrainConfig, TrainResult, train
 
@@ -69,7 +70,9 @@ class CellRunner:
         path = (
             Path(self.config.out)
             / "episodes"
-            / f"{proto.name}-v{proto.version}-{split.hash}-{n_way}w{k_shot}s{q}q-{n_episodes}e-seed{seed}.pt"
+            / file_stem(
+                f"{proto.name}-v{proto.version}-{split.hash}-{n_way}w{k_shot}s{q}q-{n_episodes}e-seed{seed}.pt"
+            )
         )
         ds, index = test
         if path.exists():
@@ -264,7 +267,7 @@ class CellRunner:
         from siamese_bench.checkpoint import save
 
         name = f"{group['protocol'].name}_{group['backbone']}_{group['head']}_{group['device']}_seed{group['seed']}.pt"
-        save(Path(self.config.out) / "checkpoints" / name, model, group, tcfg, split)
+        save(Path(self.config.out) / "checkpoints" / file_stem(name), model, group, tcfg, split)
 
     # ------------------------------------------------------------------ throughput
     def throughput_rows(self, table) -> Iterator[dict]:

@@ -12,9 +12,17 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+
+def file_stem(text: str) -> str:
+    """`text` made safe as (part of) a file name on any OS: characters other than letters, digits and
+    `._@+-` become `_` (registry names pass unchanged; `folder:data/faces@64` -> `folder_data_faces@64`)."""
+    return re.sub(r"[^A-Za-z0-9._@+-]", "_", text)
+
 
 ACCURACY_COLUMNS = (
     "protocol",

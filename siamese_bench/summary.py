@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from siamese_bench import stats
-from siamese_bench.results import atomic_write_text, read_csv
+from siamese_bench.results import atomic_write_text, file_stem, read_csv
 
 PER_EPISODE_DIR = "per_episode"
 
@@ -38,7 +38,7 @@ def per_episode_path(out: Path, row: dict) -> Path:
     name = "_".join(
         str(row[k]) for k in ("protocol", "backbone", "head", "device", "dtype", "n_way", "k_shot", "seed")
     )
-    return Path(out) / PER_EPISODE_DIR / f"{name}.pt"
+    return Path(out) / PER_EPISODE_DIR / f"{file_stem(name)}.pt"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -102,10 +102,15 @@ def test_run_on_a_folder(tmp_path):
     # without --out the results go to results/folder-<name>/, never into a preset's folder
     assert runner.config_from_args(_args(*common)).out.name == "folder-mine"
     out = tmp_path / "out"
-    runner.run(runner.config_from_args(_args(*common, "--out", str(out), "--devices", "cpu", "--quiet")))
+    argv = [*common, "--out", str(out), "--devices", "cpu", "--quiet", "--checkpoints"]
+    runner.run(runner.config_from_args(_args(*argv)))
     (row,) = read_csv(out / "accuracy.csv")
     assert row["status"] == "ok", row["error"]
     assert row["protocol"] == spec and row["dataset"] == f"folder:{root.resolve()}"
     assert row["split_hash"] == get_protocol(spec).split({}, None).hash
     assert (row["n_way"], row["k_shot"], row["n_query"]) == ("2", "1", "5")
     assert 0.0 <= float(row["accuracy"]) <= 1.0
+    # the protocol's path becomes safe file names: no sub-folders, no ':' (Windows)
+    for sub in ("episodes", "per_episode", "checkpoints"):
+        (f,) = (out / sub).iterdir()
+        assert f.is_file() and f.name.startswith("folder_") and ":" not in f.name, f
