@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--protocols",
         type=_csv(str),
-        help="protocols, e.g. vinyals,mnist-heldout; folder:PATH[@SIZE] benchmarks your own images "
-        "(PATH/<class>/<image>, resized to SIZE, default 28; pinned class split 60/20/20; default --out "
-        "results/folder-<name>)",
+        help="protocols, e.g. vinyals,mnist-heldout; folder:PATH[@SIZE] or csv:FILE[@SIZE] benchmarks your "
+        "own images (PATH/<class>/<image>, or a CSV of path,label[,group] rows; resized to SIZE, default 28; "
+        "pinned class split 60/20/20; default --out results/folder-<name> or results/csv-<name>)",
     )
     run.add_argument(
         "--datasets",

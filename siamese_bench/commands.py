@@ -73,7 +73,8 @@ def ls(args) -> int:
         if kind == "protocols":
             print(
                 "  folder:PATH[@SIZE]  your own images, PATH/<class>/<image> (or <group>/<class>/<image>) at "
-                "SIZExSIZE (default 28): a pinned class split, 5-way 1-shot (see --help of run)"
+                "SIZExSIZE (default 28): a pinned class split, 5-way 1-shot (see --help of run)\n"
+                "  csv:FILE[@SIZE]     the same for a CSV of path,label[,group] rows (paths relative to FILE)"
             )
     return 0
 

@@ -21,7 +21,7 @@ BEGIN, END = (
 PRESET_ORDER = ("quick", "standard", "paper")
 
 
-PRIVATE_PREFIX = "folder-"  # results/folder-<name>/: runs on a user's own images, git-ignored, not listed
+PRIVATE_PREFIXES = ("folder-", "csv-")  # results/folder-<name>/: runs on your own images, git-ignored
 
 
 def section(results_root: Path = REPO / "results") -> str:
@@ -29,7 +29,7 @@ def section(results_root: Path = REPO / "results") -> str:
     dirs = [
         p
         for p in results_root.iterdir()
-        if (p / "accuracy.csv").is_file() and not p.name.startswith(PRIVATE_PREFIX)
+        if (p / "accuracy.csv").is_file() and not p.name.startswith(PRIVATE_PREFIXES)
     ]
     for d in sorted(dirs, key=_order):
         cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}

@@ -187,14 +187,14 @@ def config_from_args(args) -> RunConfig:
 
 
 def _default_out(preset: str, grids) -> Path:
-    """results/<preset>/, or results/folder-<name>/ for a run on a folder of your own images (so that it
-    never lands among the preset's committed results)."""
+    """results/<preset>/, or results/folder-<name>/ (csv-<name>/) for a run on your own images, so that it
+    never lands among the preset's committed results."""
     from siamese_bench.protocols import folder
 
-    folders = sorted({p for g in grids for p in g.protocols if p.startswith(folder.PREFIX)})
-    if folders:
-        name = "+".join(folder.parse(p)[0].resolve().name for p in folders)
-        return REPO / "results" / f"folder-{name}"
+    own = sorted({p for g in grids for p in g.protocols if folder.is_own(p)})
+    if own:
+        parsed = [folder.parse(p) for p in own]
+        return REPO / "results" / "+".join(f"{kind}-{path.resolve().stem}" for kind, path, _ in parsed)
     return REPO / "results" / preset
 
 

@@ -28,7 +28,7 @@ from siamese_bench.datasets.store import (
 from siamese_bench.registry import Registry
 
 Loader = Callable[..., dict[str, ImageSet]]
-FOLDER_PREFIX = "folder:"  # load_dataset("folder:PATH"): your own images
+OWN_PREFIXES = ("folder:", "csv:")  # load_dataset("folder:PATH" | "csv:FILE"): your own images
 DATASETS: Registry[Loader] = Registry("dataset")
 DATASETS.register("mnist")(mnist.load_mnist)
 DATASETS.register("omniglot")(omniglot.load_omniglot)
@@ -70,12 +70,13 @@ def load_dataset(
 ) -> dict[str, ImageSet]:
     """`DATASETS.get(name)(data_dir, image_size, download)`; an unknown name lists the valid ones.
 
-    "folder:PATH" loads a folder of class folders (folders.load_folder) as {"all": ImageSet}.
+    "folder:PATH" (a folder of class folders) and "csv:FILE" (path,label[,group] rows) load your own images
+    as {"all": ImageSet} (protocols/folder.py).
     """
-    if name.startswith(FOLDER_PREFIX):
-        from siamese_bench.datasets.folders import load_folder
+    if name.startswith(OWN_PREFIXES):
+        from siamese_bench.protocols.folder import load_images_set
 
-        return {"all": load_folder(name[len(FOLDER_PREFIX) :], image_size=image_size)}
+        return {"all": load_images_set(name, image_size)}
     return DATASETS.get(name)(data_dir=data_dir, image_size=image_size, download=download)
 
 

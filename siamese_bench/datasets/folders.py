@@ -6,6 +6,7 @@ Inside:
 - `list_folder(root)`: the same tree as (group, class, path) items, checked but not decoded.
 - `load_dataframe(df, path_col="path", label_col="label", group_col=None, image_size=None, channels=None,
   invert=False, root=None)`: one row per image; relative paths are taken from `root` (default: the cwd).
+- `list_dataframe(df, ...)`: its rows as (group, class, path) items, checked but not decoded.
 - `load_images(paths, ...)`: decode files into (N, C, H, W) uint8.
 
 Images are kept as they are (no ink inversion unless `invert=True`). channels: 1 when every image is
@@ -164,6 +165,36 @@ def load_dataframe(
 ) -> ImageSet:
     """ImageSet from a DataFrame with one row per image: `path_col` (file), `label_col` (class; str() of it
     is the class name) and optionally `group_col` (one group per class). Classes sorted by label value."""
+    items, ordered = _dataframe_items(df, path_col, label_col, group_col, root)
+    names = [str(v) for v in ordered]
+    group_of = {c: g for g, c, _ in items}
+    group_names = sorted(set(group_of.values()))
+    rank = {n: i for i, n in enumerate(names)}
+    images = load_images([p for _, _, p in items], image_size, channels, invert)
+    return ImageSet(
+        name,
+        images,
+        torch.tensor([rank[c] for _, c, _ in items], dtype=torch.int64),
+        tuple(names),
+        torch.tensor([group_names.index(group_of[n]) for n in names], dtype=torch.int64),
+        tuple(group_names),
+    )
+
+
+def list_dataframe(
+    df,
+    path_col: str = "path",
+    label_col: str = "label",
+    group_col: str | None = None,
+    root: str | os.PathLike | None = None,
+) -> list[tuple[str, str, Path]]:
+    """The images of a DataFrame as (group, class name, path) items in row order, checked (columns, files,
+    one group per class) but not decoded; group "all" without `group_col`. The errors of `load_dataframe`."""
+    return _dataframe_items(df, path_col, label_col, group_col, root)[0]
+
+
+def _dataframe_items(df, path_col, label_col, group_col, root) -> tuple[list[tuple[str, str, Path]], list]:
+    """(items in row order, labels sorted by value)."""
     wanted = [c for c in (path_col, label_col, group_col) if c is not None]
     missing = [c for c in wanted if c not in df.columns]
     if missing:
@@ -183,7 +214,6 @@ def load_dataframe(
     names = [str(v) for v in ordered]
     if len(set(names)) != len(names):
         raise ValueError(f"labels {ordered} collide as class names {names}")
-    rank = {v: i for i, v in enumerate(ordered)}
     if group_col is None:
         groups = ["all"] * len(df)
     else:
@@ -194,14 +224,5 @@ def load_dataframe(
                 raise ValueError(
                     f"class {lab!r} is in two groups ({seen[str(lab)]!r} and {g!r}); a class needs one"
                 )
-    group_names = sorted(set(groups))
-    class_group = {str(lab): g for lab, g in zip(labels, groups, strict=True)}
-    images = load_images(paths, image_size, channels, invert)
-    return ImageSet(
-        name,
-        images,
-        torch.tensor([rank[v] for v in labels], dtype=torch.int64),
-        tuple(names),
-        torch.tensor([group_names.index(class_group[n]) for n in names], dtype=torch.int64),
-        tuple(group_names),
-    )
+    items = [(g, str(lab), p) for g, lab, p in zip(groups, labels, paths, strict=True)]
+    return items, ordered

@@ -1,5 +1,6 @@
 """Named, versioned evaluation protocols (registry `PROTOCOLS`), one per file, and `get_protocol(name)`, which
-also builds the protocol over a folder of your own images for a name `folder:PATH[@SIZE]` (folder.py)."""
+also builds the protocol over your own images for a name `folder:PATH[@SIZE]` or `csv:FILE[@SIZE]`
+(folder.py)."""
 
 from siamese_bench.protocols.base import Protocol
 from siamese_bench.registry import Registry
@@ -26,8 +27,9 @@ from siamese_bench.protocols import (  # noqa: E402,F401
 
 
 def get_protocol(name: str) -> Protocol:
-    """PROTOCOLS.get(name), or for 'folder:PATH[@SIZE]' the protocol over that folder (protocols/folder.py)."""
-    if name.startswith(folder.PREFIX):
+    """PROTOCOLS.get(name), or for 'folder:PATH[@SIZE]' / 'csv:FILE[@SIZE]' the protocol over those images
+    (protocols/folder.py)."""
+    if folder.is_own(name):
         return folder.folder_protocol(name)
     return PROTOCOLS.get(name)
 

@@ -1,10 +1,14 @@
-"""`folder:PATH[@SIZE]`: a one-shot protocol over your own images, a folder of class folders.
+"""`folder:PATH[@SIZE]` and `csv:FILE[@SIZE]`: one-shot protocols over your own images.
 
     python -m siamese_bench run --protocols folder:path/to/images
     python -m siamese_bench run --protocols folder:path/to/images@64 --backbones conv4 --heads triplet
+    python -m siamese_bench run --protocols csv:labels.csv
 
-Layout: PATH/<class>/<image>, or PATH/<group>/<class>/<image> (see datasets/folders.py). Images are resized to
-SIZE x SIZE (default 28), grayscale when every image is, else RGB; they are decoded on each run (no cache).
+folder: PATH/<class>/<image>, or PATH/<group>/<class>/<image> (datasets/folders.py `list_folder`).
+csv: a CSV file with the columns `path` and `label` and optionally `group` (one group per class), one row per
+image; relative paths are taken from the CSV's folder (`list_dataframe`, as a pandas DataFrame would be).
+Images are resized to SIZE x SIZE (default 28), grayscale when every image is, else RGB; they are decoded on
+each run (no cache).
 
 Split, pinned without a random generator: the classes are ordered by the sha256 of their names and cut
 20 / 20 / 60 into test / val / train (at least 2 classes in each). With groups (at least 3 of them), the
@@ -14,7 +18,7 @@ row. Adding, removing or renaming a class can move other classes between parts, 
 
 Episodes: N-way 1-shot with N = 5 (or every test class, when there are fewer), Q = min(5, smallest class - 1)
 queries per class, 1,000 episodes; model selection on `val_way`-way 1-shot episodes of the val part.
-Rows name the protocol as written on the command line (`folder:PATH@SIZE`); run it from the same working
+Rows name the protocol as written on the command line (`folder:PATH@SIZE`, `csv:FILE`); run it from the same working
 directory to resume or reproduce.
 """
 
@@ -25,28 +29,67 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
-from siamese_bench.datasets.folders import list_folder
+from siamese_bench.datasets.folders import list_dataframe, list_folder, load_dataframe, load_folder
+from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.protocols.base import Protocol
 from siamese_bench.splits import ClassSplit, SplitPart
 
 PREFIX = "folder:"
+CSV_PREFIX = "csv:"
+PREFIXES = (PREFIX, CSV_PREFIX)
 DEFAULT_SIZE = 28
 FRACTIONS = (("test", 0.2), ("val", 0.2))  # the rest is train
 MAX_WAYS = 5
 MAX_QUERY = 5
 
 
-def parse(spec: str) -> tuple[Path, int]:
-    """'folder:PATH[@SIZE]' -> (PATH, SIZE). A trailing '@digits' is the size; any other '@' is in the path."""
-    if not spec.startswith(PREFIX) or len(spec) == len(PREFIX):
-        raise ValueError(f"{spec!r}: a folder protocol is written folder:PATH or folder:PATH@SIZE")
-    body = spec[len(PREFIX) :]
+def is_own(name: str) -> bool:
+    """True for 'folder:...' and 'csv:...' protocol names."""
+    return name.startswith(PREFIXES)
+
+
+def parse(spec: str) -> tuple[str, Path, int]:
+    """'folder:PATH[@SIZE]' or 'csv:FILE[@SIZE]' -> (kind "folder" | "csv", path, size). A trailing
+    '@digits' is the size; any other '@' belongs to the path."""
+    kind, colon, body = spec.partition(":")
+    if not colon or f"{kind}:" not in PREFIXES or not body:
+        raise ValueError(
+            f"{spec!r}: your own images are written folder:PATH[@SIZE] (class folders) or csv:FILE[@SIZE] "
+            "(a CSV of path,label[,group])"
+        )
     path, at, size = body.rpartition("@")
     if at and size.isdigit():
         if int(size) < 4:
             raise ValueError(f"{spec!r}: image size {size} is too small; use @28 or more")
-        return Path(path).expanduser(), int(size)
-    return Path(body).expanduser(), DEFAULT_SIZE
+        return kind, Path(path).expanduser(), int(size)
+    return kind, Path(body).expanduser(), DEFAULT_SIZE
+
+
+def list_images(kind: str, path: Path) -> list[tuple[str, str, Path]]:
+    """(group, class, file) items of a folder tree or a CSV file, checked but not decoded."""
+    if kind == "folder":
+        return list_folder(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file {path} does not exist")
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    group = "group" if "group" in df.columns else None
+    return list_dataframe(df, "path", "label", group, root=path.parent)
+
+
+def load_images_set(dataset: str, image_size: int | None) -> ImageSet:
+    """The ImageSet behind a protocol's dataset name 'folder:ABSPATH' or 'csv:ABSFILE'."""
+    kind, _, path = dataset.partition(":")
+    if kind == "folder":
+        return load_folder(path, image_size=image_size)
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    group = "group" if "group" in df.columns else None
+    return load_dataframe(
+        df, group_col=group, image_size=image_size, root=Path(path).parent, name=Path(path).stem
+    )
 
 
 def _by_hash(names) -> list[str]:
@@ -95,10 +138,11 @@ def build_split(name: str, dataset: str, class_groups: dict[str, str]) -> ClassS
 
 @functools.cache
 def folder_protocol(spec: str) -> Protocol:
-    """The Protocol for 'folder:PATH[@SIZE]': lists (does not decode) the folder, pins the split."""
-    path, size = parse(spec)
+    """The Protocol for 'folder:PATH[@SIZE]' or 'csv:FILE[@SIZE]': lists (does not decode) the images and
+    pins the split."""
+    kind, path, size = parse(spec)
     root = path.resolve()
-    items = list_folder(root)  # FileNotFoundError / ValueError name the problem
+    items = list_images(kind, root)  # FileNotFoundError / ValueError name the problem
     class_groups = {c: g for g, c, _ in items}
     counts = Counter(c for _, c, _ in items)
     smallest, fewest = min((n, c) for c, n in counts.items())
@@ -107,9 +151,9 @@ def folder_protocol(spec: str) -> Protocol:
             f"{root}: class {fewest!r} has 1 image; one-shot episodes need at least 2 images per class (1 "
             "support + 1 query) and positive pairs need 2; add images or remove the class"
         )
-    dataset = PREFIX + str(root)
-    # the split names the folder, not its location: the same images elsewhere give the same split hash
-    split = build_split(f"folder-{root.name}", PREFIX + root.name, class_groups)
+    dataset = f"{kind}:{root}"
+    # the split names the folder (file), not its location: the same images elsewhere give the same split hash
+    split = build_split(f"{kind}-{root.stem}", f"{kind}:{root.name}", class_groups)
     n_test, n_val = (len(split.part(k).classes) for k in ("test", "val"))
     return Protocol(
         name=spec,

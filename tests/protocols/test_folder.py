@@ -1,5 +1,5 @@
-"""protocols/folder.py: `folder:PATH[@SIZE]`, the protocol over a user's own class folders: the pinned split,
-the episode shape it derives from the folder, its errors, and a run through the CLI's runner."""
+"""protocols/folder.py: `folder:PATH[@SIZE]` and `csv:FILE[@SIZE]`, the protocols over a user's own images: the
+pinned split, the episode shape derived from the images, the errors, and runs through the CLI's runner."""
 
 from __future__ import annotations
 
@@ -31,10 +31,11 @@ def digit_folder(root: Path, per_class: int = 6, classes: int = 10) -> Path:
 
 
 def test_parse_path_and_size():
-    assert parse("folder:imgs") == (Path("imgs"), 28)
-    assert parse("folder:imgs@64") == (Path("imgs"), 64)
-    assert parse("folder:a@b/imgs") == (Path("a@b/imgs"), 28)  # an '@' that is not a size is in the path
-    for bad, match in (("folder:", "folder:PATH"), ("folder:imgs@2", "too small")):
+    assert parse("folder:imgs") == ("folder", Path("imgs"), 28)
+    assert parse("folder:imgs@64") == ("folder", Path("imgs"), 64)
+    assert parse("folder:a@b/imgs") == ("folder", Path("a@b/imgs"), 28)  # a non-size '@' is in the path
+    assert parse("csv:labels.csv@32") == ("csv", Path("labels.csv"), 32)
+    for bad, match in (("folder:", "folder:PATH"), ("folder:imgs@2", "too small"), ("zip:x", "csv:FILE")):
         with pytest.raises(ValueError, match=match):
             parse(bad)
 
@@ -114,3 +115,45 @@ def test_run_on_a_folder(tmp_path):
     for sub in ("episodes", "per_episode", "checkpoints"):
         (f,) = (out / sub).iterdir()
         assert f.is_file() and f.name.startswith("folder_") and ":" not in f.name, f
+
+
+def test_csv_gives_the_same_split_and_run_as_the_folder(tmp_path):
+    """A CSV listing a folder's images (paths relative to the CSV) gives the same protocol: the same classes
+    in each part (the hashes differ: a split names its source), and the same one-shot numbers."""
+    import pandas as pd
+
+    root = digit_folder(tmp_path / "mine")
+    rows = [
+        {"path": str(p.relative_to(tmp_path)), "label": p.parent.name} for p in sorted(root.rglob("*.png"))
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "mine.csv", index=False)
+    by_folder, by_csv = get_protocol(f"folder:{root}@16"), get_protocol(f"csv:{tmp_path / 'mine.csv'}@16")
+    folder_split, csv_split = by_folder.split({}, None), by_csv.split({}, None)
+    assert folder_split.parts == csv_split.parts
+    assert (by_csv.ways, by_csv.n_query, by_csv.val_way) == (
+        by_folder.ways,
+        by_folder.n_query,
+        by_folder.val_way,
+    )
+    accuracy = {}
+    for spec in (f"folder:{root}@16", f"csv:{tmp_path / 'mine.csv'}@16"):
+        out = tmp_path / spec.split(":")[0]
+        argv = ["--protocols", spec, "--heads", "contrastive", "--train-pairs", "256", "--episodes", "30"]
+        runner.run(runner.config_from_args(_args(*argv, "--out", str(out), "--devices", "cpu", "--quiet")))
+        (row,) = read_csv(out / "accuracy.csv")
+        assert row["status"] == "ok", row["error"]
+        accuracy[spec.split(":")[0]] = row["accuracy"]
+    assert accuracy["folder"] == accuracy["csv"]  # same images, classes, episodes and training
+
+
+def test_csv_errors_name_the_problem(tmp_path):
+    import pandas as pd
+
+    with pytest.raises(FileNotFoundError, match="CSV file .* does not exist"):
+        get_protocol(f"csv:{tmp_path / 'none.csv'}")
+    pd.DataFrame({"file": ["a.png"], "label": [1]}).to_csv(tmp_path / "cols.csv", index=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['path'\]"):
+        get_protocol(f"csv:{tmp_path / 'cols.csv'}")
+    pd.DataFrame({"path": ["ghost.png"], "label": [1]}).to_csv(tmp_path / "ghost.csv", index=False)
+    with pytest.raises(FileNotFoundError, match="ghost.png"):
+        get_protocol(f"csv:{tmp_path / 'ghost.csv'}")
