@@ -7,8 +7,8 @@
 folder: PATH/<class>/<image>, or PATH/<group>/<class>/<image> (datasets/folders.py `list_folder`).
 csv: a CSV file with the columns `path` and `label` and optionally `group` (one group per class), one row per
 image; relative paths are taken from the CSV's folder (`list_dataframe`, as a pandas DataFrame would be).
-Images are resized to SIZE x SIZE (default 28), grayscale when every image is, else RGB; they are decoded on
-each run (no cache).
+Images are resized to SIZE x SIZE (default 28), grayscale when every image is, else RGB; decoded once, then
+read from the decoded-tensor cache (keyed by every file's path, size and modification time).
 
 Split, pinned without a random generator: the classes are ordered by the sha256 of their names and cut
 20 / 20 / 60 into test / val / train (at least 2 classes in each). With groups (at least 3 of them), the
@@ -29,9 +29,11 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
+from siamese_bench.datasets import store
 from siamese_bench.datasets.folders import list_dataframe, list_folder, load_dataframe, load_folder
 from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.protocols.base import Protocol
+from siamese_bench.results import file_stem
 from siamese_bench.splits import ClassSplit, SplitPart
 
 PREFIX = "folder:"
@@ -78,18 +80,40 @@ def list_images(kind: str, path: Path) -> list[tuple[str, str, Path]]:
     return list_dataframe(df, "path", "label", group, root=path.parent)
 
 
-def load_images_set(dataset: str, image_size: int | None) -> ImageSet:
-    """The ImageSet behind a protocol's dataset name 'folder:ABSPATH' or 'csv:ABSFILE'."""
-    kind, _, path = dataset.partition(":")
-    if kind == "folder":
-        return load_folder(path, image_size=image_size)
-    import pandas as pd
+def _stamp(f: Path) -> list:
+    st = f.stat()
+    return [str(f), st.st_size, st.st_mtime_ns]
 
-    df = pd.read_csv(path)
-    group = "group" if "group" in df.columns else None
-    return load_dataframe(
-        df, group_col=group, image_size=image_size, root=Path(path).parent, name=Path(path).stem
-    )
+
+def load_images_set(dataset: str, image_size: int | None) -> ImageSet:
+    """The ImageSet behind a protocol's dataset name 'folder:ABSPATH' or 'csv:ABSFILE', decoded once and then
+    read from the decoded-tensor cache (datasets/store.py `cached`), keyed by every image file's path, size
+    and modification time (and the CSV's sha256): a changed, added or removed image rebuilds it."""
+    kind, _, name = dataset.partition(":")
+    path = Path(name)
+    items = list_images(kind, path)
+    key = {
+        "source": dataset,
+        "image_size": image_size,
+        "files": [_stamp(f) for _, _, f in items],
+    }
+    if kind == "csv":
+        key["csv_sha256"] = store.sha256_file(path)
+
+    def build() -> dict[str, ImageSet]:
+        if kind == "folder":
+            return {"all": load_folder(path, image_size=image_size)}
+        import pandas as pd
+
+        df = pd.read_csv(path)
+        group = "group" if "group" in df.columns else None
+        return {
+            "all": load_dataframe(
+                df, group_col=group, image_size=image_size, root=path.parent, name=path.stem
+            )
+        }
+
+    return store.cached(key, build, name=file_stem(f"{kind}-{path.stem}"))["all"]
 
 
 def _by_hash(names) -> list[str]:

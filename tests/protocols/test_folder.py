@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
@@ -16,6 +17,15 @@ from siamese_bench.cli import build_parser
 from siamese_bench.protocols import get_protocol
 from siamese_bench.protocols.folder import build_split, folder_protocol, parse
 from siamese_bench.results import read_csv
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Decoded test folders go to a temporary cache, not the checkout's data/cache."""
+    from siamese_bench.datasets import store
+
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -157,3 +167,30 @@ def test_csv_errors_name_the_problem(tmp_path):
     pd.DataFrame({"path": ["ghost.png"], "label": [1]}).to_csv(tmp_path / "ghost.csv", index=False)
     with pytest.raises(FileNotFoundError, match="ghost.png"):
         get_protocol(f"csv:{tmp_path / 'ghost.csv'}")
+
+
+def test_decoded_images_are_cached_and_rebuilt_when_a_file_changes(tmp_path, monkeypatch):
+    import os
+
+    from siamese_bench.datasets import folders, store
+    from siamese_bench.protocols.folder import load_images_set
+
+    root = digit_folder(tmp_path / "mine", per_class=3)
+    dataset = get_protocol(f"folder:{root}@16").dataset
+    first = load_images_set(dataset, 16)
+    assert len(list((tmp_path / "cache").glob("folder-mine-*.pt"))) == 1
+    store.clear_memory_cache()
+    decoded = []
+    real = folders.load_images
+    monkeypatch.setattr(folders, "load_images", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    again = load_images_set(dataset, 16)  # from the cache file: nothing decoded
+    assert (
+        decoded == [] and torch.equal(again.images, first.images) and again.class_names == first.class_names
+    )
+    # an image rewritten (another mtime and content): the cache key changes and the set is rebuilt
+    some = next((root / "five").iterdir())
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(some)
+    os.utime(some, ns=(10**18, 10**18))
+    store.clear_memory_cache()
+    rebuilt = load_images_set(dataset, 16)
+    assert decoded == [1] and not torch.equal(rebuilt.images, first.images)
