@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         "overflows the caches); backbones with BatchNorm ignore it (their batch statistics would change)",
     )
     run.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    run.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads (default: torch's, one per core). CPU results depend on it: a run repeats bit "
+        "for bit only with the same count (reproduce uses the recorded one); config.json records it",
+    )
     run.add_argument("--no-throughput", action="store_true", help="skip the throughput table")
     run.add_argument(
         "--checkpoints", action="store_true", help="save each trained model under OUT/checkpoints"
@@ -158,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-runs the configuration recorded in RESULTS/config.json into a fresh directory and "
         "compares: an accuracy reproduces when it lies within --tolerance times the recorded 95% CI and the "
         "test episodes are bit-identical; throughput is reported as a ratio. Exit 1 when a cell does not "
-        "reproduce. On the recorder's CPU model and library versions CPU cells repeat bit for bit "
+        "reproduce. It runs with the recorded torch thread count; on the recorder's CPU model and library versions "
+        "CPU cells then repeat bit for bit "
         "('identical'); on other hardware they move by training noise.",
     )
     rp.add_argument(

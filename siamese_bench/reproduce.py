@@ -35,6 +35,10 @@ def load_config(results_dir: Path):
         kw[k] = tuple(kw[k])
     kw["out"] = Path(kw["out"])
     kw["data_dir"] = Path(kw["data_dir"]) if kw.get("data_dir") else None
+    if not kw.get("threads") and any(d.startswith("cpu") for d in kw["devices"]):
+        # CPU numerics depend on the thread count: re-run with the recorder's (config.json from before
+        # `--threads` existed records it only in the environment)
+        kw["threads"] = doc.get("environment", {}).get("cpu_threads")
     return RunConfig(**kw)
 
 

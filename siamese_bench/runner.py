@@ -54,6 +54,9 @@ class RunConfig:
     retry_failed: bool = False
     quiet: bool = False
     download: bool = True  # fetch missing datasets from the official URLs (fails cleanly offline)
+    threads: int | None = (
+        None  # torch intra-op CPU threads (None: torch's default); CPU numerics depend on it
+    )
 
 
 def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
@@ -165,6 +168,8 @@ def config_from_args(args) -> RunConfig:
         )
     if args.forward_chunk < 0:
         raise UserError(f"--forward-chunk {args.forward_chunk}: must be >= 0 (0 = whole batches)")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads {args.threads}: must be >= 1 (omit it for torch's default)")
     out = args.out or _default_out(args.preset, grids)
     return RunConfig(
         preset=args.preset,
@@ -183,6 +188,7 @@ def config_from_args(args) -> RunConfig:
         retry_failed=args.retry_failed,
         quiet=args.quiet,
         download=not getattr(args, "offline", False),
+        threads=args.threads,
     )
 
 
@@ -276,6 +282,17 @@ def base_row(group: dict, n_way: int, k_shot: int) -> dict:
 
 
 def run(config: RunConfig, print_summary: bool = True) -> int:
+    """Run the grid (resuming into config.out) with config.threads torch threads, restored afterwards."""
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run(config, print_summary)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: RunConfig, print_summary: bool) -> int:
     from siamese_bench.cell import CellRunner
     from siamese_bench.protocols.published import published_lookup
     from siamese_bench.summary import write_summary

@@ -23,6 +23,16 @@ def test_committed_quick_config_round_trips():
         restrict(config, heads={"nope"})
 
 
+def test_reproduce_uses_the_recorded_thread_count():
+    """CPU numerics depend on torch's thread count: the committed quick run (made before `--threads` existed)
+    recorded 2 threads in its environment, and a reproduction must use 2 on any machine."""
+    import json
+
+    doc = json.loads((QUICK / "config.json").read_text())
+    assert "threads" not in doc and doc["environment"]["cpu_threads"] == 2
+    assert load_config(QUICK).threads == 2
+
+
 def test_compare_flags_a_cell_outside_the_ci_and_changed_episodes(tmp_path):
     rows = [r for r in read_csv(QUICK / "accuracy.csv") if r["status"] == "ok"][:2]
     write_csv(tmp_path / "accuracy.csv", rows, ACCURACY_COLUMNS)

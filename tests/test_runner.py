@@ -108,6 +108,29 @@ def test_a_group_with_one_impossible_way_trains_once_for_the_others(tmp_path, mo
     assert rows[6]["train_pairs"] == rows[2]["train_pairs"] == "128"
 
 
+def test_threads_are_applied_recorded_and_restored(tmp_path):
+    import torch
+
+    from siamese_bench.commands import UserError
+
+    before = torch.get_num_threads()
+    seen = []
+    real = cell.train
+
+    def train(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cell, "train", train)
+        runner.run(config(tmp_path, "--threads", "1", "--heads", "koch"))
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert seen == [1] and doc["threads"] == 1 and doc["environment"]["cpu_threads"] == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(UserError, match="--threads 0: must be >= 1"):
+        config(tmp_path, "--threads", "0")
+
+
 def test_odd_batch_size_is_refused(tmp_path):
     from siamese_bench.commands import UserError
 
