@@ -71,13 +71,18 @@ def list_images(kind: str, path: Path) -> list[tuple[str, str, Path]]:
     """(group, class, file) items of a folder tree or a CSV file, checked but not decoded."""
     if kind == "folder":
         return list_folder(path)
+    df, group = _read_csv(path)
+    return list_dataframe(df, "path", "label", group, root=path.parent)
+
+
+def _read_csv(path: Path):
+    """(DataFrame, "group" or None): the CSV's rows and whether it has a group column."""
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {path} does not exist")
     import pandas as pd
 
     df = pd.read_csv(path)
-    group = "group" if "group" in df.columns else None
-    return list_dataframe(df, "path", "label", group, root=path.parent)
+    return df, "group" if "group" in df.columns else None
 
 
 def _stamp(f: Path) -> list:
@@ -103,10 +108,7 @@ def load_images_set(dataset: str, image_size: int | None) -> ImageSet:
     def build() -> dict[str, ImageSet]:
         if kind == "folder":
             return {"all": load_folder(path, image_size=image_size)}
-        import pandas as pd
-
-        df = pd.read_csv(path)
-        group = "group" if "group" in df.columns else None
+        df, group = _read_csv(path)
         return {
             "all": load_dataframe(
                 df, group_col=group, image_size=image_size, root=path.parent, name=path.stem
