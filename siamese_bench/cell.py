@@ -96,6 +96,23 @@ class CellRunner:
         ep.save(path)
         return ep.to(ds.device)
 
+    def test_episodes(self, group, cells, data, split, test) -> tuple[dict, dict]:
+        """({(n, k): Episodes}, {(n, k): error text}) for the group's cells; missing data still raises."""
+        from siamese_bench.runner import base_row, error_text
+
+        episodes, failed = {}, {}
+        for n, k in cells:
+            size = base_row(group, n, k)["episodes"]
+            try:
+                episodes[n, k] = self.episodes(
+                    group["protocol"], data, split, test, n, k, size, group["seed"]
+                )
+            except (DatasetMissingError, DownloadError):
+                raise
+            except Exception as exc:
+                failed[n, k] = error_text(exc)
+        return episodes, failed
+
     # ------------------------------------------------------------------ one group
     def run_group(self, group: dict, cells: list[tuple[int, int]]) -> Iterator[dict]:
         from siamese_bench.runner import base_row, error_text
@@ -105,23 +122,7 @@ class CellRunner:
             data, split, parts = self.parts(proto, device)
             # the test episodes first: an impossible N-way / K-shot fails here, before any training
             test_ds = parts["test"][0]
-            episodes, failed = {}, {}
-            for n, k in cells:
-                try:
-                    episodes[n, k] = self.episodes(
-                        proto,
-                        data,
-                        split,
-                        parts["test"],
-                        n,
-                        k,
-                        base_row(group, n, k)["episodes"],
-                        group["seed"],
-                    )
-                except (DatasetMissingError, DownloadError):
-                    raise
-                except Exception as exc:
-                    failed[n, k] = error_text(exc)
+            episodes, failed = self.test_episodes(group, cells, data, split, parts["test"])
             if not episodes:  # nothing to evaluate: no training either
                 for n, k in cells:
                     yield {
