@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "datasets",
             nargs="*",
-            help="datasets (default: all of mnist omniglot omniglot-runs omniglot-vinyals digits)",
+            help="datasets (default: all of mnist omniglot omniglot-runs omniglot-vinyals digits); your own "
+            "images as folder:PATH[@SIZE] or csv:FILE[@SIZE] (decoded, split and counted)",
         )
         _add_data_dir(p)
 

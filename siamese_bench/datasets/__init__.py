@@ -82,15 +82,24 @@ def load_dataset(
 
 def _names(names: Sequence[str] | None) -> list[str]:
     names = list(names if names else VERIFY_NAMES)
-    unknown = [n for n in names if n not in _CHECKS]
+    unknown = [n for n in names if n not in _CHECKS and not n.startswith(OWN_PREFIXES)]
     if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; valid: {', '.join(VERIFY_NAMES)}")
+        raise ValueError(
+            f"unknown dataset(s) {unknown}; valid: {', '.join(VERIFY_NAMES)}, or your own images as "
+            "folder:PATH / csv:FILE"
+        )
     return names
 
 
 def verify(name: str, data_dir: str | os.PathLike | None = None) -> VerifyReport:
-    """Check one dataset's files (see VERIFY_NAMES); never raises for missing or bad files, reports them."""
-    return _CHECKS[_names([name])[0]][0].verify(data_dir)
+    """Check one dataset's files (see VERIFY_NAMES; or your own images, folder:PATH[@SIZE] / csv:FILE[@SIZE]);
+    never raises for missing or bad files, reports them."""
+    name = _names([name])[0]
+    if name.startswith(OWN_PREFIXES):
+        from siamese_bench.protocols.folder import verify_own
+
+        return verify_own(name)
+    return _CHECKS[name][0].verify(data_dir)
 
 
 def verify_all(
@@ -110,6 +119,9 @@ def fetch(
     data_dir, reason = resolve_data_dir(data_dir)
     reports = []
     for n in _names(names):
+        if n.startswith(OWN_PREFIXES):  # your own images: nothing to download, only to check
+            reports.append(verify(n))
+            continue
         module, folder, files = _CHECKS[n]
         if files:
             require_files(folder, data_dir, files, allow_download=True, reason=reason)

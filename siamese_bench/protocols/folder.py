@@ -197,3 +197,34 @@ def folder_protocol(spec: str) -> Protocol:
         episodes=1000,
         val_way=min(MAX_WAYS, n_val),
     )
+
+
+def verify_own(spec: str) -> store.VerifyReport:
+    """`data verify folder:PATH[@SIZE]` / `csv:FILE[@SIZE]`: list the images, pin the split, decode every image
+    at SIZE (which also fills the cache) and report counts; never raises for bad input, reports it."""
+    try:
+        kind, path, size = parse(spec)
+    except ValueError as e:
+        return store.VerifyReport(spec, False, False, None, detail=str(e))
+    root = path.resolve()
+    if not root.exists():
+        return store.VerifyReport(spec, False, False, root, detail=f"{root} does not exist")
+    try:
+        proto = folder_protocol(spec)
+        images = load_images_set(proto.dataset, size)
+    except (OSError, ValueError) as e:
+        return store.VerifyReport(spec, True, False, root, detail=f"{type(e).__name__}: {e}")
+    split = proto.split({}, None)
+    parts = {f"{k} classes": len(split.part(k).classes) for k in ("train", "val", "test")}
+    channels = "grayscale" if images.images.shape[1] == 1 else "RGB"
+    return store.VerifyReport(
+        spec,
+        True,
+        True,
+        root,
+        counts={"classes": images.num_classes, "images": len(images), **parts},
+        check=(
+            f"every image decodes ({channels}, {size}x{size}); split {split.hash}; test episodes "
+            f"{proto.ways[0]}-way 1-shot, {proto.n_query} queries per class"
+        ),
+    )

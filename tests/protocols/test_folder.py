@@ -3,7 +3,10 @@ pinned split, the episode shape derived from the images, the errors, and runs th
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,8 +173,6 @@ def test_csv_errors_name_the_problem(tmp_path):
 
 
 def test_decoded_images_are_cached_and_rebuilt_when_a_file_changes(tmp_path, monkeypatch):
-    import os
-
     from siamese_bench.datasets import folders, store
     from siamese_bench.protocols.folder import load_images_set
 
@@ -194,3 +195,34 @@ def test_decoded_images_are_cached_and_rebuilt_when_a_file_changes(tmp_path, mon
     store.clear_memory_cache()
     rebuilt = load_images_set(dataset, 16)
     assert decoded == [1] and not torch.equal(rebuilt.images, first.images)
+
+
+def test_data_verify_reports_your_images(tmp_path):
+    from siamese_bench.datasets import verify
+
+    root = digit_folder(tmp_path / "mine", per_class=4)
+    report = verify(f"folder:{root}@16")
+    assert report.ok and report.counts == {
+        "classes": 10,
+        "images": 40,
+        "train classes": 6,
+        "val classes": 2,
+        "test classes": 2,
+    }
+    assert (
+        "every image decodes (grayscale, 16x16)" in report.check and "2-way 1-shot, 3 queries" in report.check
+    )
+    (root / "five" / "notes.txt").write_text("not an image")
+    bad = verify(f"folder:{root}@16")
+    assert bad.found and not bad.ok and "notes.txt" in bad.detail
+    missing = verify(f"csv:{tmp_path / 'none.csv'}")
+    assert not missing.found and "does not exist" in missing.detail
+    env = {**os.environ, "SIAMESE_BENCH_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run(
+        [sys.executable, "-m", "siamese_bench", "data", "verify", f"folder:{root}@16"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 1 and "FAILED" in r.stdout and "notes.txt" in r.stdout
