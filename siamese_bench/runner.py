@@ -194,14 +194,20 @@ def config_from_args(args) -> RunConfig:
 
 def _default_out(preset: str, grids) -> Path:
     """results/<preset>/, or results/folder-<name>/ (csv-<name>/) for a run on your own images, so that it
-    never lands among the preset's committed results."""
+    never lands among the preset's committed results; results/ is `results_root()`."""
     from siamese_bench.protocols import folder
 
     own = sorted({p for g in grids for p in g.protocols if folder.is_own(p)})
     if own:
         parsed = [folder.parse(p) for p in own]
-        return REPO / "results" / "+".join(f"{kind}-{path.resolve().stem}" for kind, path, _ in parsed)
-    return REPO / "results" / preset
+        return results_root() / "+".join(f"{kind}-{path.resolve().stem}" for kind, path, _ in parsed)
+    return results_root() / preset
+
+
+def results_root() -> Path:
+    """The checkout's results/ (an editable install, as the README's commands make), else ./results of the
+    working directory (an installed package must not write into site-packages)."""
+    return REPO / "results" if (REPO / "pyproject.toml").is_file() else Path.cwd() / "results"
 
 
 def _log(config: RunConfig, msg: str) -> None:

@@ -131,6 +131,14 @@ def test_threads_are_applied_recorded_and_restored(tmp_path):
         config(tmp_path, "--threads", "0")
 
 
+def test_default_out_is_the_checkout_results_or_the_working_directory(tmp_path, monkeypatch):
+    args = build_parser().parse_args(["run", "--preset", "smoke"])
+    assert runner.config_from_args(args).out == runner.REPO / "results" / "smoke"
+    monkeypatch.setattr(runner, "REPO", tmp_path / "site-packages")  # an installed package: no pyproject.toml
+    monkeypatch.chdir(tmp_path)
+    assert runner.config_from_args(args).out == tmp_path / "results" / "smoke"
+
+
 def test_odd_batch_size_is_refused(tmp_path):
     from siamese_bench.commands import UserError
 
