@@ -89,6 +89,27 @@ def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
             )
 
 
+def _check_own_images_unchanged(out: Path, groups: list[dict], rows) -> None:
+    """Refuse to resume a run on your own images (folder:/csv: protocols) when their split changed since its
+    finished cells: classes were added, removed or renamed. The finished cells would be kept and the new ones
+    scored on another split, in one table. rows(group) gives the recorded rows of the group's cells (or None)."""
+    from siamese_bench.commands import UserError
+    from siamese_bench.protocols.folder import is_own
+
+    for group in groups:
+        proto = group["protocol"]
+        if not is_own(proto.name):
+            continue
+        now = proto.split({}, None).hash
+        old = {r["split_hash"] for r in rows(group) if r and r.get("split_hash")}
+        if old - {now}:
+            raise UserError(
+                f"the images of {proto.name} changed since {out} was written (split {', '.join(sorted(old))} "
+                f"then, {now} now: classes added, removed or renamed); write this run to a new --out "
+                "directory (or delete that folder to start over)"
+            )
+
+
 def config_from_args(args) -> RunConfig:
     """Resolve the preset and the CLI overrides into a RunConfig, validating every name up front."""
     from siamese_bench.backbones import BACKBONES
@@ -321,6 +342,9 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         if not fresh:
             _check_resume_settings(
                 config_path, groups, lambda g: any(acc.get(base_row(g, n, k)) for n, k in g["cells"])
+            )
+            _check_own_images_unchanged(
+                config.out, groups, lambda g: [acc.get(base_row(g, n, k)) for n, k in g["cells"]]
             )
         cells_total = sum(len(g["cells"]) for g in groups)
         runner = CellRunner(config)

@@ -226,3 +226,20 @@ def test_data_verify_reports_your_images(tmp_path):
         timeout=120,
     )
     assert r.returncode == 1 and "FAILED" in r.stdout and "notes.txt" in r.stdout
+
+
+def test_a_resume_after_the_classes_changed_is_refused(tmp_path):
+    from siamese_bench.commands import UserError
+    from siamese_bench.protocols import folder
+
+    root = digit_folder(tmp_path / "mine")
+    out = tmp_path / "out"
+    argv = ["--protocols", f"folder:{root}@16", "--heads", "koch", "--train-pairs", "128", "--episodes", "20"]
+    argv += ["--out", str(out), "--devices", "cpu", "--quiet", "--no-throughput"]
+    runner.run(runner.config_from_args(_args(*argv)))
+    before = (out / "accuracy.csv").read_text()
+    (root / "nine").rename(root / "ten")  # a class renamed: the split moves
+    folder.folder_protocol.cache_clear()  # a new process would list the folder again
+    with pytest.raises(UserError, match="changed since"):
+        runner.run(runner.config_from_args(_args(*argv, "--heads", "koch,contrastive")))
+    assert (out / "accuracy.csv").read_text() == before
