@@ -9,8 +9,8 @@ runs the backward pass with the NCHW backward kernel on those indices. Outputs a
 bit-identical to `nn.MaxPool2d` (tests/backbones/test_maxpool.py), so a model trains to exactly the same
 weights either way; only the time differs.
 
-Anything else (CUDA, channels-last or non-contiguous input, return_indices=True, 3-D input, torch.compile
-tracing) uses `nn.MaxPool2d.forward` unchanged. Same constructor, attributes, repr and (empty) state_dict.
+Anything else (CUDA, channels-last or non-contiguous input, return_indices=True, 3-D input, torch.compile or
+torch.jit.trace tracing) uses `nn.MaxPool2d.forward` unchanged. Same constructor, attributes, repr and (empty) state_dict.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def _fast_path(x: torch.Tensor) -> bool:
         and x.is_contiguous()
         and not x.is_contiguous(memory_format=_CL)
         and not _is_compiling()
+        and not torch.jit.is_tracing()  # torch.jit.trace / ONNX export record the standard op
     )
 
 

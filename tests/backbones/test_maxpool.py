@@ -136,3 +136,13 @@ def test_backbones_train_to_the_same_weights(name, size, pools):
             opt.step()
     for (n, p), (_, q) in zip(ours.named_parameters(), ref.named_parameters(), strict=True):
         assert torch.equal(p, q), n
+
+
+def test_traced_models_record_the_standard_op():
+    """torch.jit.trace (and the ONNX exporter built on it) sees plain max_pool2d, not the Python Function."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), MaxPool2d(2))
+    x = torch.randn(2, 1, 10, 10)
+    traced = torch.jit.trace(net, x)
+    graph = str(traced.inlined_graph)
+    assert "max_pool2d" in graph and "PythonOp" not in graph
+    assert torch.equal(traced(x), net(x))
