@@ -14,7 +14,8 @@ Split, pinned without a random generator: the classes are ordered by the sha256 
 20 / 20 / 60 into test / val / train (at least 2 classes in each). With groups (at least 3 of them), the
 groups are cut the same way instead, so that no group is in two parts (like Omniglot's alphabets). The order
 depends only on the names, not on the file system or the machine, and the split hash goes into every result
-row. Adding, removing or renaming a class can move other classes between parts, and it changes the hash.
+row. Adding, removing or renaming a class can move other classes between parts, and it changes the hash; a
+resume into results made before such a change is refused (runner.py `_check_own_images_unchanged`).
 
 Episodes: N-way 1-shot with N = 5 (or every test class, when there are fewer), Q = min(5, smallest class - 1)
 queries per class, 1,000 episodes; model selection on `val_way`-way 1-shot episodes of the val part.
