@@ -65,3 +65,34 @@ def omniglot28(real_data_dir, omniglot):
     from siamese_bench.datasets.omniglot import load_omniglot
 
     return load_omniglot(real_data_dir, image_size=28)
+
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+@pytest.fixture
+def digit_folder():
+    """make(root, per_class=6, classes=10) -> root: root/<digit name>/<i>.png, scikit-learn's 8x8 digits as
+    a user's folder of class folders (`per_class` images of each of `classes` digits)."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+
+    def make(root: Path, per_class: int = 6, classes: int = 10) -> Path:
+        for c in range(classes):
+            (root / DIGIT_NAMES[c]).mkdir(parents=True)
+            for i in np.flatnonzero(d.target == c)[:per_class]:
+                image = Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8))
+                image.save(root / DIGIT_NAMES[c] / f"{i}.png")
+        return root
+
+    return make
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """Decoded test images go to a temporary tensor cache, not the checkout's data/cache."""
+    monkeypatch.setenv("SIAMESE_BENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -5,7 +5,8 @@
 
 Names: "mnist" -> {"train", "test"}; "omniglot" -> {"background", "evaluation"}; "omniglot-vinyals" ->
 {"vinyals"} (rotated set; image_size None means 28); "digits" -> {"all"}; "omniglot-mnist" ->
-{"background", "evaluation", "mnist-test"} (for transfer; image_size None means 28).
+{"background", "evaluation", "mnist-test"} (for transfer; image_size None means 28); your own images
+"folder:PATH" / "csv:FILE" -> {"all"} (own.py).
 `verify(name, data_dir)`, `verify_all(data_dir, names)` -> list[VerifyReport], `fetch(names, data_dir)`
 (downloads what is missing, then verifies) and `format_report(reports)`; verify names: VERIFY_NAMES.
 """
@@ -15,8 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from siamese_bench.datasets import digits, lake_runs, mnist, omniglot, omniglot_mnist, vinyals
+from siamese_bench.datasets import digits, lake_runs, mnist, omniglot, omniglot_mnist, own, vinyals
 from siamese_bench.datasets.imageset import ImageSet
+from siamese_bench.datasets.own import is_own
 from siamese_bench.datasets.store import (
     DatasetMissingError,
     VerifyReport,
@@ -28,7 +30,6 @@ from siamese_bench.datasets.store import (
 from siamese_bench.registry import Registry
 
 Loader = Callable[..., dict[str, ImageSet]]
-OWN_PREFIXES = ("folder:", "csv:")  # load_dataset("folder:PATH" | "csv:FILE"): your own images
 DATASETS: Registry[Loader] = Registry("dataset")
 DATASETS.register("mnist")(mnist.load_mnist)
 DATASETS.register("omniglot")(omniglot.load_omniglot)
@@ -71,18 +72,16 @@ def load_dataset(
     """`DATASETS.get(name)(data_dir, image_size, download)`; an unknown name lists the valid ones.
 
     "folder:PATH" (a folder of class folders) and "csv:FILE" (path,label[,group] rows) load your own images
-    as {"all": ImageSet} (protocols/folder.py).
+    as {"all": ImageSet} (own.py).
     """
-    if name.startswith(OWN_PREFIXES):
-        from siamese_bench.protocols.folder import load_images_set
-
-        return {"all": load_images_set(name, image_size)}
+    if is_own(name):
+        return {"all": own.load_own(name, image_size)}
     return DATASETS.get(name)(data_dir=data_dir, image_size=image_size, download=download)
 
 
 def _names(names: Sequence[str] | None) -> list[str]:
     names = list(names if names else VERIFY_NAMES)
-    unknown = [n for n in names if n not in _CHECKS and not n.startswith(OWN_PREFIXES)]
+    unknown = [n for n in names if n not in _CHECKS and not is_own(n)]
     if unknown:
         raise ValueError(
             f"unknown dataset(s) {unknown}; valid: {', '.join(VERIFY_NAMES)}, or your own images as "
@@ -95,7 +94,7 @@ def verify(name: str, data_dir: str | os.PathLike | None = None) -> VerifyReport
     """Check one dataset's files (see VERIFY_NAMES; or your own images, folder:PATH[@SIZE] / csv:FILE[@SIZE]);
     never raises for missing or bad files, reports them."""
     name = _names([name])[0]
-    if name.startswith(OWN_PREFIXES):
+    if is_own(name):
         from siamese_bench.protocols.folder import verify_own
 
         return verify_own(name)
@@ -119,7 +118,7 @@ def fetch(
     data_dir, reason = resolve_data_dir(data_dir)
     reports = []
     for n in _names(names):
-        if n.startswith(OWN_PREFIXES):  # your own images: nothing to download, only to check
+        if is_own(n):  # your own images: nothing to download, only to check
             reports.append(verify(n))
             continue
         module, folder, files = _CHECKS[n]

@@ -4,11 +4,8 @@
     python -m siamese_bench run --protocols folder:path/to/images@64 --backbones conv4 --heads triplet
     python -m siamese_bench run --protocols csv:labels.csv
 
-folder: PATH/<class>/<image>, or PATH/<group>/<class>/<image> (datasets/folders.py `list_folder`).
-csv: a CSV file with the columns `path` and `label` and optionally `group` (one group per class), one row per
-image; relative paths are taken from the CSV's folder (`list_dataframe`, as a pandas DataFrame would be).
-Images are resized to SIZE x SIZE (default 28), grayscale when every image is, else RGB; decoded once, then
-read from the decoded-tensor cache (keyed by every file's path, size and modification time).
+The images: datasets/own.py (class folders, or a CSV of path,label[,group] rows; resized to SIZE x SIZE,
+default 28; decoded once, then cached).
 
 Split, pinned without a random generator: the classes are ordered by the sha256 of their names and cut
 20 / 20 / 60 into test / val / train (at least 2 classes in each). With groups (at least 3 of them), the
@@ -28,95 +25,15 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import Counter
-from pathlib import Path
 
 from siamese_bench.datasets import store
-from siamese_bench.datasets.folders import list_dataframe, list_folder, load_dataframe, load_folder
-from siamese_bench.datasets.imageset import ImageSet
+from siamese_bench.datasets.own import PREFIX, is_own, list_images, load_own, parse
 from siamese_bench.protocols.base import Protocol
-from siamese_bench.results import file_stem
 from siamese_bench.splits import ClassSplit, SplitPart
 
-PREFIX = "folder:"
-CSV_PREFIX = "csv:"
-PREFIXES = (PREFIX, CSV_PREFIX)
-DEFAULT_SIZE = 28
 FRACTIONS = (("test", 0.2), ("val", 0.2))  # the rest is train
 MAX_WAYS = 5
 MAX_QUERY = 5
-
-
-def is_own(name: str) -> bool:
-    """True for 'folder:...' and 'csv:...' protocol names."""
-    return name.startswith(PREFIXES)
-
-
-def parse(spec: str) -> tuple[str, Path, int]:
-    """'folder:PATH[@SIZE]' or 'csv:FILE[@SIZE]' -> (kind "folder" | "csv", path, size). A trailing
-    '@digits' is the size; any other '@' belongs to the path."""
-    kind, colon, body = spec.partition(":")
-    if not colon or f"{kind}:" not in PREFIXES or not body:
-        raise ValueError(
-            f"{spec!r}: your own images are written folder:PATH[@SIZE] (class folders) or csv:FILE[@SIZE] "
-            "(a CSV of path,label[,group])"
-        )
-    path, at, size = body.rpartition("@")
-    if at and size.isdigit():
-        if int(size) < 4:
-            raise ValueError(f"{spec!r}: image size {size} is too small; use @28 or more")
-        return kind, Path(path).expanduser(), int(size)
-    return kind, Path(body).expanduser(), DEFAULT_SIZE
-
-
-def list_images(kind: str, path: Path) -> list[tuple[str, str, Path]]:
-    """(group, class, file) items of a folder tree or a CSV file, checked but not decoded."""
-    if kind == "folder":
-        return list_folder(path)
-    df, group = _read_csv(path)
-    return list_dataframe(df, "path", "label", group, root=path.parent)
-
-
-def _read_csv(path: Path):
-    """(DataFrame, "group" or None): the CSV's rows and whether it has a group column."""
-    if not path.is_file():
-        raise FileNotFoundError(f"CSV file {path} does not exist")
-    import pandas as pd
-
-    df = pd.read_csv(path)
-    return df, "group" if "group" in df.columns else None
-
-
-def _stamp(f: Path) -> list:
-    st = f.stat()
-    return [str(f), st.st_size, st.st_mtime_ns]
-
-
-def load_images_set(dataset: str, image_size: int | None) -> ImageSet:
-    """The ImageSet behind a protocol's dataset name 'folder:ABSPATH' or 'csv:ABSFILE', decoded once and then
-    read from the decoded-tensor cache (datasets/store.py `cached`), keyed by every image file's path, size
-    and modification time (and the CSV's sha256): a changed, added or removed image rebuilds it."""
-    kind, _, name = dataset.partition(":")
-    path = Path(name)
-    items = list_images(kind, path)
-    key = {
-        "source": dataset,
-        "image_size": image_size,
-        "files": [_stamp(f) for _, _, f in items],
-    }
-    if kind == "csv":
-        key["csv_sha256"] = store.sha256_file(path)
-
-    def build() -> dict[str, ImageSet]:
-        if kind == "folder":
-            return {"all": load_folder(path, image_size=image_size)}
-        df, group = _read_csv(path)
-        return {
-            "all": load_dataframe(
-                df, group_col=group, image_size=image_size, root=path.parent, name=path.stem
-            )
-        }
-
-    return store.cached(key, build, name=file_stem(f"{kind}-{path.stem}"))["all"]
 
 
 def _by_hash(names) -> list[str]:
@@ -212,7 +129,7 @@ def verify_own(spec: str) -> store.VerifyReport:
         return store.VerifyReport(spec, False, False, root, detail=f"{root} does not exist")
     try:
         proto = folder_protocol(spec)
-        images = load_images_set(proto.dataset, size)
+        images = load_own(proto.dataset, size)
     except (OSError, ValueError) as e:
         return store.VerifyReport(spec, True, False, root, detail=f"{type(e).__name__}: {e}")
     split = proto.split({}, None)
@@ -229,3 +146,6 @@ def verify_own(spec: str) -> store.VerifyReport:
             f"{proto.ways[0]}-way 1-shot, {proto.n_query} queries per class"
         ),
     )
+
+
+__all__ = ["PREFIX", "build_split", "folder_protocol", "is_own", "parse", "verify_own"]

@@ -7,50 +7,19 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
-from sklearn.datasets import load_digits
 
 from siamese_bench import runner
 from siamese_bench.cli import build_parser
 from siamese_bench.protocols import get_protocol
-from siamese_bench.protocols.folder import build_split, folder_protocol, parse
+from siamese_bench.protocols.folder import build_split, folder_protocol
 from siamese_bench.results import read_csv
 
 
 @pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    """Decoded test folders go to a temporary cache, not the checkout's data/cache."""
-    from siamese_bench.datasets import store
-
-    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
-
-
-NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-
-
-def digit_folder(root: Path, per_class: int = 6, classes: int = 10) -> Path:
-    """root/<digit name>/<i>.png: scikit-learn's 8x8 digits, `per_class` images of each of `classes` digits."""
-    d = load_digits()
-    for c in range(classes):
-        (root / NAMES[c]).mkdir(parents=True)
-        for i in np.flatnonzero(d.target == c)[:per_class]:
-            Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).save(root / NAMES[c] / f"{i}.png")
-    return root
-
-
-def test_parse_path_and_size():
-    assert parse("folder:imgs") == ("folder", Path("imgs"), 28)
-    assert parse("folder:imgs@64") == ("folder", Path("imgs"), 64)
-    assert parse("folder:a@b/imgs") == ("folder", Path("a@b/imgs"), 28)  # a non-size '@' is in the path
-    assert parse("csv:labels.csv@32") == ("csv", Path("labels.csv"), 32)
-    for bad, match in (("folder:", "folder:PATH"), ("folder:imgs@2", "too small"), ("zip:x", "csv:FILE")):
-        with pytest.raises(ValueError, match=match):
-            parse(bad)
+def _cache(own_cache):
+    return own_cache
 
 
 def test_split_is_pinned_by_names_only():
@@ -83,7 +52,7 @@ def test_groups_are_split_whole_when_there_are_three_or_more():
     assert len(two.part("test").classes) == 2
 
 
-def test_too_few_classes_or_images_are_clear_errors(tmp_path):
+def test_too_few_classes_or_images_are_clear_errors(tmp_path, digit_folder):
     with pytest.raises(ValueError, match="5 classes; a one-shot protocol needs at least 6"):
         build_split("s", "folder:/x", {f"c{i}": "all" for i in range(5)})
     root = digit_folder(tmp_path / "few", per_class=2)
@@ -94,7 +63,7 @@ def test_too_few_classes_or_images_are_clear_errors(tmp_path):
         get_protocol(f"folder:{tmp_path / 'nowhere'}")
 
 
-def test_protocol_shape_follows_the_folder(tmp_path):
+def test_protocol_shape_follows_the_folder(tmp_path, digit_folder):
     root = digit_folder(tmp_path / "mine", per_class=4)
     proto = get_protocol(f"folder:{root}@16")
     assert proto.image_size == 16 and proto.dataset == f"folder:{root.resolve()}"
@@ -109,7 +78,7 @@ def _args(*argv):
     return build_parser().parse_args(["run", *argv])
 
 
-def test_run_on_a_folder(tmp_path):
+def test_run_on_a_folder(tmp_path, digit_folder):
     root = digit_folder(tmp_path / "mine")
     spec = f"folder:{root}@16"
     common = ["--protocols", spec, "--heads", "contrastive", "--train-pairs", "256", "--episodes", "30"]
@@ -130,7 +99,7 @@ def test_run_on_a_folder(tmp_path):
         assert f.is_file() and f.name.startswith("folder_") and ":" not in f.name, f
 
 
-def test_csv_gives_the_same_split_and_run_as_the_folder(tmp_path):
+def test_csv_gives_the_same_split_and_run_as_the_folder(tmp_path, digit_folder):
     """A CSV listing a folder's images (paths relative to the CSV) gives the same protocol: the same classes
     in each part (the hashes differ: a split names its source), and the same one-shot numbers."""
     import pandas as pd
@@ -159,45 +128,7 @@ def test_csv_gives_the_same_split_and_run_as_the_folder(tmp_path):
     assert accuracy["folder"] == accuracy["csv"]  # same images, classes, episodes and training
 
 
-def test_csv_errors_name_the_problem(tmp_path):
-    import pandas as pd
-
-    with pytest.raises(FileNotFoundError, match="CSV file .* does not exist"):
-        get_protocol(f"csv:{tmp_path / 'none.csv'}")
-    pd.DataFrame({"file": ["a.png"], "label": [1]}).to_csv(tmp_path / "cols.csv", index=False)
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['path'\]"):
-        get_protocol(f"csv:{tmp_path / 'cols.csv'}")
-    pd.DataFrame({"path": ["ghost.png"], "label": [1]}).to_csv(tmp_path / "ghost.csv", index=False)
-    with pytest.raises(FileNotFoundError, match="ghost.png"):
-        get_protocol(f"csv:{tmp_path / 'ghost.csv'}")
-
-
-def test_decoded_images_are_cached_and_rebuilt_when_a_file_changes(tmp_path, monkeypatch):
-    from siamese_bench.datasets import folders, store
-    from siamese_bench.protocols.folder import load_images_set
-
-    root = digit_folder(tmp_path / "mine", per_class=3)
-    dataset = get_protocol(f"folder:{root}@16").dataset
-    first = load_images_set(dataset, 16)
-    assert len(list((tmp_path / "cache").glob("folder-mine-*.pt"))) == 1
-    store.clear_memory_cache()
-    decoded = []
-    real = folders.load_images
-    monkeypatch.setattr(folders, "load_images", lambda *a, **k: decoded.append(1) or real(*a, **k))
-    again = load_images_set(dataset, 16)  # from the cache file: nothing decoded
-    assert (
-        decoded == [] and torch.equal(again.images, first.images) and again.class_names == first.class_names
-    )
-    # an image rewritten (another mtime and content): the cache key changes and the set is rebuilt
-    some = next((root / "five").iterdir())
-    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(some)
-    os.utime(some, ns=(10**18, 10**18))
-    store.clear_memory_cache()
-    rebuilt = load_images_set(dataset, 16)
-    assert decoded == [1] and not torch.equal(rebuilt.images, first.images)
-
-
-def test_data_verify_reports_your_images(tmp_path):
+def test_data_verify_reports_your_images(tmp_path, digit_folder):
     from siamese_bench.datasets import verify
 
     root = digit_folder(tmp_path / "mine", per_class=4)
@@ -228,7 +159,7 @@ def test_data_verify_reports_your_images(tmp_path):
     assert r.returncode == 1 and "FAILED" in r.stdout and "notes.txt" in r.stdout
 
 
-def test_a_resume_after_the_classes_changed_is_refused(tmp_path):
+def test_a_resume_after_the_classes_changed_is_refused(tmp_path, digit_folder):
     from siamese_bench.commands import UserError
     from siamese_bench.protocols import folder
 

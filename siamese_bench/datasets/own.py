@@ -1,0 +1,99 @@
+"""Your own images as a dataset name: "folder:PATH" (class folders) or "csv:FILE" (path,label[,group] rows).
+
+    parse("folder:imgs@64") -> ("folder", Path("imgs"), 64)
+    list_images("csv", Path("labels.csv"))  -> [(group, class, file), ...]  (checked, not decoded)
+    load_own("folder:/abs/imgs", 28)        -> ImageSet (decoded once, then from the tensor cache)
+
+folder: PATH/<class>/<image> or PATH/<group>/<class>/<image> (folders.py `list_folder`). csv: the columns `path`
+and `label` and optionally `group` (one group per class), one row per image; relative paths are taken from the
+CSV's folder (folders.py `list_dataframe`). Images are resized to SIZE x SIZE (default 28), grayscale when every
+image is, else RGB. The cache key holds every file's path, size and modification time (and the CSV's sha256),
+so a changed, added or removed image rebuilds it. protocols/folder.py builds the one-shot protocol on top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from siamese_bench.datasets import store
+from siamese_bench.datasets.folders import list_dataframe, list_folder, load_dataframe, load_folder
+from siamese_bench.datasets.imageset import ImageSet
+from siamese_bench.results import file_stem
+
+PREFIX = "folder:"
+CSV_PREFIX = "csv:"
+PREFIXES = (PREFIX, CSV_PREFIX)
+DEFAULT_SIZE = 28
+DEFAULT_SIZE = 28
+
+
+def is_own(name: str) -> bool:
+    """True for 'folder:...' and 'csv:...' protocol names."""
+    return name.startswith(PREFIXES)
+
+
+def parse(spec: str) -> tuple[str, Path, int]:
+    """'folder:PATH[@SIZE]' or 'csv:FILE[@SIZE]' -> (kind "folder" | "csv", path, size). A trailing
+    '@digits' is the size; any other '@' belongs to the path."""
+    kind, colon, body = spec.partition(":")
+    if not colon or f"{kind}:" not in PREFIXES or not body:
+        raise ValueError(
+            f"{spec!r}: your own images are written folder:PATH[@SIZE] (class folders) or csv:FILE[@SIZE] "
+            "(a CSV of path,label[,group])"
+        )
+    path, at, size = body.rpartition("@")
+    if at and size.isdigit():
+        if int(size) < 4:
+            raise ValueError(f"{spec!r}: image size {size} is too small; use @28 or more")
+        return kind, Path(path).expanduser(), int(size)
+    return kind, Path(body).expanduser(), DEFAULT_SIZE
+
+
+def list_images(kind: str, path: Path) -> list[tuple[str, str, Path]]:
+    """(group, class, file) items of a folder tree or a CSV file, checked but not decoded."""
+    if kind == "folder":
+        return list_folder(path)
+    df, group = _read_csv(path)
+    return list_dataframe(df, "path", "label", group, root=path.parent)
+
+
+def _read_csv(path: Path):
+    """(DataFrame, "group" or None): the CSV's rows and whether it has a group column."""
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file {path} does not exist")
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    return df, "group" if "group" in df.columns else None
+
+
+def _stamp(f: Path) -> list:
+    st = f.stat()
+    return [str(f), st.st_size, st.st_mtime_ns]
+
+
+def load_own(dataset: str, image_size: int | None) -> ImageSet:
+    """The ImageSet of 'folder:PATH' or 'csv:FILE', decoded once, then read from the decoded-tensor cache
+    (store.py `cached`)."""
+    kind, _, name = dataset.partition(":")
+    path = Path(name)
+    items = list_images(kind, path)
+    key = {
+        "source": dataset,
+        "image_size": image_size,
+        "files": [_stamp(f) for _, _, f in items],
+    }
+    if kind == "csv":
+        key["csv_sha256"] = store.sha256_file(path)
+
+    def build() -> dict[str, ImageSet]:
+        if kind == "folder":
+            return {"all": load_folder(path, image_size=image_size)}
+        df, group = _read_csv(path)
+        return {
+            "all": load_dataframe(
+                df, group_col=group, image_size=image_size, root=path.parent, name=path.stem
+            )
+        }
+
+    return store.cached(key, build, name=file_stem(f"{kind}-{path.stem}"))["all"]

@@ -1,0 +1,63 @@
+"""datasets/own.py: your own images named folder:PATH[@SIZE] / csv:FILE[@SIZE]: parsing, listing and the
+decoded-tensor cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from siamese_bench.datasets import folders, load_dataset, store
+from siamese_bench.datasets.own import list_images, load_own, parse
+
+
+def test_parse_path_and_size():
+    assert parse("folder:imgs") == ("folder", Path("imgs"), 28)
+    assert parse("folder:imgs@64") == ("folder", Path("imgs"), 64)
+    assert parse("folder:a@b/imgs") == ("folder", Path("a@b/imgs"), 28)  # a non-size '@' is in the path
+    assert parse("csv:labels.csv@32") == ("csv", Path("labels.csv"), 32)
+    for bad, match in (("folder:", "folder:PATH"), ("folder:imgs@2", "too small"), ("zip:x", "csv:FILE")):
+        with pytest.raises(ValueError, match=match):
+            parse(bad)
+
+
+def test_csv_listing_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="CSV file .* does not exist"):
+        list_images("csv", tmp_path / "none.csv")
+    pd.DataFrame({"file": ["a.png"], "label": [1]}).to_csv(tmp_path / "cols.csv", index=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['path'\]"):
+        list_images("csv", tmp_path / "cols.csv")
+    pd.DataFrame({"path": ["ghost.png"], "label": [1]}).to_csv(tmp_path / "ghost.csv", index=False)
+    with pytest.raises(FileNotFoundError, match="ghost.png"):
+        list_images("csv", tmp_path / "ghost.csv")
+
+
+def test_decoded_images_are_cached_and_rebuilt_when_a_file_changes(
+    tmp_path, monkeypatch, digit_folder, own_cache
+):
+    root = digit_folder(tmp_path / "mine", per_class=3)
+    dataset = f"folder:{root}"
+    first = load_own(dataset, 16)
+    assert first.images.shape == (30, 1, 16, 16) and first.num_classes == 10
+    assert torch.equal(load_dataset(dataset, image_size=16)["all"].images, first.images)
+    assert len(list(own_cache.glob("folder-mine-*.pt"))) == 1
+    store.clear_memory_cache()
+    decoded = []
+    real = folders.load_images
+    monkeypatch.setattr(folders, "load_images", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    again = load_own(dataset, 16)  # from the cache file: nothing decoded
+    assert (
+        decoded == [] and torch.equal(again.images, first.images) and again.class_names == first.class_names
+    )
+    # an image rewritten (another mtime and content): the cache key changes and the set is rebuilt
+    some = next((root / "five").iterdir())
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(some)
+    os.utime(some, ns=(10**18, 10**18))
+    store.clear_memory_cache()
+    rebuilt = load_own(dataset, 16)
+    assert decoded == [1] and not torch.equal(rebuilt.images, first.images)
