@@ -138,11 +138,17 @@ def test_backbones_train_to_the_same_weights(name, size, pools):
         assert torch.equal(p, q), n
 
 
-def test_traced_models_record_the_standard_op():
-    """torch.jit.trace (and the ONNX exporter built on it) sees plain max_pool2d, not the Python Function."""
+@pytest.mark.filterwarnings(
+    "ignore:`torch.jit.trace:FutureWarning"
+)  # deprecated, still used by old exporters
+def test_traced_and_exported_models_record_the_standard_op():
+    """torch.jit.trace (and the ONNX exporter built on it) and torch.export see plain max_pool2d, not the
+    Python Function."""
     net = nn.Sequential(nn.Conv2d(1, 4, 3), MaxPool2d(2))
     x = torch.randn(2, 1, 10, 10)
     traced = torch.jit.trace(net, x)
     graph = str(traced.inlined_graph)
     assert "max_pool2d" in graph and "PythonOp" not in graph
     assert torch.equal(traced(x), net(x))
+    exported = torch.export.export(net, (x,))
+    assert "max_pool2d" in str(exported.graph) and torch.equal(exported.module()(x), net(x))
