@@ -11,14 +11,12 @@ Run: pytest benchmarks/test_maxpool_speed.py --benchmark-only -q
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from torch import nn
 
 from siamese_bench import allocator
-from siamese_bench.backbones.maxpool import MaxPool2d
+from siamese_bench.backbones.maxpool import MaxPool2d, with_nn_maxpool
 from siamese_bench.model import SiameseModel
 from siamese_bench.train import compute_only_step
 
@@ -41,17 +39,6 @@ def summary(show):
                 f"{ref / new:.2f}x"
             )
     show(lines)
-
-
-def _nn_pools(model: nn.Module) -> nn.Module:
-    """A deep copy with every package MaxPool2d swapped for nn.MaxPool2d with the same options."""
-    twin = copy.deepcopy(model)
-    for parent in list(twin.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, MaxPool2d):
-                swap = nn.MaxPool2d(child.kernel_size, child.stride, child.padding, child.dilation)
-                setattr(parent, name, swap)
-    return twin
 
 
 SIDES = {"nn.MaxPool2d": lambda: nn.MaxPool2d(2), "MaxPool2d": lambda: MaxPool2d(2)}
@@ -86,7 +73,7 @@ def test_train_step(benchmark, key, side):
     torch.manual_seed(0)
     model = SiameseModel.build(backbone, head, in_channels=1, image_size=28)
     if side == "nn.MaxPool2d":
-        model = _nn_pools(model)
+        model = with_nn_maxpool(model)[0]
     pools = [m for m in model.modules() if isinstance(m, nn.MaxPool2d)]
     assert pools and all(isinstance(m, MaxPool2d) == (side == "MaxPool2d") for m in pools)
     gen = torch.Generator().manual_seed(2)

@@ -106,13 +106,14 @@ def recorded_grids(config_doc: dict) -> tuple[Grid, ...]:
     return tuple(dict.fromkeys(Grid.from_json(g) for g in docs or config_doc["grids"]))
 
 
-def cell_settings(grids: Iterable[Grid]) -> dict[tuple, tuple]:
-    """(protocol, backbone, head, seed) -> the `Grid.settings` it is trained with. ValueError when two grids
-    hold one cell with different settings (a runner would skip the second as done: silently the first's)."""
+def cell_settings(grids: Iterable[Grid], strict: bool = True) -> dict[tuple, tuple]:
+    """(protocol, backbone, head, seed) -> the `Grid.settings` it is trained with: the first grid's that holds
+    it (a runner skips the later ones as done). strict: ValueError when two grids hold one cell with different
+    settings (the second would silently get the first's)."""
     out: dict[tuple, tuple] = {}
     for g in grids:
         for key in itertools.product(g.protocols, g.backbones, g.heads, g.seeds):
-            if out.setdefault(key, g.settings) != g.settings:
+            if out.setdefault(key, g.settings) != g.settings and strict:
                 raise ValueError(
                     f"cell {'/'.join(map(str, key))} (protocol/backbone/head/seed) is in two grids with "
                     "different settings"

@@ -10,7 +10,6 @@ row with status=error and the message; the run goes on.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import sys
 import time
@@ -54,9 +53,8 @@ class RunConfig:
     retry_failed: bool = False
     quiet: bool = False
     download: bool = True  # fetch missing datasets from the official URLs (fails cleanly offline)
-    threads: int | None = (
-        None  # torch intra-op CPU threads (None: torch's default); CPU numerics depend on it
-    )
+    # torch intra-op CPU threads (None: torch's default); CPU numerics depend on it
+    threads: int | None = None
 
 
 def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
@@ -69,10 +67,7 @@ def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
         grids = recorded_grids(json.loads(config_path.read_text()))
     except (OSError, ValueError, TypeError, KeyError):  # unreadable, or a config.json of another version
         return
-    recorded: dict[tuple, tuple] = {}  # the first grid holding a cell made it (later ones skipped it)
-    for g in grids:
-        for key in itertools.product(g.protocols, g.backbones, g.heads, g.seeds):
-            recorded.setdefault(key, g.settings)
+    recorded = cell_settings(grids, strict=False)
     for group in groups:
         key = (group["protocol"].name, group["backbone"], group["head"], group["seed"])
         want = group["grid"].settings
@@ -94,7 +89,7 @@ def _check_own_images_unchanged(out: Path, groups: list[dict], rows) -> None:
     finished cells: classes were added, removed or renamed. The finished cells would be kept and the new ones
     scored on another split, in one table. rows(group) gives the recorded rows of the group's cells (or None)."""
     from siamese_bench.commands import UserError
-    from siamese_bench.protocols.folder import is_own
+    from siamese_bench.datasets.own import is_own
 
     for group in groups:
         proto = group["protocol"]
@@ -216,11 +211,11 @@ def config_from_args(args) -> RunConfig:
 def _default_out(preset: str, grids) -> Path:
     """results/<preset>/, or results/folder-<name>/ (csv-<name>/) for a run on your own images, so that it
     never lands among the preset's committed results; results/ is `results_root()`."""
-    from siamese_bench.protocols import folder
+    from siamese_bench.datasets.own import is_own, parse
 
-    own = sorted({p for g in grids for p in g.protocols if folder.is_own(p)})
+    own = sorted({p for g in grids for p in g.protocols if is_own(p)})
     if own:
-        parsed = [folder.parse(p) for p in own]
+        parsed = [parse(p) for p in own]
         return results_root() / "+".join(f"{kind}-{path.resolve().stem}" for kind, path, _ in parsed)
     return results_root() / preset
 

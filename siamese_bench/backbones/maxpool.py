@@ -15,6 +15,8 @@ torch.jit.trace tracing) uses `nn.MaxPool2d.forward` unchanged. Same constructor
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +36,19 @@ class MaxPool2d(nn.MaxPool2d):
             out = F.max_pool2d(x.contiguous(memory_format=_CL), *args)
             return out.contiguous()
         return _PoolViaChannelsLast.apply(x, args)
+
+
+def with_nn_maxpool(module: nn.Module) -> tuple[nn.Module, int]:
+    """(a deep copy of `module` with every MaxPool2d swapped for an `nn.MaxPool2d` of the same options, how many
+    were swapped): the reference model the tests and benchmarks compare with."""
+    twin, swapped = copy.deepcopy(module), 0
+    for parent in list(twin.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, MaxPool2d):
+                options = (child.kernel_size, child.stride, child.padding, child.dilation)
+                setattr(parent, name, nn.MaxPool2d(*options, ceil_mode=child.ceil_mode))
+                swapped += 1
+    return twin, swapped
 
 
 def _fast_path(x: torch.Tensor) -> bool:

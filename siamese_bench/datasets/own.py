@@ -24,7 +24,6 @@ PREFIX = "folder:"
 CSV_PREFIX = "csv:"
 PREFIXES = (PREFIX, CSV_PREFIX)
 DEFAULT_SIZE = 28
-DEFAULT_SIZE = 28
 
 
 def is_own(name: str) -> bool:

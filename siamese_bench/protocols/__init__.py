@@ -2,6 +2,7 @@
 also builds the protocol over your own images for a name `folder:PATH[@SIZE]` or `csv:FILE[@SIZE]`
 (folder.py)."""
 
+from siamese_bench.datasets.own import is_own
 from siamese_bench.protocols.base import Protocol
 from siamese_bench.registry import Registry
 
@@ -29,7 +30,7 @@ from siamese_bench.protocols import (  # noqa: E402,F401
 def get_protocol(name: str) -> Protocol:
     """PROTOCOLS.get(name), or for 'folder:PATH[@SIZE]' / 'csv:FILE[@SIZE]' the protocol over those images
     (protocols/folder.py)."""
-    if folder.is_own(name):
+    if is_own(name):
         return folder.folder_protocol(name)
     return PROTOCOLS.get(name)
 

@@ -16,8 +16,8 @@ resume into results made before such a change is refused (runner.py `_check_own_
 
 Episodes: N-way 1-shot with N = 5 (or every test class, when there are fewer), Q = min(5, smallest class - 1)
 queries per class, 1,000 episodes; model selection on `val_way`-way 1-shot episodes of the val part.
-Rows name the protocol as written on the command line (`folder:PATH@SIZE`, `csv:FILE`); run it from the same working
-directory to resume or reproduce.
+Rows name the protocol as written on the command line (`folder:PATH@SIZE`, `csv:FILE`); run it from the same
+working directory to resume or reproduce.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import hashlib
 from collections import Counter
 
 from siamese_bench.datasets import store
-from siamese_bench.datasets.own import PREFIX, is_own, list_images, load_own, parse
+from siamese_bench.datasets.own import list_images, load_own, parse
 from siamese_bench.protocols.base import Protocol
 from siamese_bench.splits import ClassSplit, SplitPart
 
@@ -146,6 +146,3 @@ def verify_own(spec: str) -> store.VerifyReport:
             f"{proto.ways[0]}-way 1-shot, {proto.n_query} queries per class"
         ),
     )
-
-
-__all__ = ["PREFIX", "build_split", "folder_protocol", "is_own", "parse", "verify_own"]

@@ -2,14 +2,12 @@
 NaN, odd sizes, every pooling option the backbones use), is really taken, and leaves the other cases to
 nn.MaxPool2d."""
 
-import copy
-
 import pytest
 import torch
 from torch import nn
 
 from siamese_bench.backbones import BACKBONES
-from siamese_bench.backbones.maxpool import MaxPool2d, _PoolViaChannelsLast
+from siamese_bench.backbones.maxpool import MaxPool2d, _PoolViaChannelsLast, with_nn_maxpool
 
 OPTIONS = [  # (kernel_size, stride, padding, ceil_mode)
     (2, None, 0, False),  # small-cnn, koch, conv4
@@ -95,27 +93,6 @@ def test_other_float_dtypes(dtype):
     assert out.dtype == dtype and torch.equal(out, out_ref) and torch.equal(grad, grad_ref)
 
 
-def _with_nn_pools(module: nn.Module) -> tuple[nn.Module, int]:
-    """A deep copy with every MaxPool2d replaced by an nn.MaxPool2d of the same options, and the count."""
-    twin, replaced = copy.deepcopy(module), 0
-    for parent in list(twin.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, MaxPool2d):
-                setattr(
-                    parent,
-                    name,
-                    nn.MaxPool2d(
-                        child.kernel_size,
-                        child.stride,
-                        child.padding,
-                        child.dilation,
-                        ceil_mode=child.ceil_mode,
-                    ),
-                )
-                replaced += 1
-    return twin, replaced
-
-
 @pytest.mark.parametrize(
     ("name", "size", "pools"),
     [("small-cnn", 28, 2), ("conv4", 28, 4), ("koch", 105, 3), ("resnet18", 105, 1)],
@@ -124,7 +101,7 @@ def test_backbones_train_to_the_same_weights(name, size, pools):
     """Three Adam steps with the package's pools and with nn.MaxPool2d give bit-identical weights."""
     torch.manual_seed(0)
     ours = BACKBONES.get(name)(in_channels=1, image_size=size)
-    ref, replaced = _with_nn_pools(ours)
+    ref, replaced = with_nn_maxpool(ours)
     assert replaced == pools
     assert list(ours.state_dict()) == list(ref.state_dict())
     x = torch.rand(4, 1, size, size, generator=torch.Generator().manual_seed(2))
