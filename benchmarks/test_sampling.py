@@ -4,6 +4,8 @@ Groups (one pytest-benchmark table each; "indices only" groups split the samplin
   pairs   batch of 128 verification pairs on MNIST-sized data, up to float images in [0, 1]:
           `tutorial_pair_generator` (the classic per-pair loop) vs `sample_pairs` + `gather`, on one torch
           thread and on all cores (target: >= 10x).
+          `gather-ceiling`: the image half alone (indices drawn beforehand): 256 uint8 rows gathered and
+          converted to float32 / 255, the floor of any sampler that hands out float images this way.
   episodes 20-way 1-shot episodes (1 or 5 queries per class) on an Omniglot-sized set (964 classes x 20
           images, 105x105), indices and images: a per-episode Python loop vs `sample_episodes` (all episodes
           at once) + `gather` per episode. Both make the same per-episode float arrays; copying and converting
@@ -180,6 +182,18 @@ def summary(show):
             "vectorised-all-cores",
             f"pairs/s, batch 128 + float images, ours on {ALL_CORES} threads (target >= 10x)",
         ),
+        (
+            "pairs",
+            "tutorial",
+            "gather-ceiling",
+            "pairs/s, batch 128, images of pre-drawn indices alone (one thread; the ceiling of the ratio)",
+        ),
+        (
+            "pairs",
+            "tutorial",
+            "gather-ceiling-all-cores",
+            f"pairs/s, batch 128, images of pre-drawn indices alone ({ALL_CORES} threads; the ceiling)",
+        ),
         ("pairs-idx", "tutorial", "vectorised", "pairs/s, batch 128, indices only"),
         ("episodes-q1", "naive", "vectorised", "20-way 1-shot 1-query episodes/s + float images"),
         ("episodes-q5", "naive", "vectorised", "20-way 1-shot 5-query episodes/s + float images"),
@@ -228,6 +242,34 @@ def test_pairs_vectorised(benchmark, mnist, threads):
     assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
     benchmark.extra_info["torch_threads"] = threads
     _record(benchmark, "pairs/vectorised" if threads == 1 else "pairs/vectorised-all-cores", PAIR_BATCH, what)
+
+
+@pytest.mark.parametrize("threads", [1, ALL_CORES], ids=["one-thread", "all-cores"])
+def test_pairs_gather_ceiling(benchmark, mnist, threads):
+    """`gather` alone on indices that `sample_pairs` drew beforehand (a fresh batch per call, as in training):
+    what the vectorised step costs without its index sampling, so tutorial / this is the most that step can
+    reach."""
+    ds, what = mnist
+    benchmark.group = "pairs: batch 128, MNIST-sized, to float images"
+    index = ClassIndex.build(ds)
+    generator = torch.Generator().manual_seed(0)
+    drawn = []
+    for _ in range(1024):
+        batch = sample_pairs(index, PAIR_BATCH, generator)
+        drawn.append(torch.stack([batch.a, batch.b]))
+    calls = iter(range(10**9))
+
+    def step():
+        return gather(ds.images, drawn[next(calls) % len(drawn)])
+
+    torch.set_num_threads(threads)
+    try:
+        x = benchmark(step)
+    finally:
+        torch.set_num_threads(1)
+    assert x.shape == (2, PAIR_BATCH, 1, 28, 28) and x.dtype == torch.float32
+    benchmark.extra_info["torch_threads"] = threads
+    _record(benchmark, "pairs/gather-ceiling" + ("" if threads == 1 else "-all-cores"), PAIR_BATCH, what)
 
 
 def test_pairs_indices_tutorial(benchmark, mnist):

@@ -9,6 +9,9 @@ Groups (one pytest-benchmark table each; one round = 10 steps of batch 128 = 1,2
                      `forward_chunk=64` (float32; four forwards of 64 images: a working set that fits the
                      caches), and `channels_last=True, amp="bf16"` (bfloat16 autocast: fast on CPUs with
                      AVX512-BF16 / AMX; numerics differ from float32) (target: >= 2x pairs/s).
+                     Also `conv-ceiling`: the model's two float32 NCHW convolutions alone (forward and
+                     backward with the gradients a training step needs, same shapes, nothing else): the
+                     ceiling for any float32 NCHW step built on PyTorch's convolution kernels.
   train-overhead     the same model: `train` end to end vs `compute_only_step` on pre-made tensors (the same
                      forward/backward/step without sampling and gathering) (target: overhead <= 10%).
 
@@ -71,7 +74,8 @@ def tutorial_pairs(images_np: np.ndarray, labels_np: np.ndarray, rng: random.Ran
 
 class TutorialNet(nn.Module):
     """The tutorials' small MNIST Siamese CNN as they write it (reference only): conv, ReLU, then
-    nn.MaxPool2d, NCHW float32 (the package pools first, with backbones/maxpool.py: same numbers, faster). The same parameters (and state_dict keys) as the package's small-cnn, which pools first."""
+    nn.MaxPool2d, NCHW float32. The same parameters (and state_dict keys) as the package's small-cnn, which
+    pools before the ReLU with backbones/maxpool.py (the same numbers, faster)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -188,6 +192,12 @@ def summary(show):
             lines.append(
                 f"pairs/s: tutorial loop {t:,.0f}, {what} {v:,.0f}: {v / t:.2f}x ({verdict} the 2x target)"
             )
+    if "tutorial" in RESULTS and "conv-ceiling" in RESULTS:
+        t, c = RESULTS["tutorial"], RESULTS["conv-ceiling"]
+        lines.append(
+            f"pairs/s: tutorial loop {t:,.0f}, the two float32 NCHW convolutions alone {c:,.0f}: {c / t:.2f}x "
+            "(no float32 NCHW train() with these kernels can exceed this ratio)"
+        )
     keys = ("compute-only", "train-overhead")
     if all(k in RESULTS for k in keys):
         c, v = (RESULTS[k] for k in keys)
@@ -258,3 +268,32 @@ def test_compute_only(benchmark, mnist):
     loss = benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert np.isfinite(loss)
     _record(benchmark, "compute-only", what)
+
+
+def test_conv_ceiling(benchmark, mnist):
+    """The convolutions of a float32 NCHW training step and nothing else: conv1 on the (256, 1, 28, 28) batch
+    (weight and bias gradients: the input needs none) and conv2 on a (256, 32, 13, 13) activation (input,
+    weight and bias gradients), backward from fixed output gradients. Pooling, ReLU, the FC layers, the head,
+    the optimizer and sampling all cost extra, so no train() that uses these kernels beats this rate."""
+    ds, what = mnist
+    benchmark.group = "train-vs-tutorial: small-cnn + koch, batch 128, 1280 pairs per round"
+    conv1, conv2 = (m for m in _model().backbone.features if isinstance(m, nn.Conv2d))
+    gen = torch.Generator().manual_seed(0)
+    b = sample_pairs(ClassIndex.build(ds), BATCH, gen)
+    x = gather(ds.images, torch.cat([b.a, b.b]))
+    h = torch.rand(2 * BATCH, 32, 13, 13, generator=gen, requires_grad=True)
+    with torch.no_grad():
+        g1, g2 = torch.randn_like(conv1(x)), torch.randn_like(conv2(h))
+
+    wanted = [conv1.weight, conv1.bias, h, conv2.weight, conv2.bias]
+
+    def run():  # autograd.grad: fresh gradients, as after zero_grad(set_to_none=True); nothing accumulates
+        grads = ()
+        for _ in range(ROUND_STEPS):
+            grads = torch.autograd.grad([conv1(x), conv2(h)], wanted, [g1, g2])
+        return grads
+
+    grads = benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    assert [g.shape for g in grads] == [w.shape for w in wanted]
+    assert all(bool(torch.isfinite(g).all()) for g in grads)
+    _record(benchmark, "conv-ceiling", what)
