@@ -36,7 +36,8 @@ class CellRunner:
     def __init__(self, config) -> None:
         self.config = config
         self._data: dict[tuple, dict] = {}
-        self._trained_shapes: list[tuple] = []  # (backbone, head, device, dtype, image_size, channels)
+        # what the throughput table measures: (backbone, head, device, dtype, image_size, channels)
+        self._shapes: list[tuple] = []
 
     # ------------------------------------------------------------------ data
     def data(self, proto: Protocol, device: str) -> dict:
@@ -183,9 +184,7 @@ class CellRunner:
             del images
             if not cfg.quiet:
                 print(file=sys.stderr)
-            self._trained_shapes.append(
-                (group["backbone"], group["head"], device, group["dtype"], size, channels)
-            )
+            self._shapes.append((group["backbone"], group["head"], device, group["dtype"], size, channels))
             if cfg.checkpoints:
                 self.save_checkpoint(
                     model, {**group, "in_channels": channels, "image_size": size}, tcfg, split
@@ -271,16 +270,31 @@ class CellRunner:
         save(Path(self.config.out) / "checkpoints" / file_stem(name), model, group, tcfg, split)
 
     # ------------------------------------------------------------------ throughput
-    def throughput_rows(self, table) -> Iterator[dict]:
+    def note_shape(self, group) -> None:
+        """Add the group's model and image shape to the throughput table without training (`--throughput-only`):
+        the shape of the protocol's training images (the dataset is loaded once to learn it)."""
+        proto = group["protocol"]
+        data = self.data(proto, "cpu")
+        train = data[proto.split(data, self.config.data_dir).part("train").subset]
+        channels, size = train.image_shape[0], train.image_shape[1]
+        self._shapes.append(
+            (group["backbone"], group["head"], group["device"], group["dtype"], size, channels)
+        )
+
+    def throughput_rows(self, table, log=None) -> Iterator[dict]:
+        """Throughput rows of every shape trained (or noted) in this run, per batch size; rows already in
+        `table` with status ok are not measured again. `log(line)` hears of each measurement as it starts."""
         from siamese_bench.throughput import measure
 
-        for backbone, head, device, dtype, size, channels in dict.fromkeys(self._trained_shapes):
+        for backbone, head, device, dtype, size, channels in dict.fromkeys(self._shapes):
             for bs in self.config.throughput_batch_sizes:
                 row = dict(
                     backbone=backbone, head=head, device=device, dtype=dtype, image_size=size, batch_size=bs
                 )
                 if table.get(row) is not None and table.get(row)["status"] == "ok":
                     continue
+                if log is not None:
+                    log(f"throughput: {backbone}+{head} {device} {dtype} {size}x{size}, batch {bs}")
                 yield measure(
                     row,
                     channels,

@@ -108,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-throughput", action="store_true", help="skip the throughput table")
     run.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="measure only the throughput table of the grid's backbone x head x device, on synthetic images "
+        "of each protocol's image shape (its dataset is loaded once to learn the shape): no training and no "
+        "evaluation, so accuracy.csv gets no rows",
+    )
+    run.add_argument(
+        "--throughput-batch-sizes",
+        type=_csv(int),
+        metavar="B,...",
+        help="training batch sizes (pairs) of the throughput table, e.g. 128,512 (default: the preset's)",
+    )
+    run.add_argument(
         "--checkpoints", action="store_true", help="save each trained model under OUT/checkpoints"
     )
     run.add_argument("--save-pairs", type=int, default=0, metavar="N", help="PNG grid of N evaluated pairs")

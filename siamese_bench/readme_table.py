@@ -29,11 +29,13 @@ def section(results_root: Path = REPO / "results") -> str:
     dirs = [
         p
         for p in results_root.iterdir()
-        if (p / "accuracy.csv").is_file() and not p.name.startswith(PRIVATE_PREFIXES)
+        if ((p / "accuracy.csv").is_file() or (p / "throughput.csv").is_file())
+        and not p.name.startswith(PRIVATE_PREFIXES)
     ]
     for d in sorted(dirs, key=_order):
         cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
         env = cfg.get("environment", {})
+        thr = read_csv(d / "throughput.csv")
         parts += [
             f"### `{d.name}`"
             + (f" (preset `{cfg['preset']}`)" if cfg.get("preset") not in (None, d.name) else " preset")
@@ -46,10 +48,11 @@ def section(results_root: Path = REPO / "results") -> str:
             "",
             *settings_lines(cfg),
             "",
-            accuracy_table(read_csv(d / "accuracy.csv"), published_lookup()),
-            "",
         ]
-        thr = read_csv(d / "throughput.csv") if (d / "throughput.csv").is_file() else []
+        if cfg.get("throughput_only"):  # the throughput table is the result
+            parts += [throughput_table(thr), ""]
+            continue
+        parts += [accuracy_table(read_csv(d / "accuracy.csv"), published_lookup()), ""]
         if thr:
             parts += [
                 f"<details><summary>Throughput of <code>{d.name}</code> (train pairs/s, eval images/s and "

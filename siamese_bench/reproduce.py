@@ -138,6 +138,11 @@ def command(args) -> int:
     if not args.tolerance >= 0:  # also refuses NaN
         raise ValueError(f"--tolerance is a number of CIs >= 0, got {args.tolerance}")
     config = load_config(args.results)
+    if config.throughput_only and args.no_throughput:
+        raise ValueError(
+            f"{args.results} holds a throughput table only (run --throughput-only): with --no-throughput there "
+            "is nothing to reproduce; drop --no-throughput"
+        )
     config = restrict(config, args.protocols, args.backbones, args.heads, args.devices, args.seeds, args.ways)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="siamese_bench_reproduce_"))
     config = dataclasses.replace(
@@ -151,11 +156,12 @@ def command(args) -> int:
     cells = {key_of(base, CELL_KEY) for base in _cell_rows(config)}
     rows, ok = compare(args.results, out, cells, args.tolerance)
     print(hardware_line(args.results, out))
-    print(
-        markdown_table(
-            ["cell", "recorded %", "now %", "recorded CI", "train speed now/recorded", "verdict"], rows
+    if not config.throughput_only:
+        print(
+            markdown_table(
+                ["cell", "recorded %", "now %", "recorded CI", "train speed now/recorded", "verdict"], rows
+            )
         )
-    )
     thr = throughput_ratios(args.results, out) if config.throughput else []
     if thr:
         print()

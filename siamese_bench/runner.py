@@ -48,6 +48,8 @@ class RunConfig:
     compile: bool = False
     throughput: bool = True
     throughput_batch_sizes: tuple[int, ...] = (128,)
+    # measure the throughput table only: no training or evaluation, accuracy.csv gets no rows
+    throughput_only: bool = False
     checkpoints: bool = False
     save_pairs: int = 0
     retry_failed: bool = False
@@ -55,6 +57,24 @@ class RunConfig:
     download: bool = True  # fetch missing datasets from the official URLs (fails cleanly offline)
     # torch intra-op CPU threads (None: torch's default); CPU numerics depend on it
     threads: int | None = None
+
+
+def _check_same_kind(config: RunConfig, config_path: Path, acc: Table) -> None:
+    """Refuse a `--throughput-only` run into a directory of a full run and vice versa: config.json would then
+    describe only the last kind, and the summary of a throughput-only table leaves accuracy rows out."""
+    from siamese_bench.commands import UserError
+
+    try:
+        recorded = bool(json.loads(config_path.read_text()).get("throughput_only", False))
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded == config.throughput_only or not (acc.rows or recorded):
+        return
+    what = "a throughput-only table" if recorded else f"{len(acc.rows)} accuracy row(s) of a full run"
+    raise UserError(
+        f"{config.out} holds {what}; write this {'full' if recorded else 'throughput-only'} run to another "
+        "--out directory"
+    )
 
 
 def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
@@ -184,6 +204,14 @@ def config_from_args(args) -> RunConfig:
         )
     if args.forward_chunk < 0:
         raise UserError(f"--forward-chunk {args.forward_chunk}: must be >= 0 (0 = whole batches)")
+    if args.throughput_only and args.no_throughput:
+        raise UserError("--throughput-only and --no-throughput contradict each other; drop one")
+    batch_sizes = tuple(args.throughput_batch_sizes or preset.throughput_batch_sizes)
+    if any(b < 2 or b % 2 for b in batch_sizes):
+        raise UserError(
+            f"--throughput-batch-sizes {','.join(map(str, batch_sizes))}: each must be even and >= 2 "
+            "(half positive, half negative pairs)"
+        )
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be >= 1 (omit it for torch's default)")
     out = args.out or _default_out(args.preset, grids)
@@ -198,7 +226,8 @@ def config_from_args(args) -> RunConfig:
         forward_chunk=args.forward_chunk,
         compile=args.compile,
         throughput=not args.no_throughput,
-        throughput_batch_sizes=preset.throughput_batch_sizes,
+        throughput_batch_sizes=batch_sizes,
+        throughput_only=args.throughput_only,
         checkpoints=args.checkpoints,
         save_pairs=args.save_pairs,
         retry_failed=args.retry_failed,
@@ -224,6 +253,15 @@ def results_root() -> Path:
     """The checkout's results/ (an editable install, as the README's commands make), else ./results of the
     working directory (an installed package must not write into site-packages)."""
     return REPO / "results" if (REPO / "pyproject.toml").is_file() else Path.cwd() / "results"
+
+
+def _throughput_text(row: dict) -> str:
+    """One progress line for a measured throughput row."""
+    if row["status"] != "ok":
+        return f"{row['status']}: {row['error']}"
+    train = row.get("train_pairs_per_s")
+    trained = f"train {train:,.1f} pairs/s" if train else "nothing to train"
+    return f"{trained}, eval {row['eval_images_per_s']:,.0f} images/s, {row['eval_episodes_per_s']:,.1f} episodes/s"
 
 
 def _log(config: RunConfig, msg: str) -> None:
@@ -335,6 +373,7 @@ def _run(config: RunConfig, print_summary: bool) -> int:
             write_json(config_path, _config_doc(config, None, [], started))
         groups = expand(config)
         if not fresh:
+            _check_same_kind(config, config_path, acc)
             _check_resume_settings(
                 config_path, groups, lambda g: any(acc.get(base_row(g, n, k)) for n, k in g["cells"])
             )
@@ -345,15 +384,21 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         runner = CellRunner(config)
         done = 0
         for gi, group in enumerate(groups, 1):
+            label = (
+                f"[{gi}/{len(groups)}] {group['protocol'].name} {group['backbone']}+{group['head']} "
+                f"{group['device']} seed {group['seed']}"
+            )
+            if config.throughput_only:  # only the shapes the throughput table measures
+                if group["unavailable"]:
+                    _log(config, f"{label}: skipped ({group['unavailable']})")
+                else:
+                    runner.note_shape(group)
+                continue
             todo = []
             for n, k in group["cells"]:
                 old = acc.get(base_row(group, n, k))
                 if old is None or (config.retry_failed and old["status"] == "error"):
                     todo.append((n, k))
-            label = (
-                f"[{gi}/{len(groups)}] {group['protocol'].name} {group['backbone']}+{group['head']} "
-                f"{group['device']} seed {group['seed']}"
-            )
             if not todo:
                 done += len(group["cells"])
                 _log(config, f"{label}: {len(group['cells'])} cell(s) already in {acc.path.name}, skipped")
@@ -386,16 +431,18 @@ def _run(config: RunConfig, print_summary: bool) -> int:
                     f"    {row['n_way']}-way {row['k_shot']}-shot: {status}  ({done}/{cells_total} cells)",
                 )
         if config.throughput:
-            for trow in runner.throughput_rows(thr):
+            for trow in runner.throughput_rows(thr, lambda msg: _log(config, msg)):
                 thr.put(trow)
                 wrote += 1
+                _log(config, f"    {_throughput_text(trow)}")
         wall = time.perf_counter() - start
         if wrote or fresh:
             write_json(config_path, _config_doc(config, wall, earlier, started, wrote))
         summary = write_summary(config.out, published_lookup())
     if print_summary and not config.quiet:
         print(summary.read_text())
-    _log(config, f"wrote {config.out}/accuracy.csv, throughput.csv, summary.md in {wall:.0f} s")
+    written = "throughput.csv" if config.throughput_only else "accuracy.csv, throughput.csv"
+    _log(config, f"wrote {config.out}/{written}, summary.md in {wall:.0f} s")
     return 0
 
 

@@ -256,6 +256,16 @@ def settings_lines(cfg: dict) -> list[str]:
     """Markdown bullets: the grids (cells and training settings) recorded in config.json. A grid finished over
     several runs with different commands or grids lists each run's command and, where recorded, its grids
     (the latest command alone may not say how every cell was made)."""
+    if cfg.get("throughput_only"):
+        sizes = ", ".join(str(b) for b in cfg.get("throughput_batch_sizes", ()))
+        return [
+            "- throughput only (`run --throughput-only`): no training or evaluation; synthetic images of each "
+            f"protocol's image shape, training batches of {sizes} pairs",
+            *(
+                f"  - {', '.join(g['protocols'])} x {', '.join(g['backbones'])} x {', '.join(g['heads'])}"
+                for g in cfg.get("grids", [])
+            ),
+        ]
     runs = cfg.get("runs") or []
     if len({json.dumps([r.get("command"), r.get("grids")]) for r in runs}) < 2:
         lines = [f"  - {_grid_line(g)}" for g in cfg.get("grids", [])]
@@ -290,18 +300,23 @@ def write_summary(out_dir: Path, published: dict | None = None) -> Path:
         f"- wall time: {wall_text(cfg)}",
         *settings_lines(cfg),
         "",
-        "## One-shot accuracy",
-        "",
-        "Mean over test episodes (95% CI = 1.96 standard errors over episodes; 'seed std' = standard deviation "
-        "of the per-seed means). Verification accuracy and ROC-AUC are pair metrics on balanced held-out pairs, "
-        "not one-shot accuracy.",
-        "",
-        accuracy_table(acc, published),
-        "",
-        "## Heads compared on the same episodes",
-        "",
-        paired_comparisons(out_dir, acc),
-        "",
+    ]
+    if not cfg.get("throughput_only"):
+        parts += [
+            "## One-shot accuracy",
+            "",
+            "Mean over test episodes (95% CI = 1.96 standard errors over episodes; 'seed std' = standard "
+            "deviation of the per-seed means). Verification accuracy and ROC-AUC are pair metrics on balanced "
+            "held-out pairs, not one-shot accuracy.",
+            "",
+            accuracy_table(acc, published),
+            "",
+            "## Heads compared on the same episodes",
+            "",
+            paired_comparisons(out_dir, acc),
+            "",
+        ]
+    parts += [
         "## Throughput",
         "",
         "Median of repeats after warm-up, device synchronised; pairs/s counts triplets for the triplet head. "

@@ -64,6 +64,20 @@ def test_reproduce_refuses_a_negative_tolerance(tmp_path):
     assert r.returncode == 2 and "--tolerance" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_reproduce_of_a_throughput_only_folder_needs_the_throughput(tmp_path):
+    from siamese_bench import runner
+    from siamese_bench.cli import build_parser
+
+    argv = ["run", "--preset", "smoke", "--out", str(tmp_path), "--quiet", "--devices", "cpu"]
+    runner.run(runner.config_from_args(build_parser().parse_args([*argv, "--throughput-only"])))
+    r = subprocess.run(
+        [sys.executable, "-m", "siamese_bench", "reproduce", str(tmp_path), "--no-throughput"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "holds a throughput table only" in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.realdata
 def test_reproduce_a_quick_subset_on_cpu(real_data_dir, tmp_path):
     r = subprocess.run(

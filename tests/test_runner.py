@@ -306,3 +306,61 @@ def test_one_cell_from_two_grids_with_different_settings_is_refused():
     # a head the preset has narrows instead, dropping the baseline grids: no conflict
     grids = _grids("--preset", "standard", "--backbones", "resnet18", "--heads", "koch")
     assert len(grids) == 5 and all(g.train_pairs > 0 for g in grids)
+
+
+def throughput_config(tmp_path, *extra):
+    args = build_parser().parse_args(
+        ["run", "--preset", "smoke", "--out", str(tmp_path), "--quiet", "--devices", "cpu", *extra]
+    )
+    return runner.config_from_args(args)
+
+
+def test_throughput_only_measures_every_model_without_training_or_evaluating(tmp_path, monkeypatch):
+    def no_cells(*args, **kwargs):
+        raise AssertionError("--throughput-only must not train or evaluate a cell")
+
+    monkeypatch.setattr(cell.CellRunner, "run_group", no_cells)
+    runner.run(throughput_config(tmp_path, "--throughput-only", "--throughput-batch-sizes", "16,32"))
+    rows = read_csv(tmp_path / "throughput.csv")
+    assert {(r["backbone"], r["head"], r["batch_size"]) for r in rows} == {
+        ("small-cnn", h, b) for h in ("koch", "contrastive") for b in ("16", "32")
+    }
+    assert all(r["status"] == "ok" and float(r["train_pairs_per_s"]) > 0 for r in rows)
+    assert {r["image_size"] for r in rows} == {"8"}  # the protocol's image shape (digits: 8x8)
+    assert not (tmp_path / "accuracy.csv").exists()
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert doc["throughput_only"] is True and doc["throughput_batch_sizes"] == [16, 32]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "throughput only" in summary and "One-shot accuracy" not in summary
+    assert "| small-cnn | koch | cpu | float32 | 8 | 32 |" in summary
+    # a re-run measures nothing again: every row is there
+    monkeypatch.setattr("siamese_bench.throughput.measure", no_cells)
+    runner.run(throughput_config(tmp_path, "--throughput-only", "--throughput-batch-sizes", "16,32"))
+    assert read_csv(tmp_path / "throughput.csv") == rows
+
+
+def test_throughput_only_and_a_full_run_never_share_a_directory(tmp_path):
+    from siamese_bench.commands import UserError
+
+    full, tput = tmp_path / "full", tmp_path / "tput"
+    runner.run(config(full, "--heads", "koch", "--ways", "3"))
+    with pytest.raises(
+        UserError, match="accuracy row.*of a full run; write this throughput-only run to another"
+    ):
+        runner.run(throughput_config(full, "--throughput-only"))
+    runner.run(
+        throughput_config(tput, "--throughput-only", "--heads", "koch", "--throughput-batch-sizes", "16")
+    )
+    with pytest.raises(UserError, match="holds a throughput-only table; write this full run to another"):
+        runner.run(config(tput, "--heads", "koch", "--ways", "3"))
+    assert len(read_csv(full / "accuracy.csv")) == 1 and len(read_csv(tput / "throughput.csv")) == 1
+
+
+def test_throughput_only_options_are_checked(tmp_path):
+    from siamese_bench.commands import UserError
+
+    with pytest.raises(UserError, match="--throughput-only and --no-throughput contradict"):
+        config(tmp_path, "--throughput-only")  # config() passes --no-throughput
+    with pytest.raises(UserError, match="--throughput-batch-sizes 64,7: each must be even"):
+        throughput_config(tmp_path, "--throughput-batch-sizes", "64,7")
+    assert throughput_config(tmp_path).throughput_batch_sizes == PRESETS.get("smoke").throughput_batch_sizes
