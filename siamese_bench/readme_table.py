@@ -38,7 +38,13 @@ def section(results_root: Path = REPO / "results") -> str:
         thr = read_csv(d / "throughput.csv")
         parts += [
             f"### `{d.name}`"
-            + (f" (preset `{cfg['preset']}`)" if cfg.get("preset") not in (None, d.name) else " preset")
+            + (
+                " (throughput only)"
+                if cfg.get("throughput_only")
+                else f" (preset `{cfg['preset']}`)"
+                if cfg.get("preset") not in (None, d.name)
+                else " preset"
+            )
             + f" ([summary]({d.relative_to(results_root.parent)}/summary.md))",
             "",
             f"`{env.get('command', '?')}` at git `{env.get('git_hash', '?')}`, torch {env.get('torch', '?')}, "

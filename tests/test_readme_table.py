@@ -4,15 +4,19 @@ from siamese_bench import readme_table, runner
 from siamese_bench.cli import build_parser
 
 
+def _run(out, *extra):
+    argv = ["run", "--preset", "smoke", "--out", str(out), "--quiet", "--devices", "cpu", "--throughput-only"]
+    runner.run(runner.config_from_args(build_parser().parse_args([*argv, *extra])))
+
+
 def test_a_throughput_only_folder_is_listed_with_its_table_alone(tmp_path):
     out = tmp_path / "results" / "throughput-cpu"
-    args = build_parser().parse_args(
-        ["run", "--preset", "smoke", "--out", str(out), "--quiet", "--devices", "cpu", "--throughput-only"]
-    )
-    runner.run(runner.config_from_args(args))
+    _run(out, "--heads", "koch")
+    _run(out, "--backbones", "pixels", "--heads", "l2")  # a second run into the folder: both are listed
     text = readme_table.section(tmp_path / "results")
-    assert "### `throughput-cpu` (preset `smoke`)" in text
+    assert "### `throughput-cpu` (throughput only)" in text
     assert "throughput only (`run --throughput-only`)" in text
-    assert "| backbone | head | device | dtype | image | batch |" in text
+    assert "    - digits-heldout x small-cnn x koch" in text and "    - digits-heldout x pixels x l2" in text
+    assert "| small-cnn | koch | cpu |" in text and "| pixels | l2 | cpu |" in text
     assert "| protocol | backbone | head |" not in text  # no (empty) accuracy table
     assert "<details>" not in text  # the throughput table is the folder's result, not folded away

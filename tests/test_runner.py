@@ -331,6 +331,7 @@ def test_throughput_only_measures_every_model_without_training_or_evaluating(tmp
     doc = json.loads((tmp_path / "config.json").read_text())
     assert doc["throughput_only"] is True and doc["throughput_batch_sizes"] == [16, 32]
     summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith(f"# siamese_bench throughput: {tmp_path.name}")
     assert "throughput only" in summary and "One-shot accuracy" not in summary
     assert "| small-cnn | koch | cpu | float32 | 8 | 32 |" in summary
     # a re-run measures nothing again: every row is there
