@@ -76,6 +76,23 @@ def test_reproduce_of_a_throughput_only_folder_needs_the_throughput(tmp_path):
         text=True,
     )
     assert r.returncode == 2 and "holds a throughput table only" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "siamese_bench",
+            "reproduce",
+            str(tmp_path),
+            "--quiet",
+            "--out",
+            str(tmp_path / "new"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "| small-cnn+koch cpu b64 |" in r.stdout and "throughput re-measured" in r.stdout
+    assert "| cell | recorded % |" not in r.stdout  # no (empty) accuracy comparison
 
 
 @pytest.mark.realdata
