@@ -261,7 +261,8 @@ def _throughput_text(row: dict) -> str:
         return f"{row['status']}: {row['error']}"
     train = row.get("train_pairs_per_s")
     trained = f"train {train:,.1f} pairs/s" if train else "nothing to train"
-    return f"{trained}, eval {row['eval_images_per_s']:,.0f} images/s, {row['eval_episodes_per_s']:,.1f} episodes/s"
+    images, episodes = row["eval_images_per_s"], row["eval_episodes_per_s"]
+    return f"{trained}, eval {images:,.0f} images/s, {episodes:,.1f} episodes/s"
 
 
 def _log(config: RunConfig, msg: str) -> None:

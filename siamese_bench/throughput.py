@@ -3,7 +3,8 @@
 Each number is the median of `repeats` timed runs after one warm-up run, with the device synchronised
 before every clock read: training pairs/s through the real training loop (sampling, gather, one forward
 over both sides, backward, step), evaluation images/s (embedding in eval mode) and 20-way 1-shot
-evaluation episodes/s (embed-once scoring); parameter-free baselines have no training speed (empty). Peak memory is CUDA's max_memory_allocated (empty on CPU).
+evaluation episodes/s (embed-once scoring); parameter-free baselines have no training speed (empty).
+Peak memory is CUDA's max_memory_allocated (empty on CPU).
 """
 
 from __future__ import annotations
