@@ -184,7 +184,7 @@ class CellRunner:
             del images
             if not cfg.quiet:
                 print(file=sys.stderr)
-            self._shapes.append((group["backbone"], group["head"], device, group["dtype"], size, channels))
+            self._add_shape(group, train_ds)
             if cfg.checkpoints:
                 self.save_checkpoint(
                     model, {**group, "in_channels": channels, "image_size": size}, tcfg, split
@@ -275,8 +275,10 @@ class CellRunner:
         the shape of the protocol's training images (the dataset is loaded once to learn it)."""
         proto = group["protocol"]
         data = self.data(proto, "cpu")
-        train = data[proto.split(data, self.config.data_dir).part("train").subset]
-        channels, size = train.image_shape[0], train.image_shape[1]
+        self._add_shape(group, data[proto.split(data, self.config.data_dir).part("train").subset])
+
+    def _add_shape(self, group, train_ds) -> None:
+        channels, size = train_ds.image_shape[0], train_ds.image_shape[1]
         self._shapes.append(
             (group["backbone"], group["head"], group["device"], group["dtype"], size, channels)
         )

@@ -37,14 +37,7 @@ def section(results_root: Path = REPO / "results") -> str:
         env = cfg.get("environment", {})
         thr = read_csv(d / "throughput.csv")
         parts += [
-            f"### `{d.name}`"
-            + (
-                " (throughput only)"
-                if cfg.get("throughput_only")
-                else f" (preset `{cfg['preset']}`)"
-                if cfg.get("preset") not in (None, d.name)
-                else " preset"
-            )
+            f"### `{d.name}`{_kind(cfg, d.name)}"
             + f" ([summary]({d.relative_to(results_root.parent)}/summary.md))",
             "",
             f"`{env.get('command', '?')}` at git `{env.get('git_hash', '?')}`, torch {env.get('torch', '?')}, "
@@ -70,6 +63,13 @@ def section(results_root: Path = REPO / "results") -> str:
                 "",
             ]
     return "\n".join([BEGIN, "", *parts, END])
+
+
+def _kind(cfg: dict, name: str) -> str:
+    """What a results folder holds, after its name in the heading."""
+    if cfg.get("throughput_only"):
+        return " (throughput only)"
+    return f" (preset `{cfg['preset']}`)" if cfg.get("preset") not in (None, name) else " preset"
 
 
 def _order(d: Path) -> tuple:
