@@ -11,6 +11,11 @@ Groups (one pytest-benchmark table each; "indices only" groups split the samplin
           at once) + `gather` per episode. Both make the same per-episode float arrays; copying and converting
           the 105x105 images (44 KB of float each) dominates both sides, so the ratio stays small.
 
+Both sides run with the allocator setting that `run` applies (`siamese_bench.allocator.keep_freed_memory`):
+without it, glibc returns each batch's freed float buffer to the kernel and the next batch page-faults it in
+again (about 30-50 faults per 128-pair batch here), and a whole `pytest benchmarks` run would measure this
+suite with or without it depending on whether an earlier suite had set it (it cannot be undone in a process).
+
 Real data is used when SIAMESE_BENCH_DATA is set and `siamese_bench.datasets.load_dataset` exists; otherwise
 synthetic uint8 tensors of the same sizes (which one is printed and stored in extra_info).
 Run: pytest benchmarks/test_sampling.py --benchmark-only -q
@@ -25,6 +30,7 @@ import numpy as np
 import pytest
 import torch
 
+from siamese_bench import allocator
 from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.episodes import ClassIndex, gather, sample_episodes, sample_pairs
 
@@ -164,6 +170,8 @@ def omniglot() -> tuple[ImageSet, str]:
 
 @pytest.fixture(scope="module", autouse=True)
 def summary(show):
+    allocator.keep_freed_memory()  # what `run` applies, for both sides
+    _say(f"[sampling benchmark] allocator (both sides): {allocator.state()}")
     # one intra-op thread: the references are single-threaded, and on a shared machine OpenMP threads that
     # wait for a busy core turn microsecond ops into scheduler time slices
     threads = torch.get_num_threads()
@@ -201,7 +209,10 @@ def summary(show):
     ):
         r, v = RESULTS.get(f"{key}/{ref}"), RESULTS.get(f"{key}/{new}")
         if r and v:
-            lines.append(f"{what}: {ref} {r:,.0f}, {new} {v:,.0f} (median times): {v / r:.1f}x")
+            verdict = ""
+            if "target" in what:
+                verdict = " (meets the 10x target)" if v >= 10 * r else " (MISSES the 10x target)"
+            lines.append(f"{what}: {ref} {r:,.0f}, {new} {v:,.0f} (median times): {v / r:.1f}x{verdict}")
     show(lines)
 
 
