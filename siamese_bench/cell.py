@@ -7,6 +7,7 @@ same episodes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -25,6 +26,7 @@ from siamese_bench.evaluate import evaluate_episodes, verification
 from siamese_bench.model import SiameseModel
 from siamese_bench.protocols.base import Protocol
 from siamese_bench.results import file_stem
+from siamese_bench.snapshot import Snapshots
 from siamese_bench.summary import per_episode_path
 from siamese_bench.train import StderrProgress, TrainConfig, TrainResult, train
 
@@ -177,8 +179,11 @@ class CellRunner:
                     val = dataclasses.replace(val, support=val.support + off, query=val.query + off)
                 val = val.to(device)
             progress = None if cfg.quiet else StderrProgress()
+            snapshots = self.snapshots(group, tcfg, split, tuple(images.shape))
             if grid.train_pairs > 0 and any(p.requires_grad for p in model.parameters()):
-                result = train(model, images, train_index, tcfg, val=val, progress=progress)
+                result = train(
+                    model, images, train_index, tcfg, val=val, progress=progress, snapshots=snapshots
+                )
             else:  # --train-pairs 0 (random init) or a parameter-free baseline (pixels + l2/cosine)
                 result = TrainResult(0, 0.0, math.nan, math.nan, 0, (), False)
             del images
@@ -200,6 +205,7 @@ class CellRunner:
                     "error": msg,
                     "timestamp": provenance.timestamp(),
                 }
+            self._drop_snapshot(group)
             return
 
         verif_acc, auc = self.verify(model, parts, group["seed"])
@@ -243,6 +249,42 @@ class CellRunner:
                 row.update(status="error", error=error_text(exc))
             row["timestamp"] = provenance.timestamp()
             yield row
+        # every row of the group is written (an interruption never gets here): its snapshot is done with
+        self._drop_snapshot(group)
+
+    def _drop_snapshot(self, group: dict) -> None:
+        path = self.snapshot_path(group)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder goes with its last snapshot
+            path.parent.rmdir()
+
+    def snapshot_path(self, group: dict) -> Path:
+        """OUT/snapshots/<protocol>_<backbone>_<head>_<device>_<dtype>_seed<S>.pt: the group's training state."""
+        name = "_".join(str(group[k]) for k in ("backbone", "head", "device", "dtype"))
+        stem = f"{group['protocol'].name}_{name}_seed{group['seed']}.pt"
+        return Path(self.config.out) / "snapshots" / file_stem(stem)
+
+    def snapshots(self, group: dict, tcfg: TrainConfig, split, images_shape: tuple) -> Snapshots | None:
+        """The group's training snapshots, or None with `--snapshot-every 0`. Identity (what a snapshot must
+        match to be resumed): protocol, model, device, training config, split, image tensor, git hash and the
+        package sources' hash, torch and the CPU thread count."""
+        if not self.config.snapshot_every:
+            return None
+        proto = group["protocol"]
+        identity = {
+            "protocol": f"{proto.name} v{proto.version}",
+            "model": f"{group['backbone']}+{group['head']}",
+            "device": f"{group['device']} {group['dtype']}",
+            "train_config": dataclasses.asdict(tcfg),
+            "split_hash": split.hash,
+            "images": images_shape,
+            "git_hash": provenance.git_hash(),
+            "code": provenance.code_hash(),
+            "torch": str(torch.__version__),
+            "threads": torch.get_num_threads(),
+        }
+        say = None if self.config.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+        return Snapshots(self.snapshot_path(group), self.config.snapshot_every, identity, say)
 
     def verify(self, model, parts, seed: int) -> tuple[float, float]:
         """Verification accuracy and ROC-AUC on balanced test pairs; metric heads' threshold from val (or

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train and evaluate a grid, write CSVs and summary.md (default: the quick preset)",
         description="Train and evaluate protocols x backbones x heads x devices x ways x shots x seeds. "
         "Each finished cell is written to OUT/accuracy.csv at once; re-running the same command resumes, "
-        "skipping finished cells (a run that would train finished cells with other settings is refused). "
+        "skipping finished cells (a run that would train finished cells with other settings is refused) and "
+        "continuing an interrupted training from its snapshot (--snapshot-every). "
         "--protocols/--backbones/--heads pick the preset's cells with those names (each keeping its grid's "
         "training settings); names the preset lacks replace those of every grid. Other flags override every "
         "grid.",
@@ -105,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="torch CPU threads (default: torch's, one per core). CPU results depend on it: a run repeats bit "
         "for bit only with the same count (reproduce uses the recorded one); config.json records it",
+    )
+    run.add_argument(
+        "--snapshot-every",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="save a training group's whole state under OUT/snapshots every SECONDS of training (default "
+        "600; 0 = never): re-running an interrupted run continues that training where it stopped, with the "
+        "same batches (on a CPU the same final weights); the snapshot goes when the group's rows are written",
     )
     run.add_argument("--no-throughput", action="store_true", help="skip the throughput table")
     run.add_argument(
@@ -232,5 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished cells are saved; re-run the same command to resume", file=sys.stderr)
+        print(
+            "\ninterrupted: finished cells are saved, and so is the training in progress up to its last snapshot "
+            "(OUT/snapshots/); re-run the same command to resume",
+            file=sys.stderr,
+        )
         return 130

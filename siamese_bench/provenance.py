@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import platform
 import subprocess
@@ -14,7 +15,8 @@ import torch
 
 from siamese_bench import allocator
 
-_REPO = Path(__file__).resolve().parents[1]
+_PACKAGE = Path(__file__).resolve().parent
+_REPO = _PACKAGE.parent
 
 
 @cache
@@ -39,6 +41,16 @@ def git_hash() -> str:
         return head[:12] + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+@cache
+def code_hash() -> str:
+    """sha256 (16 hex digits) of the package's Python sources (siamese_bench/**/*.py, paths and contents): it
+    changes with any edit, committed or not, where the git hash says only "-dirty"."""
+    h = hashlib.sha256()
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        h.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 @cache

@@ -57,6 +57,8 @@ class RunConfig:
     download: bool = True  # fetch missing datasets from the official URLs (fails cleanly offline)
     # torch intra-op CPU threads (None: torch's default); CPU numerics depend on it
     threads: int | None = None
+    # seconds of training between snapshots of a group's training state (OUT/snapshots/; 0 = none)
+    snapshot_every: float = 600.0
 
 
 def _check_same_kind(config: RunConfig, config_path: Path, acc: Table) -> None:
@@ -214,6 +216,8 @@ def config_from_args(args) -> RunConfig:
         )
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be >= 1 (omit it for torch's default)")
+    if not args.snapshot_every >= 0:
+        raise UserError(f"--snapshot-every {args.snapshot_every}: seconds must be >= 0 (0 = no snapshots)")
     out = args.out or _default_out(args.preset, grids)
     return RunConfig(
         preset=args.preset,
@@ -234,6 +238,7 @@ def config_from_args(args) -> RunConfig:
         quiet=args.quiet,
         download=not getattr(args, "offline", False),
         threads=args.threads,
+        snapshot_every=args.snapshot_every,
     )
 
 

@@ -33,6 +33,7 @@ from siamese_bench.episodes.pairs import sample_pairs
 from siamese_bench.episodes.triplets import sample_triplets
 from siamese_bench.evaluate import evaluate_episodes
 from siamese_bench.model import SiameseModel
+from siamese_bench.snapshot import Snapshots
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step", "none")
@@ -264,6 +265,7 @@ def train(
     config: TrainConfig | None = None,
     val=None,
     progress: Progress | None = None,
+    snapshots: Snapshots | None = None,
 ) -> TrainResult:
     """Train `model` in place on `config.train_pairs` examples sampled from `train_index`.
 
@@ -275,6 +277,9 @@ def train(
     progress: called as progress(pairs_seen, total, mean_loss, pairs_per_s) every config.log_every examples
     (use `StderrProgress()` for a console line). Raises NonFiniteLossError on a NaN/inf loss (checked at each
     log point and at the end; a NaN propagates into the running sum, so none is missed).
+    snapshots: save the whole training state there every `snapshots.every_s` seconds of training (at a log
+    point), and start from a matching saved state when there is one: the run continues with the same batches
+    and, on a CPU, ends in the same weights as an uninterrupted one (`siamese_bench.snapshot`).
     """
     config = config if config is not None else TrainConfig()
     if images.dtype != torch.uint8 or images.ndim != 4:
@@ -312,10 +317,23 @@ def train(
     best_acc, best_pairs, best_state = -math.inf, 0, None
     checks_since_best, stopped_early = 0, False
     running, count = torch.zeros((), device=device), 0
-    train_seconds = 0.0
+    train_seconds, start = 0.0, 0
+    saved = snapshots.load() if snapshots is not None else None
+    if saved is not None:  # resume: everything the loop below reads, as it was after step saved["step"] - 1
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        if dist_gen is not None:
+            dist_gen.set_state(saved["distortion_generator"])
+        history = [tuple(h) for h in saved["history"]]
+        best_acc, best_pairs, checks_since_best = saved["best"]
+        if saved["best_state"] is not None:
+            best_state = {k: v.to(device) for k, v in saved["best_state"].items()}
+        train_seconds, start = saved["train_seconds"], saved["step"]
     model.train()
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = last_save = time.perf_counter()
 
     def mean_loss(pairs: int) -> float:
         """Mean loss since the last entry (NaN if no step); raises on a non-finite loss."""
@@ -334,7 +352,28 @@ def train(
         if progress is not None:
             progress(pairs, total, loss, pairs / max(train_seconds + time.perf_counter() - t0, 1e-9))
 
-    for step in range(n_steps):
+    def save(step: int) -> None:
+        """Snapshot the state after `step` steps (at a log point: the running loss is empty)."""
+        nonlocal t0, train_seconds, last_save
+        _sync(device)
+        train_seconds += time.perf_counter() - t0
+        snapshots.save(
+            {
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": gen.get_state(),
+                "distortion_generator": dist_gen.get_state() if dist_gen is not None else None,
+                "history": history,
+                "best": (best_acc, best_pairs, checks_since_best),
+                "best_state": best_state,
+                "train_seconds": train_seconds,
+            }
+        )
+        t0 = last_save = time.perf_counter()
+
+    for step in range(start, n_steps):
         batch = sampler(
             train_index,
             config.batch_size,
@@ -379,6 +418,10 @@ def train(
                 break
         elif last or (step + 1) % log_steps == 0:
             record(pairs, mean_loss(pairs), math.nan)
+        else:
+            continue
+        if snapshots is not None and not last and time.perf_counter() - last_save >= snapshots.every_s:
+            save(step + 1)
 
     _sync(device)
     train_seconds += time.perf_counter() - t0

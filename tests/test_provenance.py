@@ -35,3 +35,23 @@ def test_git_hash_is_the_checkout_commit_unless_the_environment_names_one(monkey
     assert len(h.removesuffix("-dirty")) == 12 and all(c in "0123456789abcdef" for c in h[:12])
     monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", "0123456789ab")
     assert provenance.git_hash.__wrapped__() == "0123456789ab"
+
+
+def test_code_hash_changes_with_any_edit_of_the_package_sources(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    monkeypatch.setattr(provenance, "_PACKAGE", tmp_path)
+
+    def fresh() -> str:
+        provenance.code_hash.cache_clear()
+        return provenance.code_hash()
+
+    first = fresh()
+    assert fresh() == first and len(first) == 16
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    second = fresh()
+    assert second != first
+    (tmp_path / "sub" / "b.py").rename(tmp_path / "b.py")  # same contents, another place
+    assert fresh() not in (first, second)
+    provenance.code_hash.cache_clear()

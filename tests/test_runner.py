@@ -56,6 +56,41 @@ def test_interrupted_run_keeps_finished_cells_and_resumes(tmp_path, monkeypatch)
     assert rows[:3] == first  # finished cells were skipped, not re-run
 
 
+def test_a_run_interrupted_mid_training_continues_from_its_snapshot(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a group's training, then the same command: training goes on from the group's
+    snapshot, the rows equal an uninterrupted run's, and the snapshot is gone once they are written."""
+    argv = ("--heads", "koch", "--ways", "3", "--train-pairs", "3840", "--snapshot-every", "1e-9")
+    runner.run(config(tmp_path / "whole", *argv))
+    expected = read_csv(tmp_path / "whole" / "accuracy.csv")
+
+    real_train, calls = cell.train, []
+
+    def train_until_ctrl_c(*args, **kwargs):
+        def progress(pairs, total, loss, rate):
+            calls.append(pairs)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+
+        return real_train(*args, **{**kwargs, "progress": progress})
+
+    out = tmp_path / "interrupted"
+    monkeypatch.setattr(cell, "train", train_until_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(config(out, *argv))
+    assert not (out / "accuracy.csv").exists() or not read_csv(out / "accuracy.csv")
+    assert len(list((out / "snapshots").glob("*.pt"))) == 1
+    resumed = []
+    monkeypatch.setattr(
+        cell, "train", lambda *a, **kw: real_train(*a, **{**kw, "progress": lambda p, *_: resumed.append(p)})
+    )
+    runner.run(config(out, *argv))
+    assert resumed[0] == calls[1]  # on from the snapshot of the log point before the interruption
+    rows = read_csv(out / "accuracy.csv")
+    same = ("accuracy", "ci95", "best_val_accuracy", "episodes_hash", "verification_accuracy", "roc_auc")
+    assert [{k: r[k] for k in same} for r in rows] == [{k: r[k] for k in same} for r in expected]
+    assert not (out / "snapshots").exists()
+
+
 def test_a_failing_group_becomes_error_rows_and_the_run_goes_on(tmp_path, monkeypatch):
     from siamese_bench.train import NonFiniteLossError
 
@@ -144,6 +179,19 @@ def test_odd_batch_size_is_refused(tmp_path):
 
     with pytest.raises(UserError, match="must be even"):
         config(tmp_path, "--batch-size", "7")
+
+
+def test_snapshot_interval_is_checked_and_zero_saves_none(tmp_path, monkeypatch):
+    from siamese_bench.commands import UserError
+
+    with pytest.raises(UserError, match="--snapshot-every -1.0: seconds must be >= 0"):
+        config(tmp_path, "--snapshot-every", "-1")
+    assert config(tmp_path).snapshot_every == 600.0
+    seen = []
+    real_train = cell.train
+    monkeypatch.setattr(cell, "train", lambda *a, **kw: seen.append(kw["snapshots"]) or real_train(*a, **kw))
+    runner.run(config(tmp_path, "--heads", "koch", "--snapshot-every", "0"))
+    assert seen == [None]
 
 
 def test_negative_forward_chunk_is_refused_and_a_chunk_reaches_the_run(tmp_path):

@@ -1,0 +1,117 @@
+"""Mid-training snapshots (siamese_bench.snapshot): an interrupted `train` resumes to the same weights."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from siamese_bench.datasets.imageset import ImageSet
+from siamese_bench.episodes.index import ClassIndex
+from siamese_bench.model import SiameseModel
+from siamese_bench.snapshot import Snapshots
+from siamese_bench.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def digits() -> ImageSet:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = torch.from_numpy((d.images * (255 / 16)).round().astype("uint8"))[:, None]
+    return ImageSet(
+        "digits",
+        images,
+        torch.from_numpy(d.target).long(),
+        tuple(str(i) for i in range(10)),
+        torch.zeros(10, dtype=torch.int64),
+        ("digits",),
+    )
+
+
+class Interrupt:
+    """A progress callback that raises KeyboardInterrupt (Ctrl-C) once training has seen `at` pairs, and
+    remembers the pairs of every call."""
+
+    def __init__(self, at: float = math.inf) -> None:
+        self.at, self.calls = at, []
+
+    def __call__(self, pairs, total, loss, pairs_per_s) -> None:
+        self.calls.append(pairs)
+        if pairs >= self.at:
+            raise KeyboardInterrupt
+
+
+def _train(digits, head, config, snapshots=None, progress=None):
+    torch.manual_seed(0)
+    model = SiameseModel.build("small-cnn", head, in_channels=1, image_size=8)
+    train_index = ClassIndex.build(digits, ["0", "1", "2", "3", "4", "5"])
+    val_index = ClassIndex.build(digits, ["6", "7", "8", "9"])
+    result = train(
+        model, digits.images, train_index, config, val=val_index, progress=progress, snapshots=snapshots
+    )
+    return model, result
+
+
+def _same_history(a, b) -> bool:
+    return len(a) == len(b) and all(
+        x == y or (math.isnan(x) and math.isnan(y))
+        for ha, hb in zip(a, b, strict=True)
+        for x, y in zip(ha, hb, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "head, extra",
+    [
+        ("koch", {}),  # Adam, cosine schedule, validation-chosen best weights
+        ("triplet", {"distort": True, "optimizer": "sgd", "schedule": "step", "patience": 100}),
+    ],
+)
+def test_an_interrupted_training_resumes_to_the_same_weights_and_history(digits, tmp_path, head, extra):
+    config = TrainConfig(
+        batch_size=32, train_pairs=32 * 24, log_every=64, val_every=256, val_episodes=20, val_way=4, **extra
+    )
+    whole, expected = _train(digits, head, config)
+
+    snaps = Snapshots(tmp_path / "s.pt", every_s=1e-9, identity={"test": head})
+    with pytest.raises(KeyboardInterrupt):
+        _train(digits, head, config, snaps, Interrupt(at=512))  # Ctrl-C at the log point of 512 pairs
+    assert snaps.path.is_file()  # the snapshot of the log point before (448 pairs) is there
+
+    resumed = Interrupt()
+    model, result = _train(digits, head, config, snaps, resumed)
+    assert resumed.calls[0] == 512  # it went on after 448 pairs, not from the start
+    assert result.pairs_seen == expected.pairs_seen == 768
+    assert _same_history(result.history, expected.history)
+    assert (result.best_step, result.best_val_accuracy) == (expected.best_step, expected.best_val_accuracy)
+    for name, value in whole.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_a_run_without_snapshots_writes_none_and_a_long_interval_saves_nothing(digits, tmp_path):
+    config = TrainConfig(batch_size=32, train_pairs=256, log_every=64, val_every=0, val_way=4)
+    snaps = Snapshots(tmp_path / "s.pt", every_s=3600)
+    _train(digits, "contrastive", config, snaps)
+    assert not snaps.path.exists()
+
+
+def test_a_snapshot_of_other_settings_or_an_unreadable_one_is_set_aside_with_the_reason(tmp_path):
+    heard = []
+    path = tmp_path / "s.pt"
+    Snapshots(path, identity={"lr": 0.001, "git_hash": "abc"}).save({"step": 3})
+    assert Snapshots(path, identity={"lr": 0.001, "git_hash": "abc"}).load() == {"step": 3}
+    assert Snapshots(path, identity={"lr": 0.01, "git_hash": "abc"}, say=heard.append).load() is None
+    assert "lr: 0.001 then, 0.01 now" in heard[-1] and "training from the start" in heard[-1]
+    path.write_bytes(b"half a file")
+    assert Snapshots(path, say=heard.append).load() is None
+    assert "cannot be read" in heard[-1]
+    torch.save({"something": "else"}, path)
+    assert Snapshots(path, say=heard.append).load() is None
+    assert "not a siamese_bench snapshot" in heard[-1]
+
+
+def test_the_interval_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="must be > 0"):
+        Snapshots(tmp_path / "s.pt", every_s=0)
