@@ -131,7 +131,8 @@ class TrainResult:
 
 
 class StderrProgress:
-    """Default progress printer on stderr. On a terminal: one `\\r`-updated line, at most every `min_interval`
+    """Default progress printer on stderr: pairs done, mean loss, pairs/s and the training time left at that
+    rate. On a terminal: one `\\r`-updated line, at most every `min_interval`
     seconds. Redirected to a file or pipe (a log, CI): whole lines, at most every `log_interval` seconds, so
     the log stays readable. The final line always prints. tty=None detects the terminal from the stream."""
 
@@ -150,11 +151,23 @@ class StderrProgress:
             return
         self._last = now
         line = f"{pairs}/{total} pairs  loss {loss:.4f}  {pairs_per_s:,.0f} pairs/s"
+        if not done and pairs_per_s > 0:  # the training still to do at this rate (validation not counted)
+            line += f"  {duration((total - pairs) / pairs_per_s):>6} left"
         if self.tty:
             self.stream.write(f"\r{line}" + ("\n" if done else ""))
         else:
             self.stream.write(f"{line}\n")
         self.stream.flush()
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: "42s", "3m05s", "2h07m"."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _sync(device: torch.device) -> None:

@@ -220,7 +220,7 @@ def test_progress_callback_and_stderr_printer(digits, split):
     printer(128, 128, 0.3, 1000.0)  # the final line always prints
     assert (
         out.getvalue()
-        == "\r64/128 pairs  loss 0.5000  1,000 pairs/s\r128/128 pairs  loss 0.3000  1,000 pairs/s\n"
+        == "\r64/128 pairs  loss 0.5000  1,000 pairs/s      0s left\r128/128 pairs  loss 0.3000  1,000 pairs/s\n"
     )
 
 
@@ -232,10 +232,28 @@ def test_progress_to_a_log_file_writes_whole_lines():
     printer(96, 128, 0.4, 1000.0)  # within 10 s: throttled
     printer(128, 128, 0.3, 1000.0)
     assert out.getvalue().splitlines() == [
-        "64/128 pairs  loss 0.5000  1,000 pairs/s",
+        "64/128 pairs  loss 0.5000  1,000 pairs/s      0s left",
         "128/128 pairs  loss 0.3000  1,000 pairs/s",
     ]
     assert "\r" not in out.getvalue()
+
+
+def test_durations_read_like_a_clock():
+    from siamese_bench.train import duration
+
+    assert [duration(s) for s in (0, 41.6, 60, 185, 3599, 3600, 7620, -3)] == [
+        "0s",
+        "42s",
+        "1m00s",
+        "3m05s",
+        "59m59s",
+        "1h00m",
+        "2h07m",
+        "0s",
+    ]
+    out = io.StringIO()
+    StderrProgress(stream=out)(1_280, 1_500_000, 0.7, 19.0)  # Koch's network at 105x105 on the 2-core CPU
+    assert out.getvalue().endswith("19 pairs/s  21h54m left\n")
 
 
 def test_compute_only_step_lowers_loss_on_a_fixed_batch(digits, split):
