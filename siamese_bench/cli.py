@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="re-run cells whose row says error")
     run.add_argument("--out", type=Path, help="output directory (default: results/<preset>/)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the training groups and cells this command would run (and which OUT already holds, or has "
+        "a training snapshot of), then stop without writing anything",
+    )
     _add_data_dir(run)
 
     ls = sub.add_parser("ls", help="list datasets, protocols, backbones, heads and presets")

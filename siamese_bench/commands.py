@@ -100,6 +100,9 @@ def run(args) -> int:
     from siamese_bench import runner
 
     config = runner.config_from_args(args)
+    if args.dry_run:
+        print(runner.plan(config))
+        return 0
     return runner.run(config)
 
 

@@ -347,6 +347,40 @@ def base_row(group: dict, n_way: int, k_shot: int) -> dict:
     }
 
 
+def plan(config: RunConfig) -> str:
+    """What `run` would do with this config (`run --dry-run`), one line per training group: its cells, budget,
+    and whether config.out holds them already or a snapshot of its training. Reads, never writes."""
+    from siamese_bench.cell import CellRunner
+
+    path = config.out / "accuracy.csv"
+    acc = Table(path, ACCURACY_COLUMNS, CELL_KEY) if path.is_file() else None
+    snapshot_path = CellRunner(config).snapshot_path
+    groups, lines, todo, total = expand(config), [], 0, 0
+    for gi, g in enumerate(groups, 1):
+        cells = g["cells"]
+        done = sum(acc is not None and acc.get(base_row(g, n, k)) is not None for n, k in cells)
+        total, todo = total + len(cells), todo + len(cells) - done
+        what = ", ".join(f"{n}-way {k}-shot" for n, k in cells)
+        if config.throughput_only:
+            state = "throughput only"
+        elif g["unavailable"]:
+            state = f"skipped ({g['unavailable']})"
+        else:
+            state = f"{done}/{len(cells)} done" + (
+                ", training snapshot waiting" if snapshot_path(g).is_file() else ""
+            )
+        budget = f"{g['grid'].train_pairs:,} training pairs" if g["grid"].train_pairs else "untrained"
+        lines.append(
+            f"[{gi}/{len(groups)}] {g['protocol'].name} {g['backbone']}+{g['head']} {g['device']} {g['dtype']} "
+            f"seed {g['seed']}: {budget}; {what}; {state}"
+        )
+    lines.append(
+        f"{len(groups)} training group(s), {total} cell(s), {todo} to run, into {config.out}; "
+        "nothing was written (--dry-run)"
+    )
+    return "\n".join(lines)
+
+
 def run(config: RunConfig, print_summary: bool = True) -> int:
     """Run the grid (resuming into config.out) with config.threads torch threads, restored afterwards."""
     threads = torch.get_num_threads()

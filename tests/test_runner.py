@@ -91,6 +91,36 @@ def test_a_run_interrupted_mid_training_continues_from_its_snapshot(tmp_path, mo
     assert not (out / "snapshots").exists()
 
 
+def test_dry_run_lists_groups_cells_and_what_is_done_and_writes_nothing(tmp_path, capsys):
+    from siamese_bench.cli import main
+
+    out = tmp_path / "run"
+    argv = ["run", "--preset", "smoke", "--out", str(out), "--train-pairs", "128", "--episodes", "20"]
+    assert main([*argv, "--no-throughput", "--quiet", "--devices", "cpu", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "[1/2] digits-heldout small-cnn+koch cpu float32 seed 0: 128 training pairs; 3-way 1-shot, "
+        "5-way 1-shot; 0/2 done"
+    ) in text
+    assert "2 training group(s), 4 cell(s), 4 to run" in text and not out.exists()
+
+    runner.run(config(out, "--heads", "koch"))
+    snapshot = out / "snapshots" / "digits-heldout_small-cnn_contrastive_cpu_float32_seed0.pt"
+    snapshot.parent.mkdir()
+    snapshot.touch()
+    before = sorted(p.name for p in out.rglob("*"))
+    assert main([*argv, "--no-throughput", "--quiet", "--devices", "cpu", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "small-cnn+koch cpu float32 seed 0: 128 training pairs; 3-way 1-shot, 5-way 1-shot; 2/2 done" in text
+    )
+    assert (
+        "small-cnn+contrastive cpu float32 seed 0" in text and "0/2 done, training snapshot waiting" in text
+    )
+    assert "2 training group(s), 4 cell(s), 2 to run" in text
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
 def test_a_failing_group_becomes_error_rows_and_the_run_goes_on(tmp_path, monkeypatch):
     from siamese_bench.train import NonFiniteLossError
 
