@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from siamese_bench.datasets.digits import load_digits
 from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.episodes.index import ClassIndex
 from siamese_bench.model import SiameseModel
@@ -16,18 +17,7 @@ from siamese_bench.train import TrainConfig, train
 
 @pytest.fixture(scope="module")
 def digits() -> ImageSet:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    images = torch.from_numpy((d.images * (255 / 16)).round().astype("uint8"))[:, None]
-    return ImageSet(
-        "digits",
-        images,
-        torch.from_numpy(d.target).long(),
-        tuple(str(i) for i in range(10)),
-        torch.zeros(10, dtype=torch.int64),
-        ("digits",),
-    )
+    return load_digits()["all"]
 
 
 class Interrupt:
