@@ -132,9 +132,9 @@ class TrainResult:
 
 class StderrProgress:
     """Default progress printer on stderr: pairs done, mean loss, pairs/s and the training time left at that
-    rate. On a terminal: one `\\r`-updated line, at most every `min_interval`
-    seconds. Redirected to a file or pipe (a log, CI): whole lines, at most every `log_interval` seconds, so
-    the log stays readable. The final line always prints. tty=None detects the terminal from the stream."""
+    rate. On a terminal: one `\\r`-updated line, at most every `min_interval` seconds. Redirected to a file or
+    pipe (a log, CI): whole lines, at most every `log_interval` seconds, so the log stays readable. The final
+    line always prints. tty=None detects the terminal from the stream."""
 
     def __init__(
         self, min_interval: float = 0.5, stream=None, tty: bool | None = None, log_interval: float = 10.0
