@@ -68,12 +68,25 @@ class Snapshots:
             self.say(f"resuming the training saved in {path} after step {state.get('step')}")
         return state
 
-    def save(self, state: dict) -> None:
-        """Write `state` with this identity, atomically (never a half-written snapshot)."""
-        atomic_torch_save(
-            {"format": FORMAT, "version": FORMAT_VERSION, "identity": dict(self.identity), "state": state},
-            self.path,
-        )
+    def save(self, state: dict) -> bool:
+        """Write `state` with this identity, atomically (never a half-written snapshot). A snapshot that cannot
+        be written (disk full, no permission) costs only the resumability: the reason is said, training goes
+        on, and False is returned."""
+        try:
+            atomic_torch_save(
+                {
+                    "format": FORMAT,
+                    "version": FORMAT_VERSION,
+                    "identity": dict(self.identity),
+                    "state": state,
+                },
+                self.path,
+            )
+        except OSError as e:
+            if self.say is not None:
+                self.say(f"could not write snapshot {self.path} ({e}); training goes on without it")
+            return False
+        return True
 
     def delete(self) -> None:
         Path(self.path).unlink(missing_ok=True)

@@ -102,6 +102,17 @@ def test_a_snapshot_of_other_settings_or_an_unreadable_one_is_set_aside_with_the
     assert "not a siamese_bench snapshot" in heard[-1]
 
 
+def test_a_snapshot_that_cannot_be_written_is_reported_and_training_goes_on(digits, tmp_path):
+    heard = []
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the snapshot folder should be")
+    snaps = Snapshots(blocked / "snapshots" / "s.pt", every_s=1e-9, say=heard.append)
+    config = TrainConfig(batch_size=32, train_pairs=256, log_every=64, val_every=0, val_way=4)
+    _, result = _train(digits, "koch", config, snaps)
+    assert result.pairs_seen == 256
+    assert heard and all("could not write snapshot" in h and "training goes on" in h for h in heard)
+
+
 def test_the_interval_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="must be > 0"):
         Snapshots(tmp_path / "s.pt", every_s=0)
