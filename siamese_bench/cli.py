@@ -221,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--quiet", action="store_true", help="no progress output")
     _add_data_dir(rp)
 
+    cp = sub.add_parser(
+        "compare",
+        help="compare two results directories cell by cell on the same test episodes (paired tests)",
+        description="Matches the cells of A and B (protocol, backbone, head, N-way, K-shot, seed, and device / "
+        "dtype unless each directory has one that differs: then that is what is compared) that were scored on "
+        "the same test episodes, and prints B - A per cell with a paired-bootstrap 95%% CI and McNemar's test "
+        "from the per-episode results both runs stored. E.g. `compare results/quick results/quick-cpu-bf16`.",
+    )
+    cp.add_argument("a", type=Path, help="results directory A (e.g. results/quick)")
+    cp.add_argument("b", type=Path, help="results directory B (e.g. results/quick-cpu-bf16)")
+
     rd = sub.add_parser(
         "readme",
         help="regenerate the README's results section from results/*/accuracy.csv and throughput.csv",

@@ -143,6 +143,13 @@ def reproduce(args) -> int:
 
 
 @_guard
+def compare(args) -> int:
+    from siamese_bench import compare as cmp
+
+    return cmp.command(args)
+
+
+@_guard
 def readme(args) -> int:
     from siamese_bench import readme_table
 

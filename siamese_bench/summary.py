@@ -97,6 +97,17 @@ def accuracy_table(rows: list[dict], published: dict | None = None) -> str:
     return markdown_table(header, out)
 
 
+def paired_test(path_a: Path, path_b: Path, n_boot: int = 2000) -> tuple[float, float, float, float, float]:
+    """A - B from two cells' per-episode correctness files (same episodes): (mean accuracy difference, paired
+    bootstrap 95% CI low, high, bootstrap p, McNemar p over queries)."""
+    ca, cb = torch.load(path_a), torch.load(path_b)
+    diff, lo, hi, p_boot = stats.paired_bootstrap(
+        ca.float().mean(1), cb.float().mean(1), n_boot=n_boot, seed=0
+    )
+    _, p_mcn = stats.mcnemar(ca.flatten(), cb.flatten())
+    return diff, lo, hi, p_boot, p_mcn
+
+
 def paired_comparisons(out_dir: Path, rows: list[dict], n_boot: int = 2000) -> str:
     """Heads compared on the same episodes (same protocol, backbone, device, way, shot, seed)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -114,11 +125,7 @@ def paired_comparisons(out_dir: Path, rows: list[dict], n_boot: int = 2000) -> s
                 pa, pb = per_episode_path(out_dir, a), per_episode_path(out_dir, b)
                 if not (pa.exists() and pb.exists()):
                     continue
-                ca, cb = torch.load(pa), torch.load(pb)
-                diff, lo, hi, p_boot = stats.paired_bootstrap(
-                    ca.float().mean(1), cb.float().mean(1), n_boot=n_boot, seed=0
-                )
-                _, p_mcn = stats.mcnemar(ca.flatten(), cb.flatten())
+                diff, lo, hi, p_boot, p_mcn = paired_test(pa, pb, n_boot)
                 lines.append(
                     [
                         k[0],

@@ -25,7 +25,7 @@ def cli(*args, env=None):
 def test_help_lists_subcommands():
     r = cli("--help")
     assert r.returncode == 0
-    for sub in ("run", "ls", "data", "evaluate", "predict", "summarize"):
+    for sub in ("run", "ls", "data", "evaluate", "predict", "reproduce", "compare", "readme", "summarize"):
         assert sub in r.stdout
 
 

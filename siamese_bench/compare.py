@@ -1,0 +1,116 @@
+"""`python -m siamese_bench compare A B`: two results directories, cell by cell, on the same test episodes.
+
+For questions such as "does bfloat16 change the accuracy?" (results/quick against results/quick-cpu-bf16),
+"CPU against CUDA" or "this commit against that one". Cells are matched on protocol, backbone, head, N-way,
+K-shot and seed, plus device and dtype unless those are one fixed value in each directory that differs
+between them (then they are what is compared). A matched pair counts only when its test episodes are the same
+(equal `episodes_hash`); each is then tested with the per-episode correctness both runs stored
+(per_episode/*.pt): the difference B - A in points with a paired-bootstrap 95% CI and p-value over episodes,
+and McNemar's test over queries. These cover the test episodes only, not retraining noise: for that, compare
+the differences with the `seed std` of a multi-seed run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from siamese_bench.results import read_csv
+from siamese_bench.summary import markdown_table, paired_test, per_episode_path
+
+MATCH = ("protocol", "backbone", "head", "n_way", "k_shot", "seed")
+VARYING = ("device", "dtype")
+
+
+def _rows(directory: Path) -> list[dict]:
+    path = Path(directory) / "accuracy.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; point at a results directory written by `run`")
+    return [r for r in read_csv(path) if r["status"] == "ok"]
+
+
+def match_columns(a: list[dict], b: list[dict]) -> tuple[str, ...]:
+    """MATCH plus each of device / dtype except where each side has one value and the two differ."""
+    extra = tuple(
+        c
+        for c in VARYING
+        if not (len({r[c] for r in a}) == len({r[c] for r in b}) == 1 and a[0][c] != b[0][c])
+    )
+    return MATCH + extra
+
+
+def compare(dir_a: Path, dir_b: Path, n_boot: int = 2000) -> tuple[str, dict]:
+    """(markdown report, counts) of B - A over the matched cells; see the module docstring."""
+    a, b = _rows(dir_a), _rows(dir_b)
+    if not a or not b:
+        raise ValueError(f"{dir_a if not a else dir_b} has no finished cell (status ok) to compare")
+    cols = match_columns(a, b)
+    by_b = {tuple(r[c] for c in cols): r for r in b}
+    lines, diffs, other_episodes, missing = [], [], 0, 0
+    order = ("protocol", "backbone", "head", "device", "dtype", "n_way", "k_shot", "seed")
+    for ra in sorted(
+        a, key=lambda r: tuple(int(r[c]) if c in ("n_way", "k_shot", "seed") else r[c] for c in order)
+    ):
+        rb = by_b.get(tuple(ra[c] for c in cols))
+        if rb is None:
+            continue
+        if ra["episodes_hash"] != rb["episodes_hash"]:
+            other_episodes += 1
+            continue
+        pa, pb = per_episode_path(dir_a, ra), per_episode_path(dir_b, rb)
+        if not (pa.is_file() and pb.is_file()):
+            missing += 1
+            continue
+        diff, lo, hi, p_boot, p_mcn = paired_test(pb, pa, n_boot)  # B - A
+        diffs.append((diff, lo, hi))
+        side = [f"{ra['device']} {ra['dtype']}", f"{rb['device']} {rb['dtype']}"] if len(cols) < 8 else []
+        lines.append(
+            [
+                ra["protocol"],
+                f"{ra['backbone']}+{ra['head']}",
+                f"{ra['n_way']}-way {ra['k_shot']}-shot",
+                str(ra["seed"]),
+                *side,
+                f"{100 * float(ra['accuracy']):.2f}",
+                f"{100 * float(rb['accuracy']):.2f}",
+                f"{100 * diff:+.2f}",
+                f"[{100 * lo:+.2f}, {100 * hi:+.2f}]",
+                f"{p_boot:.3g}",
+                f"{p_mcn:.3g}",
+            ]
+        )
+    counts = {
+        "compared": len(lines),
+        "b_higher": sum(lo > 0 for _, lo, _ in diffs),
+        "b_lower": sum(hi < 0 for _, _, hi in diffs),
+        "other_episodes": other_episodes,
+        "missing_per_episode": missing,
+    }
+    if not lines:
+        report = (
+            f"No cell of {dir_a} and {dir_b} was scored on the same episodes (matched on {', '.join(cols)})."
+        )
+        return report, counts
+    header = ["protocol", "model", "task", "seed"]
+    header += ["A", "B"] if len(cols) < 8 else []
+    header += ["A %", "B %", "B − A (pts)", "95% CI", "p (paired bootstrap)", "p (McNemar)"]
+    mean = 100 * sum(d for d, _, _ in diffs) / len(diffs)
+    text = [
+        f"A = {dir_a}, B = {dir_b}; cells matched on {', '.join(cols)}, same test episodes in each pair.",
+        "",
+        markdown_table(header, lines),
+        "",
+        f"{counts['compared']} cell(s) compared; mean B − A {mean:+.2f} points; the 95% CI excludes 0 in "
+        f"{counts['b_higher']} (B higher) and {counts['b_lower']} (B lower). The CIs and p-values cover the test "
+        "episodes only (not retraining noise), and are not corrected for testing many cells.",
+    ]
+    if other_episodes:
+        text.append(f"{other_episodes} matched cell(s) left out: scored on other episodes.")
+    if missing:
+        text.append(f"{missing} matched cell(s) left out: per_episode/*.pt missing on one side.")
+    return "\n".join(text), counts
+
+
+def command(args) -> int:
+    report, _ = compare(Path(args.a), Path(args.b))
+    print(report)
+    return 0
