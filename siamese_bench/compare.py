@@ -7,7 +7,8 @@ between them (then they are what is compared). A matched pair counts only when i
 (equal `episodes_hash`); each is then tested with the per-episode correctness both runs stored
 (per_episode/*.pt): the difference B - A in points with a paired-bootstrap 95% CI and p-value over episodes,
 and McNemar's test over queries. These cover the test episodes only, not retraining noise: for that, compare
-the differences with the `seed std` of a multi-seed run.
+the differences with the `seed std` of a multi-seed run. Throughput rows that both directories measured (same
+backbone, head, image size and batch size; device and dtype as above) are shown as B / A ratios.
 """
 
 from __future__ import annotations
@@ -21,28 +22,88 @@ MATCH = ("protocol", "backbone", "head", "n_way", "k_shot", "seed")
 VARYING = ("device", "dtype")
 
 
-def _rows(directory: Path) -> list[dict]:
-    path = Path(directory) / "accuracy.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; point at a results directory written by `run`")
-    return [r for r in read_csv(path) if r["status"] == "ok"]
+def _rows(directory: Path, table: str) -> list[dict]:
+    """The status-ok rows of DIRECTORY/TABLE (none when the file is absent); a missing directory is an error."""
+    if not (Path(directory) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{Path(directory) / 'config.json'} not found; point at a results directory written by `run`"
+        )
+    return [r for r in read_csv(Path(directory) / table) if r["status"] == "ok"]
 
 
-def match_columns(a: list[dict], b: list[dict]) -> tuple[str, ...]:
-    """MATCH plus each of device / dtype except where each side has one value and the two differ."""
+def match_columns(a: list[dict], b: list[dict], base: tuple[str, ...] = MATCH) -> tuple[str, ...]:
+    """`base` plus each of device / dtype except where each side has one value and the two differ."""
     extra = tuple(
         c
         for c in VARYING
         if not (len({r[c] for r in a}) == len({r[c] for r in b}) == 1 and a[0][c] != b[0][c])
     )
-    return MATCH + extra
+    return base + extra
 
 
 def compare(dir_a: Path, dir_b: Path, n_boot: int = 2000) -> tuple[str, dict]:
-    """(markdown report, counts) of B - A over the matched cells; see the module docstring."""
-    a, b = _rows(dir_a), _rows(dir_b)
-    if not a or not b:
-        raise ValueError(f"{dir_a if not a else dir_b} has no finished cell (status ok) to compare")
+    """(markdown report, counts) of B against A: accuracy cells (see the module docstring) and throughput rows
+    (B / A ratios), each where both directories have such rows."""
+    a, b = _rows(dir_a, "accuracy.csv"), _rows(dir_b, "accuracy.csv")
+    ta, tb = _rows(dir_a, "throughput.csv"), _rows(dir_b, "throughput.csv")
+    if not (a and b) and not (ta and tb):
+        raise ValueError(f"{dir_a} and {dir_b} have no finished accuracy cells or throughput rows in common")
+
+    def hashes(*tables: list[dict]) -> str:
+        return ", ".join(sorted({r["git_hash"] for t in tables for r in t}))
+
+    head = f"A = {dir_a} (git {hashes(a, ta)}), B = {dir_b} (git {hashes(b, tb)})."
+    parts, counts = [head], {"compared": 0, "throughput_rows": 0}
+    if a and b:
+        text, counts = _accuracy(dir_a, dir_b, a, b, n_boot)
+        parts += ["", "## Accuracy", "", text]
+    if ta and tb:
+        text, counts["throughput_rows"] = _throughput(ta, tb)
+        parts += ["", "## Throughput", "", text]
+    return "\n".join(parts), counts
+
+
+def _throughput(a: list[dict], b: list[dict]) -> tuple[str, int]:
+    """B / A for every throughput row both have (same backbone, head, image size, batch size and, unless that is
+    what differs, device and dtype)."""
+    cols = match_columns(a, b, ("backbone", "head", "image_size", "batch_size"))
+    by_b = {tuple(r[c] for c in cols): r for r in b}
+    lines = []
+    for ra in a:
+        rb = by_b.get(tuple(ra[c] for c in cols))
+        if rb is None:
+            continue
+        ratios = [
+            f"{float(rb[c]) / float(ra[c]):.2f}x" if ra[c] and rb[c] and float(ra[c]) > 0 else "–"
+            for c in ("train_pairs_per_s", "eval_images_per_s", "eval_episodes_per_s")
+        ]
+        lines.append(
+            [
+                f"{ra['backbone']}+{ra['head']}",
+                f"{ra['image_size']}",
+                f"{ra['batch_size']}",
+                f"{ra['device']} {ra['dtype']}",
+                f"{rb['device']} {rb['dtype']}",
+                *ratios,
+            ]
+        )
+    if not lines:
+        return f"No throughput row of A has one in B (matched on {', '.join(cols)}).", 0
+    header = [
+        "model",
+        "image",
+        "batch",
+        "A",
+        "B",
+        "train pairs/s B/A",
+        "eval images/s B/A",
+        "eval episodes/s B/A",
+    ]
+    note = "Ratios of single measurements: read them against the run-to-run spread of the machine."
+    return "\n".join([markdown_table(header, lines), "", note]), len(lines)
+
+
+def _accuracy(dir_a: Path, dir_b: Path, a: list[dict], b: list[dict], n_boot: int) -> tuple[str, dict]:
     cols = match_columns(a, b)
     by_b = {tuple(r[c] for c in cols): r for r in b}
     lines, diffs, other_episodes, missing = [], [], 0, 0
@@ -79,6 +140,7 @@ def compare(dir_a: Path, dir_b: Path, n_boot: int = 2000) -> tuple[str, dict]:
             ]
         )
     counts = {
+        "throughput_rows": 0,
         "compared": len(lines),
         "b_higher": sum(lo > 0 for _, lo, _ in diffs),
         "b_lower": sum(hi < 0 for _, _, hi in diffs),
@@ -86,16 +148,13 @@ def compare(dir_a: Path, dir_b: Path, n_boot: int = 2000) -> tuple[str, dict]:
         "missing_per_episode": missing,
     }
     if not lines:
-        report = (
-            f"No cell of {dir_a} and {dir_b} was scored on the same episodes (matched on {', '.join(cols)})."
-        )
-        return report, counts
+        return f"No cell of A and B was scored on the same episodes (matched on {', '.join(cols)}).", counts
     header = ["protocol", "model", "task", "seed"]
     header += ["A", "B"] if len(cols) < 8 else []
     header += ["A %", "B %", "B − A (pts)", "95% CI", "p (paired bootstrap)", "p (McNemar)"]
     mean = 100 * sum(d for d, _, _ in diffs) / len(diffs)
     text = [
-        f"A = {dir_a}, B = {dir_b}; cells matched on {', '.join(cols)}, same test episodes in each pair.",
+        f"Cells matched on {', '.join(cols)}, same test episodes in each pair.",
         "",
         markdown_table(header, lines),
         "",

@@ -7,11 +7,13 @@ from siamese_bench.cli import build_parser, main
 from siamese_bench.compare import compare, match_columns
 from siamese_bench.results import read_csv
 
-SMOKE = ["run", "--preset", "smoke", "--train-pairs", "128", "--no-throughput", "--quiet", "--devices", "cpu"]
+SMOKE = ["run", "--preset", "smoke", "--train-pairs", "128", "--quiet", "--devices", "cpu"]
 
 
 def _run(out, *extra):
-    runner.run(runner.config_from_args(build_parser().parse_args([*SMOKE, "--out", str(out), *extra])))
+    no_throughput = [] if "--throughput-only" in extra else ["--no-throughput"]
+    argv = [*SMOKE, *no_throughput, "--out", str(out), *extra]
+    runner.run(runner.config_from_args(build_parser().parse_args(argv)))
     return out
 
 
@@ -46,9 +48,23 @@ def test_cells_scored_on_other_episodes_are_left_out_and_counted(fp32, tmp_path)
     other = _run(tmp_path / "other", "--episodes", "30")
     report, counts = compare(fp32, other)
     assert counts["compared"] == 0 and counts["other_episodes"] == 4
-    assert report.startswith("No cell of")
+    assert "No cell of A and B was scored on the same episodes" in report
 
 
 def test_a_missing_directory_is_a_clear_error(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nothing"), str(tmp_path)]) == 2
-    assert "accuracy.csv not found" in capsys.readouterr().err
+    assert "config.json not found; point at a results directory" in capsys.readouterr().err
+
+
+def test_throughput_tables_are_compared_as_ratios(tmp_path):
+    argv = ("--throughput-only", "--throughput-batch-sizes", "16")
+    a = _run(tmp_path / "a", *argv)
+    b = _run(tmp_path / "b", *argv, "--amp", "bf16", "--channels-last")
+    report, counts = compare(a, a)
+    assert counts == {"compared": 0, "throughput_rows": 2} and "## Accuracy" not in report
+    assert report.count("| 1.00x | 1.00x | 1.00x |") == 2
+    report, counts = compare(a, b)
+    assert counts["throughput_rows"] == 2
+    assert "| small-cnn+koch | 8 | 16 | cpu float32 | cpu bfloat16-amp |" in report
+    with pytest.raises(ValueError, match="no finished accuracy cells or throughput rows in common"):
+        compare(a, _run(tmp_path / "acc", "--episodes", "20"))
