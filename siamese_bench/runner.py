@@ -189,7 +189,8 @@ def config_from_args(args) -> RunConfig:
         if d.rstrip("?").split(":")[0] not in ("cpu", "cuda"):
             raise UserError(f"unknown device {d!r}; valid: cpu, cuda (or cuda:N)")
     explicit_cuda = [d for d in devices if d.startswith("cuda") and not d.endswith("?")]
-    if explicit_cuda and not torch.cuda.is_available() and len(devices) == len(explicit_cuda):
+    dry_run = getattr(args, "dry_run", False)  # a plan of a GPU grid may be read on a machine without one
+    if explicit_cuda and not torch.cuda.is_available() and len(devices) == len(explicit_cuda) and not dry_run:
         raise UserError(
             "CUDA was requested (--devices cuda) but torch.cuda.is_available() is False: "
             "no GPU or a CPU-only torch build; use --devices cpu"
@@ -355,11 +356,15 @@ def plan(config: RunConfig) -> str:
     path = config.out / "accuracy.csv"
     acc = Table(path, ACCURACY_COLUMNS, CELL_KEY) if path.is_file() else None
     snapshot_path = CellRunner(config).snapshot_path
-    groups, lines, todo, total = expand(config), [], 0, 0
+    groups, lines, todo, total, skipped = expand(config), [], 0, 0, 0
     for gi, g in enumerate(groups, 1):
         cells = g["cells"]
         done = sum(acc is not None and acc.get(base_row(g, n, k)) is not None for n, k in cells)
-        total, todo = total + len(cells), todo + len(cells) - done
+        total += len(cells)
+        if g["unavailable"]:
+            skipped += len(cells) - done
+        else:
+            todo += len(cells) - done
         what = ", ".join(f"{n}-way {k}-shot" for n, k in cells)
         if config.throughput_only:
             state = "throughput only"
@@ -375,8 +380,9 @@ def plan(config: RunConfig) -> str:
             f"seed {g['seed']}: {budget}; {what}; {state}"
         )
     lines.append(
-        f"{len(groups)} training group(s), {total} cell(s), {todo} to run, into {config.out}; "
-        "nothing was written (--dry-run)"
+        f"{len(groups)} training group(s), {total} cell(s), {todo} to run"
+        + (f", {skipped} skipped (device unavailable)" if skipped else "")
+        + f", into {config.out}; nothing was written (--dry-run)"
     )
     return "\n".join(lines)
 

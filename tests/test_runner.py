@@ -121,6 +121,20 @@ def test_dry_run_lists_groups_cells_and_what_is_done_and_writes_nothing(tmp_path
     assert sorted(p.name for p in out.rglob("*")) == before
 
 
+def test_dry_run_of_a_gpu_grid_without_a_gpu_shows_the_plan(tmp_path, capsys, monkeypatch):
+    from siamese_bench.cli import main
+
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
+    argv = ["run", "--preset", "smoke", "--devices", "cuda", "--out", str(tmp_path / "gpu")]
+    assert main(argv) == 2  # a real run is refused up front
+    assert "CUDA was requested" in capsys.readouterr().err
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "small-cnn+koch cuda float32 seed 0" in out and "skipped (CUDA not available" in out
+    assert "2 training group(s), 4 cell(s), 0 to run, 4 skipped (device unavailable)" in out
+    assert not (tmp_path / "gpu").exists()
+
+
 def test_a_failing_group_becomes_error_rows_and_the_run_goes_on(tmp_path, monkeypatch):
     from siamese_bench.train import NonFiniteLossError
 
