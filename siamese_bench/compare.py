@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from siamese_bench.results import read_csv
+from siamese_bench.results import rate_ratios, read_csv
 from siamese_bench.summary import markdown_table, paired_test, per_episode_path
 
 MATCH = ("protocol", "backbone", "head", "n_way", "k_shot", "seed")
@@ -73,10 +73,6 @@ def _throughput(a: list[dict], b: list[dict]) -> tuple[str, int]:
         rb = by_b.get(tuple(ra[c] for c in cols))
         if rb is None:
             continue
-        ratios = [
-            f"{float(rb[c]) / float(ra[c]):.2f}x" if ra[c] and rb[c] and float(ra[c]) > 0 else "–"
-            for c in ("train_pairs_per_s", "eval_images_per_s", "eval_episodes_per_s")
-        ]
         lines.append(
             [
                 f"{ra['backbone']}+{ra['head']}",
@@ -84,7 +80,7 @@ def _throughput(a: list[dict], b: list[dict]) -> tuple[str, int]:
                 f"{ra['batch_size']}",
                 f"{ra['device']} {ra['dtype']}",
                 f"{rb['device']} {rb['dtype']}",
-                *ratios,
+                *rate_ratios(ra, rb),
             ]
         )
     if not lines:
@@ -105,6 +101,7 @@ def _throughput(a: list[dict], b: list[dict]) -> tuple[str, int]:
 
 def _accuracy(dir_a: Path, dir_b: Path, a: list[dict], b: list[dict], n_boot: int) -> tuple[str, dict]:
     cols = match_columns(a, b)
+    shows_sides = len(cols) < len(MATCH) + len(VARYING)  # device or dtype differs: show each side's
     by_b = {tuple(r[c] for c in cols): r for r in b}
     lines, diffs, other_episodes, missing = [], [], 0, 0
     order = ("protocol", "backbone", "head", "device", "dtype", "n_way", "k_shot", "seed")
@@ -123,7 +120,7 @@ def _accuracy(dir_a: Path, dir_b: Path, a: list[dict], b: list[dict], n_boot: in
             continue
         diff, lo, hi, p_boot, p_mcn = paired_test(pb, pa, n_boot)  # B - A
         diffs.append((diff, lo, hi))
-        side = [f"{ra['device']} {ra['dtype']}", f"{rb['device']} {rb['dtype']}"] if len(cols) < 8 else []
+        side = [f"{ra['device']} {ra['dtype']}", f"{rb['device']} {rb['dtype']}"] if shows_sides else []
         lines.append(
             [
                 ra["protocol"],
@@ -150,7 +147,7 @@ def _accuracy(dir_a: Path, dir_b: Path, a: list[dict], b: list[dict], n_boot: in
     if not lines:
         return f"No cell of A and B was scored on the same episodes (matched on {', '.join(cols)}).", counts
     header = ["protocol", "model", "task", "seed"]
-    header += ["A", "B"] if len(cols) < 8 else []
+    header += ["A", "B"] if shows_sides else []
     header += ["A %", "B %", "B − A (pts)", "95% CI", "p (paired bootstrap)", "p (McNemar)"]
     mean = 100 * sum(d for d, _, _ in diffs) / len(diffs)
     text = [

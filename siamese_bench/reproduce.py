@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from siamese_bench.presets import recorded_grids
-from siamese_bench.results import CELL_KEY, THROUGHPUT_KEY, key_of, read_csv
+from siamese_bench.results import CELL_KEY, THROUGHPUT_KEY, key_of, rate_ratios, read_csv
 
 
 def load_config(results_dir: Path):
@@ -122,11 +122,7 @@ def throughput_ratios(recorded_dir: Path, new_dir: Path) -> list[list[str]]:
         if r is None or r["status"] != "ok" or old["status"] != "ok":
             continue
         out.append(
-            [f"{old['backbone']}+{old['head']} {old['device']} b{old['batch_size']}"]
-            + [
-                f"{float(r[c]) / float(old[c]):.2f}x"
-                for c in ("train_pairs_per_s", "eval_images_per_s", "eval_episodes_per_s")
-            ]
+            [f"{old['backbone']}+{old['head']} {old['device']} b{old['batch_size']}", *rate_ratios(old, r)]
         )
     return out
 

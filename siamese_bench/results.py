@@ -78,6 +78,18 @@ THROUGHPUT_COLUMNS = (
 # The columns that identify one cell of the accuracy grid (resume skips rows whose key is present).
 CELL_KEY = ("protocol", "dataset", "backbone", "head", "device", "dtype", "n_way", "k_shot", "seed")
 THROUGHPUT_KEY = ("backbone", "head", "device", "dtype", "image_size", "batch_size")
+RATE_COLUMNS = ("train_pairs_per_s", "eval_images_per_s", "eval_episodes_per_s")
+
+
+def rate_ratios(a: dict, b: dict) -> list[str]:
+    """b / a for each of RATE_COLUMNS of two throughput rows, e.g. "1.07x"; "–" where either is empty or a's is
+    0 (a parameter-free baseline has no training rate)."""
+    return [
+        f"{float(b[c]) / float(a[c]):.2f}x"
+        if a[c] not in ("", None) and b[c] not in ("", None) and float(a[c])
+        else "–"
+        for c in RATE_COLUMNS
+    ]
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -11,8 +11,7 @@ as repeatable as CUDA training is. At most `every_s` seconds of training are los
 A snapshot records what it belongs to (`identity`: the training config, split hash, model, device, git hash,
 a hash of the package's sources (any edit, committed or not), torch version and CPU thread count); one that
 differs in any of these, or cannot be read, is set aside with a message naming the difference, and the group
-trains from the start. The runner deletes the snapshot once the
-group's rows are written.
+trains from the start. The runner deletes the snapshot once the group's rows are written.
 """
 
 from __future__ import annotations
@@ -68,10 +67,10 @@ class Snapshots:
             self.say(f"resuming the training saved in {path} after step {state.get('step')}")
         return state
 
-    def save(self, state: dict) -> bool:
+    def save(self, state: dict) -> None:
         """Write `state` with this identity, atomically (never a half-written snapshot). A snapshot that cannot
-        be written (disk full, no permission) costs only the resumability: the reason is said, training goes
-        on, and False is returned."""
+        be written (disk full, no permission) costs only the resumability: the reason is said and training
+        goes on."""
         try:
             atomic_torch_save(
                 {
@@ -85,11 +84,6 @@ class Snapshots:
         except OSError as e:
             if self.say is not None:
                 self.say(f"could not write snapshot {self.path} ({e}); training goes on without it")
-            return False
-        return True
-
-    def delete(self) -> None:
-        Path(self.path).unlink(missing_ok=True)
 
     def _set_aside(self, why: str) -> None:
         if self.say is not None:
