@@ -111,8 +111,12 @@ def summarize(args) -> int:
     from siamese_bench.protocols.published import published_lookup
     from siamese_bench.summary import write_summary
 
-    if not (Path(args.out) / "accuracy.csv").exists():
-        raise UserError(f"{args.out} has no accuracy.csv; point at a results directory such as results/quick")
+    out = Path(args.out)
+    if not ((out / "accuracy.csv").exists() or (out / "throughput.csv").exists()):
+        raise UserError(
+            f"{out} has neither accuracy.csv nor throughput.csv; point at a results directory such as "
+            "results/quick (or results/throughput-cpu, a throughput-only one)"
+        )
     print(write_summary(args.out, published_lookup()))
     return 0
 

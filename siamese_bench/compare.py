@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from siamese_bench import stats
 from siamese_bench.results import rate_ratios, read_csv
 from siamese_bench.summary import markdown_table, paired_test, per_episode_path
 
@@ -132,8 +133,8 @@ def _accuracy(dir_a: Path, dir_b: Path, a: list[dict], b: list[dict], n_boot: in
                 f"{100 * float(rb['accuracy']):.2f}",
                 f"{100 * diff:+.2f}",
                 f"[{100 * lo:+.2f}, {100 * hi:+.2f}]",
-                f"{p_boot:.3g}",
-                f"{p_mcn:.3g}",
+                stats.format_p(p_boot, n_boot),
+                stats.format_p(p_mcn),
             ]
         )
     counts = {

@@ -10,6 +10,8 @@ scipy). Inputs may be torch tensors, numpy arrays or sequences; they are convert
 - `paired_bootstrap(acc_a, acc_b, n_boot, seed)`: mean per-episode difference, percentile 95% CI and a
   two-sided p-value from the null distribution obtained by centring the differences.
 - `across_seed_std(values)`: sample standard deviation (ddof=1) of one number over training seeds.
+- `format_p(p, n_boot)`: a p-value for a table, saying "≤" at a bootstrap's smallest attainable value and "<"
+  where a tail probability underflowed to 0.
 """
 
 from __future__ import annotations
@@ -69,6 +71,17 @@ def chi2_sf_1dof(x: float) -> float:
     if x <= 0:
         return 1.0
     return math.erfc(math.sqrt(x / 2.0))
+
+
+def format_p(p: float, n_boot: int | None = None) -> str:
+    """`p` with three significant digits, without claiming more than the test can tell: a bootstrap p-value
+    (`n_boot` resamples) at its floor 1 / (n_boot + 1) is an upper bound ("≤0.0005" for 2,000), and a tail
+    probability that underflowed to 0 is "<1e-300" (float64 cannot tell it apart from 0)."""
+    if n_boot is not None and p <= 1.0 / (n_boot + 1.0) * (1 + 1e-9):
+        return f"≤{1.0 / (n_boot + 1.0):.1g}"
+    if p == 0.0:
+        return "<1e-300"
+    return f"{p:.3g}"
 
 
 def binom_two_sided_half(k: int, n: int) -> float:

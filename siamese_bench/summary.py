@@ -136,8 +136,8 @@ def paired_comparisons(out_dir: Path, rows: list[dict], n_boot: int = 2000) -> s
                         f"{a['head']} − {b['head']}",
                         f"{100 * diff:+.1f}",
                         f"[{100 * lo:+.1f}, {100 * hi:+.1f}]",
-                        f"{p_boot:.3g}",
-                        f"{p_mcn:.3g}",
+                        stats.format_p(p_boot, n_boot),
+                        stats.format_p(p_mcn),
                     ]
                 )
     if not lines:

@@ -193,3 +193,18 @@ def test_missing_data_stops_the_run_with_one_message_and_no_rows(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "train-images-idx3-ubyte" in r.stderr and "SIAMESE_BENCH_DATA" in r.stderr
     assert read_csv(tmp_path / "out" / "accuracy.csv") == []  # nothing a resume would wrongly skip
+
+
+def test_summarize_regenerates_a_throughput_only_folder_and_refuses_one_without_csvs(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "results" / "throughput-cpu"
+    folder = tmp_path / "throughput-cpu"
+    shutil.copytree(src, folder, ignore=shutil.ignore_patterns("summary.md"))
+    r = cli("summarize", folder)
+    assert r.returncode == 0, r.stderr
+    assert (folder / "summary.md").read_text() == (src / "summary.md").read_text()
+    r = cli("summarize", tmp_path / "empty")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "neither accuracy.csv nor throughput.csv" in r.stderr

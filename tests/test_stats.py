@@ -107,3 +107,19 @@ def test_paired_bootstrap_validates_inputs():
 def test_across_seed_std():
     assert stats.across_seed_std([0.5, 0.7, 0.9]) == pytest.approx(np.std([0.5, 0.7, 0.9], ddof=1))
     assert math.isnan(stats.across_seed_std([0.5]))
+
+
+def test_format_p_marks_the_bootstrap_floor_and_underflow_as_bounds():
+    # a difference no centred resample reaches: p sits at its floor 1 / (n_boot + 1) -> an upper bound
+    a, b = np.linspace(0.5, 1.0, 50), np.linspace(0.0, 0.5, 50)
+    _, _, _, p = stats.paired_bootstrap(a, b, n_boot=2000, seed=0)
+    assert p == 1 / 2001
+    assert stats.format_p(p, 2000) == "≤0.0005"
+    assert stats.format_p(p) == "0.0005"  # not a bootstrap p: printed as is
+    # McNemar's chi-square tail underflows to 0 for a large discordant count: a bound, not 0
+    _, p_mcn = stats.mcnemar(np.ones(5000, bool), np.zeros(5000, bool))
+    assert p_mcn == 0.0 and stats.format_p(p_mcn) == "<1e-300"
+    # ordinary values keep three significant digits
+    assert stats.format_p(0.012345, 2000) == "0.0123"
+    assert stats.format_p(2.97e-27) == "2.97e-27"
+    assert stats.format_p(2 / 2001, 2000) == "0.001"
