@@ -80,9 +80,23 @@ class CellRunner:
         ds, index = test
         if path.exists():
             ep = Episodes.load(path)
-            if ep.split_hash != split.hash:
+            asked = {
+                "split": (split.hash, ep.split_hash),
+                "n_way": (n_way, ep.n_way),
+                "k_shot": (k_shot, ep.k_shot),
+                "n_query": (q, ep.n_query),
+                "episodes": (n_episodes, len(ep)),
+                "seed": (seed + TEST_SEED_OFFSET, ep.seed),
+                "within_group": (proto.within_group, ep.within_group),
+            }
+            wrong = [
+                f"{k} {have!r} (this cell needs {want!r})"
+                for k, (want, have) in asked.items()
+                if want != have
+            ]
+            if wrong:
                 raise ValueError(
-                    f"{path} was drawn from another split ({ep.split_hash}); delete it to redraw"
+                    f"{path} holds other episodes than its name says: {', '.join(wrong)}; delete it to redraw"
                 )
             return ep.to(ds.device)
         ep = sample_episodes(

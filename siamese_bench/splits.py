@@ -81,10 +81,27 @@ class ClassSplit:
             if not part.classes:
                 raise ValueError(f"split {self.name}: part {key!r} has no classes")
         keys = [k for k, _ in self.parts]
+        if self.disjoint == "groups":
+            known = dict(self.groups)
+            missing = [c for _, p in self.parts for c in p.classes if c not in known]
+            if missing:
+                raise ValueError(
+                    f"split {self.name}: no group given for class {missing[0]!r} ({len(missing)} class(es) "
+                    "without one); a split by groups lists (class, group) for every class of its parts"
+                )
+        named = dict(self.parts)
+        if {"trainval", "train", "val"} <= named.keys():
+            tv, tr, va = named["trainval"], named["train"], named["val"]
+            if set(tv.classes) != set(tr.classes) | set(va.classes) or {tv.subset} != {tr.subset, va.subset}:
+                raise ValueError(
+                    f"split {self.name}: part 'trainval' must be parts 'train' and 'val' together (the same "
+                    f"classes, from the same subset); it has {len(tv.classes)} classes from {tv.subset!r}, "
+                    f"they have {len(set(tr.classes) | set(va.classes))} from {sorted({tr.subset, va.subset})}"
+                )
         for i, (ka, pa) in enumerate(self.parts):
             for kb, pb in self.parts[i + 1 :]:
-                if (ka, kb) in (("train", "trainval"), ("val", "trainval"), ("trainval", "train")):
-                    continue  # trainval is train + val by definition
+                if {ka, kb} in ({"train", "trainval"}, {"val", "trainval"}):
+                    continue  # trainval is train + val by definition (checked above when all three exist)
                 if self.disjoint == "images":
                     shared = {pa.subset} & {pb.subset}
                     what = "subset"
@@ -97,7 +114,7 @@ class ClassSplit:
                     shared = {_character(c) for c in pa.classes} & {_character(c) for c in pb.classes}
                     what = "class"
                 else:
-                    g = dict(self.groups)
+                    g = known
                     shared = {g[c] for c in pa.classes} & {g[c] for c in pb.classes}
                     what = "group"
                 if shared:

@@ -457,3 +457,22 @@ def test_throughput_only_options_are_checked(tmp_path):
     with pytest.raises(UserError, match="--throughput-batch-sizes 64,7: each must be even"):
         throughput_config(tmp_path, "--throughput-batch-sizes", "64,7")
     assert throughput_config(tmp_path).throughput_batch_sizes == PRESETS.get("smoke").throughput_batch_sizes
+
+
+def test_an_episodes_file_that_holds_other_episodes_than_its_name_is_refused(tmp_path):
+    """A frozen test-episode file copied or renamed from another cell (here: drawn with another seed) is not
+    scored silently: the cell becomes an error row that names the difference."""
+    from siamese_bench.episodes import Episodes
+
+    runner.run(config(tmp_path / "a", "--heads", "koch", "--ways", "3"))
+    (src,) = (tmp_path / "a" / "episodes").glob("*.pt")
+    ep = Episodes.load(src)
+    other = dataclasses.replace(ep, seed=ep.seed + 1)
+    other.save(tmp_path / "b" / "episodes" / src.name)
+    runner.run(config(tmp_path / "b", "--heads", "koch", "--ways", "3"))
+    (row,) = read_csv(tmp_path / "b" / "accuracy.csv")
+    assert row["status"] == "error"
+    assert (
+        f"seed {ep.seed + 1} (this cell needs {ep.seed})" in row["error"]
+        and "delete it to redraw" in row["error"]
+    )

@@ -44,3 +44,34 @@ def test_empty_part_and_unknown_part():
     s = ClassSplit("x", "d", (("train", SplitPart("s", ("a",))),), "classes")
     with pytest.raises(KeyError, match="has no part 'val'"):
         s.part("val")
+
+
+def _parts(**classes):
+    return tuple((k, SplitPart("s", tuple(v))) for k, v in classes.items())
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("train", "val", "trainval", "test"),
+        ("trainval", "train", "val", "test"),
+        ("trainval", "val", "train", "test"),
+    ],
+)
+def test_trainval_may_repeat_train_and_val_in_any_order(order):
+    classes = {"train": ("a",), "val": ("b",), "trainval": ("a", "b"), "test": ("c",)}
+    split = ClassSplit("x", "d", _parts(**{k: classes[k] for k in order}), "classes")
+    assert split.part("trainval").classes == ("a", "b")
+    # but only train + val: a trainval with another class, or missing one, is refused
+    for wrong in (("a", "b", "z"), ("a",)):
+        bad = dict(classes, trainval=wrong)
+        with pytest.raises(ValueError, match="'trainval' must be parts 'train' and 'val' together"):
+            ClassSplit("x", "d", _parts(**{k: bad[k] for k in order}), "classes")
+    # and it still may not share a class with the test part
+    with pytest.raises(ValueError, match="and 'test' share 1 class"):
+        ClassSplit("x", "d", _parts(train=("a",), val=("b",), trainval=("a", "b"), test=("b",)), "classes")
+
+
+def test_group_split_names_a_class_without_a_group():
+    with pytest.raises(ValueError, match="no group given for class 'a'"):
+        ClassSplit("x", "d", _parts(train=("a",), test=("c",)), "groups", (("c", "C"),))

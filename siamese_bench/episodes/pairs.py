@@ -14,14 +14,16 @@ Strategies choose the anchor class:
   "custom"        given probabilities `class_probs` (C,), normalised here.
 The negative's class is drawn from the same distribution with the anchor's class removed.
 
-Hard negatives: a fraction `hard_negatives` of the negatives (rounded to the nearest integer count) is drawn
-from the anchor's group (Omniglot: alphabet), again by the strategy's weights. Fallback rule: when the
-anchor's group holds no other class with nonzero probability, that negative is drawn as an ordinary negative
-(any other class); a split where no anchor can have a same-group negative behaves like hard_negatives=0.
+Hard negatives: a fraction `hard_negatives` of the negatives (rounded to the nearest integer count, halves
+up: 0.5 of 5 negatives is 3, of 1 negative 1; the same count in every batch) is drawn from the anchor's group
+(Omniglot: alphabet), again by the strategy's weights. Fallback rule: when the anchor's group holds no other
+class with nonzero probability, that negative is drawn as an ordinary negative (any other class); a split
+where no anchor can have a same-group negative behaves like hard_negatives=0.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -121,16 +123,16 @@ def _check_batch_size(batch_size: int, even: bool) -> None:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if even and batch_size % 2:
+        fix = f"{batch_size + 1} or {batch_size - 1}" if batch_size > 1 else f"{batch_size + 1}"
         raise ValueError(
-            f"batch_size must be even (half positive, half negative pairs), got {batch_size}; "
-            f"use {batch_size + 1} or {batch_size - 1}"
+            f"batch_size must be even (half positive, half negative pairs), got {batch_size}; use {fix}"
         )
 
 
 def _hard_count(hard_negatives: float, n_neg: int) -> int:
     if not 0.0 <= float(hard_negatives) <= 1.0:
         raise ValueError(f"hard_negatives is a fraction of the negatives in [0, 1], got {hard_negatives}")
-    return int(round(float(hard_negatives) * n_neg))
+    return math.floor(float(hard_negatives) * n_neg + 0.5)  # nearest count, halves up (2.5 -> 3)
 
 
 def _check_classes(index: ClassIndex, weights: torch.Tensor | None, positives: bool) -> None:

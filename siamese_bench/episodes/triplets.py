@@ -60,8 +60,8 @@ def sample_triplets(
 ) -> TripletBatch:
     """`batch_size` triplets on `index.device`; anchor classes follow `strategy` (see pairs.py).
 
-    A fraction `hard_negatives` of the triplets (rounded; in random positions) takes its negative from the
-    anchor's group. Raises ValueError like `sample_pairs` (single-image classes, < 2 classes, bad options).
+    A fraction `hard_negatives` of the triplets (rounded to the nearest count, halves up; in random
+    positions) takes its negative from the anchor's group. Raises ValueError like `sample_pairs` (single-image classes, < 2 classes, bad options).
     """
     _check_batch_size(batch_size, even=False)
     weights = class_weights(index, strategy, class_probs)

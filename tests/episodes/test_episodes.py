@@ -267,3 +267,42 @@ def test_sample_distinct_uniform_over_ordered_draws(n, m):
     hits = np.bincount([cells[tuple(row)] for row in sub.tolist()], minlength=len(cells))
     assert hits.min() > 0
     assert chisquare(hits).pvalue > 1e-3
+
+
+def test_images_uniform_within_classes_of_unequal_size(make_set):
+    """Every image of a large class is drawn, equally often, next to classes of three images."""
+    ds = make_set(n_classes=10, n_groups=1, counts=[3] * 9 + [40])
+    ix = ClassIndex.build(ds)
+    ep = sample_episodes(ix, 5, 1, 2, 3000, seed=5)
+    ids = ix.images_of(9)
+    drawn = torch.cat([ep.support.flatten(), ep.query.flatten()])
+    hits = np.array([int((drawn == i).sum()) for i in ids])
+    assert hits.min() > 0 and chisquare(hits).pvalue > 1e-3
+    small = ix.images_of(0)
+    small_hits = np.array([int((drawn == i).sum()) for i in small])
+    assert chisquare(small_hits).pvalue > 1e-3
+
+
+def test_within_group_with_interleaved_groups(make_set):
+    """Groups whose classes are not contiguous in class order (as in any real dataset's ids)."""
+    groups = [(7 * c) % 3 for c in range(30)]  # 0, 1, 2, 0, ... permuted: never sorted
+    ds = make_set(counts=[4] * 30, groups=groups)
+    ep = sample_episodes(ClassIndex.build(ds), 5, 1, 1, 900, seed=3, within_group=True)
+    _check_structure(ds, ep, 5, 1, 1)
+    g = ds.groups[ep.classes]
+    assert bool((g == g[:, :1]).all())
+    assert chisquare(torch.bincount(g[:, 0], minlength=3).numpy()).pvalue > 1e-3
+    freq = torch.bincount(ep.classes.flatten(), minlength=30).numpy()
+    assert chisquare(freq).pvalue > 1e-3  # every class of every group as often
+
+
+PINNED_EPISODES = {  # change only on purpose: every committed result's test episodes come from this stream
+    False: "e650720f2a794ac742e5f41e142642907f5a274475948be4eddacce2113f6a1f",
+    True: "f7706134e9fa57c888ddef5e34de10c297b38069dcffdb84913dd4568cab8297",
+}
+
+
+@pytest.mark.parametrize("within_group", [False, True])
+def test_episode_stream_is_pinned(make_set, within_group):
+    ep = sample_episodes(ClassIndex.build(make_set()), 5, 1, 1, 50, seed=7, within_group=within_group)
+    assert episodes_fingerprint(ep) == PINNED_EPISODES[within_group]

@@ -19,7 +19,7 @@ from siamese_bench.episodes import (
     sample_pairs,
     sample_triplets,
 )
-from siamese_bench.episodes.pairs import to_device
+from siamese_bench.episodes.pairs import _hard_count, to_device
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 ROOT = Path(__file__).resolve().parents[2]
@@ -322,3 +322,28 @@ def test_to_device_off_the_cpu_keeps_dtypes():
     assert (ta.device.type, ta.dtype, tsame.dtype) == ("meta", torch.int64, torch.bool)
     ca, csame = to_device(torch.device("cpu"), a, same)
     assert ca.tolist() == [3, 1, 2] and csame.tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("fraction", "n_neg", "count"),
+    [
+        (0.31, 32, 10),
+        (0.3, 32, 10),
+        (0.5, 5, 3),
+        (0.5, 1, 1),
+        (0.25, 2, 1),
+        (0.2, 2, 0),
+        (0.0, 64, 0),
+        (1.0, 7, 7),
+    ],
+)
+def test_hard_negative_count_is_the_nearest_integer_halves_up(fraction, n_neg, count):
+    assert _hard_count(fraction, n_neg) == count
+
+
+def test_batch_size_error_suggests_only_valid_sizes(ds):
+    ix, g = ClassIndex.build(ds), torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"got 1; use 2$"):
+        sample_pairs(ix, 1, g)
+    with pytest.raises(ValueError, match=r"got 7; use 8 or 6$"):
+        sample_pairs(ix, 7, g)

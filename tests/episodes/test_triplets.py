@@ -126,3 +126,17 @@ def test_cuda_matches_cpu(ds):
     g = torch.Generator(device="cuda").manual_seed(0)
     t = sample_triplets(ix.to("cuda"), 64, g)
     assert not bool((t.anchor_class == t.negative_class).any())
+
+
+def test_positive_images_uniform_within_class(make_set):
+    """Given the anchor, the positive is any other image of its class, each equally often."""
+    ds = make_set(n_classes=2, n_groups=1, counts=[5, 5])
+    ix = ClassIndex.build(ds)
+    t = _many(ix, 300)
+    imgs = ix.images_of(0)
+    loc = {int(v): k for k, v in enumerate(imgs)}
+    mask = t.anchor_class == 0
+    cells = [loc[int(a)] * 5 + loc[int(p)] for a, p in zip(t.anchor[mask], t.positive[mask], strict=True)]
+    counts = np.bincount(cells, minlength=25).reshape(5, 5)
+    assert np.diag(counts).sum() == 0
+    assert chisquare(counts[~np.eye(5, dtype=bool)]).pvalue > 1e-3
