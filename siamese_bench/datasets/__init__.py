@@ -23,7 +23,9 @@ from siamese_bench.datasets.store import (
     DatasetMissingError,
     VerifyReport,
     cache_dir,
+    download,
     format_report,
+    mismatched,
     require_files,
     resolve_data_dir,
 )
@@ -111,9 +113,12 @@ def verify_all(
 def fetch(
     names: Sequence[str] | None = None, data_dir: str | os.PathLike | None = None
 ) -> list[VerifyReport]:
-    """Download the missing files of `names` (default all) from the official URLs, then verify them.
+    """Download the missing files of `names` (default all) from the official URLs, then verify them; a file
+    that is there but fails verification and is not the official download (checksum) is downloaded again and
+    replaced (atomically, once the new copy's checksum matched).
 
-    Needs internet access and a writable data directory; raises store.DownloadError naming the URL otherwise.
+    Needs internet access and a writable data directory; raises DatasetMissingError / store.DownloadError
+    naming the files and URLs otherwise.
     """
     data_dir, reason = resolve_data_dir(data_dir)
     reports = []
@@ -123,6 +128,13 @@ def fetch(
             continue
         module, folder, files = _CHECKS[n]
         if files:
-            require_files(folder, data_dir, files, allow_download=True, reason=reason)
-        reports.append(module.verify(data_dir))
+            found = require_files(folder, data_dir, files, allow_download=True, reason=reason, fetch_name=n)
+        report = module.verify(data_dir)
+        if files and not report.ok:
+            stale = mismatched(found, files)
+            for rf in stale:
+                download(rf.urls, found[rf.name], md5=rf.md5, sha256=rf.sha256)
+            if stale:
+                report = module.verify(data_dir)
+        reports.append(report)
     return reports

@@ -69,7 +69,7 @@ def read_all_runs(path: str | os.PathLike) -> LakeRuns:
         def image(name: str) -> np.ndarray:
             if name not in names:
                 raise ValueError(f"{path}: missing entry {name}")
-            return decode_png(zf.read(name), f"{path}:{name}")
+            return decode_png(store.read_zip_entry(zf, path, name, "omniglot-runs"), f"{path}:{name}")
 
         train = np.stack(
             [
@@ -88,7 +88,7 @@ def read_all_runs(path: str | os.PathLike) -> LakeRuns:
             labels = f"run{r:02d}/class_labels.txt"
             if labels not in names:
                 raise ValueError(f"{path}: missing entry {labels}")
-            for line in zf.read(labels).decode().splitlines():
+            for line in store.read_zip_entry(zf, path, labels, "omniglot-runs").decode().splitlines():
                 if not line.strip():
                     continue
                 m = _LINE.match(line.strip())
@@ -107,7 +107,9 @@ def load_lake_runs(
     data_dir: str | os.PathLike | None = None, image_size: int | None = None, download: bool = False
 ) -> LakeRuns:
     """The 20 runs from `<data dir>/omniglot/all_runs.zip`; images resized to image_size when given."""
-    path = store.require_files("omniglot", data_dir, (ALL_RUNS,), allow_download=download)["all_runs.zip"]
+    path = store.require_files(
+        "omniglot", data_dir, (ALL_RUNS,), allow_download=download, fetch_name="omniglot-runs"
+    )["all_runs.zip"]
     runs = read_all_runs(path)
     if image_size is None:
         return runs
@@ -209,7 +211,9 @@ def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
     """Official md5 of all_runs.zip (else the structure check: 20 runs x 20 training + 20 test, answers)."""
     data_dir, reason = store.resolve_data_dir(data_dir)
     try:
-        path = store.require_files("omniglot", data_dir, (ALL_RUNS,), reason=reason)["all_runs.zip"]
+        path = store.require_files(
+            "omniglot", data_dir, (ALL_RUNS,), reason=reason, fetch_name="omniglot-runs"
+        )["all_runs.zip"]
     except store.DatasetMissingError as e:
         return store.VerifyReport("omniglot-runs", False, False, data_dir / "omniglot", detail=str(e))
     try:

@@ -83,10 +83,14 @@ def read_omniglot_zip(path: str | os.PathLike, subset: str) -> ImageSet:
         if not entries:
             raise ValueError(f"{path}: no images_{subset}/.../*.png entries")
         entries.sort()
-        first = decode_png(zf.read(entries[0][4]), f"{path}:{entries[0][4]}")
+
+        def read(name: str) -> bytes:
+            return store.read_zip_entry(zf, path, name, "omniglot")
+
+        first = decode_png(read(entries[0][4]), f"{path}:{entries[0][4]}")
         images = np.empty((len(entries), 1, *first.shape), dtype=np.uint8)
         for i, e in enumerate(entries):
-            img = first if i == 0 else decode_png(zf.read(e[4]), f"{path}:{e[4]}")
+            img = first if i == 0 else decode_png(read(e[4]), f"{path}:{e[4]}")
             if img.shape != first.shape:
                 raise ValueError(
                     f"{path}:{e[4]}: size {img.shape} differs from {first.shape} of {entries[0][4]}"

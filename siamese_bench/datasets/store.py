@@ -8,7 +8,8 @@ Inside:
   may be read-only).
 - `sha256_file`, `md5_file` (memoised per process on path, size and mtime), `atomic_write_bytes`,
   `atomic_torch_save` (temp file in the same folder, fsync, os.replace).
-- `RemoteFile`, `download(url, dest, md5=..., sha256=...)`, `require_files(...)` and `DatasetMissingError`.
+- `RemoteFile`, `download(url, dest, md5=..., sha256=...)`, `require_files(...)`, `DatasetMissingError`,
+  `mismatched(found, files)` (files whose bytes are not the official download's) and `read_zip_entry`.
 - `cached(key_parts, build, name)`: decoded `ImageSet`s stored as uint8 tensors in one .pt file whose name
   is a hash of the key (source checksums, FORMAT_VERSION, parameters); loaded memory-mapped, memoised per
   process; a corrupt or stale file is rebuilt with a warning.
@@ -25,6 +26,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,11 +220,14 @@ def require_files(
     files: Sequence[RemoteFile],
     allow_download: bool = False,
     reason: str | None = None,
+    fetch_name: str | None = None,
 ) -> dict[str, Path]:
-    """Find every file of `files` (by name or an alternative name); {name: local path}.
+    """Find every file of `files` (by name or an alternative name) in the folders of `dataset` (the folder
+    name under the data directory); {name: local path}.
 
-    Missing files are downloaded into `<data dir>/<dataset>/` from their URLs when `allow_download`, else
-    DatasetMissingError is raised naming the missing files, the folders searched and the fix.
+    Missing files are downloaded into `<data dir>/<dataset>/` from their URLs when `allow_download`; when a
+    download fails (or downloads are not allowed), DatasetMissingError names every missing file, the folders
+    searched, why each download failed, and the fix (`data fetch <fetch_name>`, default `dataset`).
     """
     if data_dir is None or reason is None:
         data_dir, reason = resolve_data_dir(data_dir)
@@ -242,19 +248,52 @@ def require_files(
             missing.append(rf)
         else:
             found[rf.name] = hit
+    failures = []
     if missing and allow_download:
-        for rf in missing:
-            found[rf.name] = download(rf.urls, data_dir / dataset / rf.name, md5=rf.md5, sha256=rf.sha256)
-        missing = []
+        for rf in list(missing):
+            try:
+                found[rf.name] = download(rf.urls, data_dir / dataset / rf.name, md5=rf.md5, sha256=rf.sha256)
+                missing.remove(rf)
+            except DownloadError as e:
+                failures.append(str(e).split("\nWithout internet access")[0])
     if missing:
         names = ", ".join(rf.name for rf in missing)
         searched = " and ".join(str(d) for d in dataset_dirs(dataset, data_dir))
+        tried = ("\n" + "\n".join(failures) + "\n") if failures else " "
         raise DatasetMissingError(
-            f"{dataset}: missing {names}; searched {searched} (data directory chosen by: {reason}). "
+            f"{dataset}: missing {names}; searched {searched} (data directory chosen by: {reason}).{tried}"
             f"Fix: point --data-dir or {ENV_DATA} at a folder holding {dataset}/{missing[0].name} etc., "
-            f"or run `{FETCH_HINT} {dataset}` with internet access (downloads from {missing[0].urls[0]} ...)."
+            f"or run `{FETCH_HINT} {fetch_name or dataset}` with internet access (downloads from "
+            f"{missing[0].urls[0]} ...)."
         )
     return found
+
+
+def mismatched(found: dict[str, Path], files: Sequence[RemoteFile]) -> list[RemoteFile]:
+    """The files of `files` found (`require_files`'s result) under their own name whose bytes do not have
+    the official checksum: what `data fetch` downloads again. A file found under an alternative name (e.g.
+    a decompressed .gz) has no checksum of its own here and is not listed."""
+    bad = []
+    for rf in files:
+        path = found.get(rf.name)
+        if path is None or path.name != rf.name:
+            continue
+        if (rf.sha256 is not None and sha256_file(path) != rf.sha256) or (
+            rf.md5 is not None and md5_file(path) != rf.md5
+        ):
+            bad.append(rf)
+    return bad
+
+
+def read_zip_entry(zf: zipfile.ZipFile, path: Path, name: str, fetch_name: str) -> bytes:
+    """The bytes of entry `name` of the open archive `zf` (the file `path`); a damaged entry (bad CRC,
+    truncated or undecompressable data) raises ValueError naming the archive and the entry."""
+    try:
+        return zf.read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
+        raise ValueError(
+            f"{path}: entry {name} is damaged ({e}); replace the archive (`{FETCH_HINT} {fetch_name}`)"
+        ) from e
 
 
 # ------------------------------------------------------------------------------------------- tensor cache

@@ -111,7 +111,14 @@ def read_split_lines(
     the official file); missing parts use `builtin_lines` (or are downloaded when `download`)."""
     data_dir, reason = store.resolve_data_dir(data_dir)
     if download:
-        store.require_files("omniglot", data_dir, SPLIT_FILES, allow_download=True, reason=reason)
+        store.require_files(
+            "omniglot",
+            data_dir,
+            SPLIT_FILES,
+            allow_download=True,
+            reason=reason,
+            fetch_name="omniglot-vinyals",
+        )
     lines, source = {}, {}
     for part, rf in zip(PARTS, SPLIT_FILES, strict=True):
         path = next(

@@ -3,6 +3,8 @@ them, and the matcher's errors (synthetic)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -35,6 +37,54 @@ def test_missing_all_runs(tmp_path):
     with pytest.raises(store.DatasetMissingError, match="all_runs.zip"):
         lake_runs.load_lake_runs(tmp_path)
     assert not lake_runs.verify(tmp_path).found
+
+
+def test_missing_all_runs_names_its_own_fetch_command(tmp_path):
+    assert "data fetch omniglot-runs" in lake_runs.verify(tmp_path).detail
+    with pytest.raises(store.DatasetMissingError, match="data fetch omniglot-runs"):
+        lake_runs.load_lake_runs(tmp_path)
+
+
+def test_fetch_downloads_again_a_file_that_is_not_the_official_one(tmp_path, monkeypatch):
+    """`data fetch` replaces a present but corrupt all_runs.zip (the hints tell users to run it), here with
+    a download that fails for want of a network: the attempt names the file it would replace."""
+    import siamese_bench.datasets as ds
+
+    bad = tmp_path / "omniglot" / "all_runs.zip"
+    bad.parent.mkdir()
+    bad.write_bytes(b"garbage")
+    calls = []
+
+    def offline(urls, dest, md5=None, sha256=None):
+        calls.append(Path(dest))
+        raise store.DownloadError(f"could not download {Path(dest).name}: offline")
+
+    monkeypatch.setattr(ds, "download", offline)
+    with pytest.raises(store.DownloadError):
+        ds.fetch(["omniglot-runs"], tmp_path)
+    assert calls == [bad] and bad.read_bytes() == b"garbage"
+
+
+@pytest.mark.realdata
+def test_damaged_entry_of_all_runs_is_named(real_data_dir, tmp_path):
+    import zipfile
+
+    src = real_data_dir / "omniglot" / "all_runs.zip"
+    dst = tmp_path / "omniglot" / "all_runs.zip"
+    dst.parent.mkdir()
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+    raw = bytearray(dst.read_bytes())
+    with zipfile.ZipFile(dst) as zf:
+        info = zf.getinfo("run05/training/class03.png")
+    at = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 40
+    raw[at] ^= 0xFF
+    dst.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="entry run05/training/class03.png is damaged"):
+        lake_runs.load_lake_runs(tmp_path)
+    report = lake_runs.verify(tmp_path)
+    assert report.found and not report.ok and "run05/training/class03.png" in report.detail
 
 
 def test_corrupt_all_runs(tmp_path):

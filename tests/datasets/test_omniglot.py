@@ -89,6 +89,21 @@ def test_read_zip_mixed_sizes_named(tmp_path):
         og.read_omniglot_zip(path, "background")
 
 
+def test_read_zip_damaged_entry_named(tmp_path):
+    """A flipped byte inside one PNG of the archive (its CRC-32 no longer matches): a ValueError that names
+    the archive and the entry, not zipfile's traceback."""
+    path = tiny_zip(tmp_path / "bg.zip")
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("images_background/Alpha/character01/0004_01.png")
+    raw = bytearray(path.read_bytes())
+    raw[info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        ValueError, match=r"bg\.zip: entry images_background/Alpha/character01/0004_01\.png is damaged"
+    ):
+        og.read_omniglot_zip(path, "background")
+
+
 def test_read_zip_not_a_zip(tmp_path):
     (tmp_path / "x.zip").write_bytes(b"nope")
     with pytest.raises(ValueError, match="not a readable zip"):

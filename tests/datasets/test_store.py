@@ -148,6 +148,50 @@ def test_require_files_missing_message(tmp_path):
     assert isinstance(e.value, FileNotFoundError)
 
 
+def test_require_files_names_every_file_whose_download_failed(tmp_path):
+    """With downloads allowed but no way to reach the URLs, one error lists every missing file and why each
+    download failed (not only the first file)."""
+    files = [store.RemoteFile(n, ((tmp_path / "nowhere" / n).as_uri(),)) for n in ("a.gz", "b.gz", "c.gz")]
+    with pytest.raises(store.DatasetMissingError) as e:
+        store.require_files("toy", tmp_path / "data", files, allow_download=True, fetch_name="toy-files")
+    msg = str(e.value)
+    assert "missing a.gz, b.gz, c.gz" in msg
+    assert all(f"could not download {n}" in msg for n in ("a.gz", "b.gz", "c.gz"))
+    assert "data fetch toy-files" in msg
+    assert not list((tmp_path / "data").rglob("*.part"))
+
+
+def test_read_zip_entry_names_a_damaged_entry(tmp_path):
+    import zipfile
+
+    path = tmp_path / "a.zip"
+    payload = bytes(range(256)) * 40
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("dir/entry.bin", payload)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(payload[:64])
+    raw[at + 100] ^= 0xFF  # flip a byte of the entry's data: its CRC no longer matches
+    path.write_bytes(bytes(raw))
+    with zipfile.ZipFile(path) as zf, pytest.raises(ValueError) as e:
+        store.read_zip_entry(zf, path, "dir/entry.bin", "toy")
+    assert f"{path}: entry dir/entry.bin is damaged" in str(e.value) and "data fetch toy" in str(e.value)
+
+
+def test_mismatched_lists_files_that_are_not_the_official_download(tmp_path):
+    good, bad = b"official", b"something else"
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "g.zip").write_bytes(good)
+    (tmp_path / "toy" / "b.zip").write_bytes(bad)
+    (tmp_path / "toy" / "c.raw").write_bytes(bad)  # an alternative form: no checksum of its own
+    files = [
+        store.RemoteFile("g.zip", ("https://example.org/g.zip",), md5=hashlib.md5(good).hexdigest()),
+        store.RemoteFile("b.zip", ("https://example.org/b.zip",), sha256=hashlib.sha256(good).hexdigest()),
+        store.RemoteFile("c.gz", ("https://example.org/c.gz",), md5="0" * 32, alternatives=("c.raw",)),
+    ]
+    found = store.require_files("toy", tmp_path, files)
+    assert [rf.name for rf in store.mismatched(found, files)] == ["b.zip"]
+
+
 def test_require_files_finds_alternatives_and_top_level(tmp_path):
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "a.raw").write_bytes(b"1")
