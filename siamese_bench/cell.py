@@ -18,7 +18,7 @@ import torch
 
 from siamese_bench import provenance
 from siamese_bench.datasets import load_dataset
-from siamese_bench.datasets.store import DatasetMissingError, DownloadError
+from siamese_bench.datasets.store import DatasetError, DatasetMissingError, DownloadError
 from siamese_bench.episodes.episodes import Episodes, episodes_fingerprint, sample_episodes
 from siamese_bench.episodes.index import ClassIndex
 from siamese_bench.episodes.pairs import sample_pairs
@@ -136,7 +136,12 @@ class CellRunner:
 
         cfg, proto, grid, device = self.config, group["protocol"], group["grid"], group["device"]
         try:
-            data, split, parts = self.parts(proto, device)
+            try:
+                data, split, parts = self.parts(proto, device)
+            except (DatasetMissingError, DownloadError, DatasetError):
+                raise
+            except (ValueError, OSError) as exc:  # files there but unusable: stop the run, as when missing
+                raise DatasetError(f"{proto.name}: {exc}") from exc
             # the test episodes first: an impossible N-way / K-shot fails here, before any training
             test_ds = parts["test"][0]
             episodes, failed = self.test_episodes(group, cells, data, split, parts["test"])
@@ -208,8 +213,8 @@ class CellRunner:
                 self.save_checkpoint(
                     model, {**group, "in_channels": channels, "image_size": size}, tcfg, split
                 )
-        except (DatasetMissingError, DownloadError):
-            raise  # missing data stops the whole run with one message: no error rows that a resume would skip
+        except (DatasetMissingError, DownloadError, DatasetError):
+            raise  # missing or unusable data stops the whole run with one message: no error rows to skip
         except Exception as exc:  # the whole group failed: one error row per cell, the run goes on
             msg = error_text(exc)
             for n, k in cells:

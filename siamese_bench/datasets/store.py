@@ -137,6 +137,11 @@ class DatasetMissingError(FileNotFoundError):
     """Dataset files are not in the data directory; the message names them, the folder and the fix."""
 
 
+class DatasetError(ValueError):
+    """Dataset files are there but cannot be used (corrupt, not images, wrong structure); the message names
+    the file and the fix. `run` stops on it, like on missing files, instead of writing error rows."""
+
+
 class DownloadError(OSError):
     """A download failed or its checksum did not match; the message names the URL and the expected value."""
 

@@ -174,3 +174,23 @@ def test_a_resume_after_the_classes_changed_is_refused(tmp_path, digit_folder):
     with pytest.raises(UserError, match="changed since"):
         runner.run(runner.config_from_args(_args(*argv, "--heads", "koch,contrastive")))
     assert (out / "accuracy.csv").read_text() == before
+
+
+def test_a_run_stops_with_one_message_on_an_unreadable_image(tmp_path, digit_folder):
+    """A file that is not an image stops `run` before any training, like missing data: exit 2, one message
+    that names the file, no traceback and no error rows (which a resume would skip)."""
+    root = digit_folder(tmp_path / "mine")
+    bad = root / "seven" / "bad.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "siamese_bench", "run", "--protocols", f"folder:{root}", "--heads", "koch"]
+        + ["--train-pairs", "64", "--episodes", "10", "--no-throughput", "--quiet", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SIAMESE_BENCH_DEBUG": "0"},
+        timeout=300,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and str(bad) in r.stderr
+    assert not (out / "accuracy.csv").exists() or not read_csv(out / "accuracy.csv")
