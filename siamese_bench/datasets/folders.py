@@ -5,14 +5,27 @@ Inside:
   every subfolder holds only folders, `root/<group>/<class>/<image>` (class names "group/class").
 - `list_folder(root)`: the same tree as (group, class, path) items, checked but not decoded.
 - `load_dataframe(df, path_col="path", label_col="label", group_col=None, image_size=None, channels=None,
-  invert=False, root=None)`: one row per image; relative paths are taken from `root` (default: the cwd).
+  invert=False, root=None, source=None)`: one row per image; relative paths are taken from `root` (default: the
+  cwd); `source` (the CSV it came from) is named in errors.
 - `list_dataframe(df, ...)`: its rows as (group, class, path) items, checked but not decoded.
 - `load_images(paths, ...)`: decode files into (N, C, H, W) uint8.
 
-Images are kept as they are (no ink inversion unless `invert=True`). channels: 1 when every image is
-grayscale (PIL mode "L" or "1"), else 3 (RGB), or forced with `channels=1|3`. image_size resizes every image
+Images are kept as they are (no ink inversion unless `invert=True`). Each file becomes 8-bit pixels, one file
+open at a time, by its PIL mode:
+- "1", "L": grayscale as is ("1" as 0/255); "RGB": colour as is.
+- "I;16*" (16-bit PNG/TIFF): grayscale, value >> 8 (65535 -> 255, v * 257 -> v). "I" (32-bit int): clipped to
+  0..65535, then >> 8. "F" (float): grayscale; values scaled by 255 when every pixel is within 0..1, else
+  clipped to 0..255; rounded. NaN or infinite pixels are an error naming the file.
+- "LA", "RGBA", "PA" and "P" with a transparent colour: composited onto a white background (alpha 0 -> 255,
+  out = (c * a + 255 * (255 - a)) / 255 rounded); "LA" is grayscale, "RGBA" colour.
+- "P" (every GIF) and "PA": grayscale when every pixel's palette colour is gray (R == G == B), else colour.
+- any other mode ("CMYK", "YCbCr", ...): PIL's convert("RGB"), colour.
+channels: 1 when every image is grayscale by that rule, else 3 (grayscale images repeated on R, G, B), or
+forced with `channels=1|3` (colour to gray with PIL's convert("L")). image_size resizes every image
 to (image_size, image_size) (antialiased bilinear, aspect not kept); without it all images must share a size.
 Hidden files (".DS_Store", ...) are skipped; any other file that is not an image is an error naming it.
+DataFrame (and CSV) cells that are blank in the path, label or group column are an error giving the rows;
+a float label or group column whose values are all whole numbers is read as int (class "3", not "3.0").
 """
 
 from __future__ import annotations
@@ -28,22 +41,72 @@ from PIL import Image, UnidentifiedImageError
 from siamese_bench.datasets import store
 from siamese_bench.datasets.imageset import ImageSet
 
-GRAY_MODES = ("L", "1")
+GRAY_MODES = ("L", "1")  # grayscale by mode; see the module docstring for every other mode
+_WHITE = 255
 
 
 def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def _open(path: Path) -> Image.Image:
+class _BadPixels(ValueError):
+    """A readable image whose pixels cannot be turned into 8 bits; the message names the file."""
+
+
+def _on_white(a: np.ndarray) -> np.ndarray:
+    """(H, W, C + 1) uint8 with alpha last -> (H, W, C) uint8 composited onto white, rounded."""
+    c = a[..., :-1].astype(np.uint32)
+    alpha = a[..., -1:].astype(np.uint32)
+    return ((c * alpha + _WHITE * (255 - alpha) + 127) // 255).astype(np.uint8)
+
+
+def _pixels(im: Image.Image, path: Path) -> tuple[np.ndarray, bool]:
+    """(pixels, grayscale): (H, W) uint8 for a grayscale image, else (H, W, 3) uint8 RGB (rules: module
+    docstring)."""
+    mode = im.mode
+    if mode in GRAY_MODES:
+        return np.asarray(im.convert("L"), dtype=np.uint8), True
+    if mode == "RGB":
+        return np.asarray(im, dtype=np.uint8), False
+    if mode.startswith("I;16") or mode == "I":
+        a = np.clip(np.asarray(im).astype(np.int64), 0, 65535) >> 8
+        return a.astype(np.uint8), True
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(a).all():
+            raise _BadPixels(
+                f"{path}: float image (mode F) has NaN or infinite pixels; save it as 8- or 16-bit instead"
+            )
+        if a.size and a.min() >= 0 and a.max() <= 1:
+            a = a * 255
+        return np.rint(np.clip(a, 0, 255)).astype(np.uint8), True
+    if mode in ("LA", "La"):
+        return _on_white(np.asarray(im.convert("LA"), dtype=np.uint8))[..., 0], True
+    if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info):
+        rgb = _on_white(np.asarray(im.convert("RGBA"), dtype=np.uint8))
+    else:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    if mode in ("P", "PA") and (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        return np.ascontiguousarray(rgb[..., 0]), True
+    return rgb, False
+
+
+def _decode(path: Path) -> tuple[np.ndarray, bool]:
+    """`_pixels` of one file, opened and closed here (never more than one image file open)."""
     try:
-        im = Image.open(path)
-        im.load()
-        return im
+        with Image.open(path) as im:
+            im.load()
+            return _pixels(im, path)
+    except _BadPixels:
+        raise
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ValueError(
             f"{path}: not a readable image ({type(e).__name__}: {e}); remove it or fix it"
         ) from e
+
+
+def _to_gray(rgb: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb, "RGB").convert("L"), dtype=np.uint8)
 
 
 def load_images(
@@ -52,21 +115,29 @@ def load_images(
     channels: int | None = None,
     invert: bool = False,
 ) -> torch.Tensor:
-    """(N, C, H, W) uint8 from image files; errors name the file (unreadable) or two sizes (mixed sizes)."""
+    """(N, C, H, W) uint8 from image files, decoded one file at a time; errors name the file (unreadable)
+    or two sizes (mixed sizes). Pixel and channel rules: module docstring."""
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or None (auto), got {channels!r}")
     if image_size is not None and int(image_size) < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-    opened = [(Path(p), _open(Path(p))) for p in paths]
+    paths = [Path(p) for p in paths]
+    decoded = []  # (H, W) grayscale or (H, W, 3) colour
+    for path in paths:
+        a, gray = _decode(path)
+        decoded.append(_to_gray(a) if channels == 1 and not gray else a)
     if channels is None:
-        channels = 1 if all(im.mode in GRAY_MODES for _, im in opened) else 3
+        channels = 1 if all(a.ndim == 2 for a in decoded) else 3
     arrays = []
-    for _, im in opened:
-        a = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-        im.close()
+    for a in decoded:
+        if a.ndim == 2:
+            a = a[None] if channels == 1 else np.repeat(a[None], 3, axis=0)
+        else:
+            a = a.transpose(2, 0, 1)
+        arrays.append(a)
+    del decoded
     sizes: dict[tuple[int, int], Path] = {}
-    for (path, _), a in zip(opened, arrays, strict=True):
+    for path, a in zip(paths, arrays, strict=True):
         sizes.setdefault(a.shape[1:], path)
     if image_size is None and len(sizes) > 1:
         (s1, p1), (s2, p2) = list(sizes.items())[:2]
@@ -162,10 +233,13 @@ def load_dataframe(
     invert: bool = False,
     root: str | os.PathLike | None = None,
     name: str = "dataframe",
+    source: str | os.PathLike | None = None,
 ) -> ImageSet:
     """ImageSet from a DataFrame with one row per image: `path_col` (file), `label_col` (class; str() of it
-    is the class name) and optionally `group_col` (one group per class). Classes sorted by label value."""
-    items, ordered = _dataframe_items(df, path_col, label_col, group_col, root)
+    is the class name) and optionally `group_col` (one group per class). Classes sorted by label value.
+    `source`: the CSV file the DataFrame was read from, named in errors. Blank path, label or group cells
+    are a ValueError giving their rows (counted from 1, header not counted)."""
+    items, ordered = _dataframe_items(df, path_col, label_col, group_col, root, source)
     names = [str(v) for v in ordered]
     group_of = {c: g for g, c, _ in items}
     group_names = sorted(set(group_of.values()))
@@ -187,26 +261,57 @@ def list_dataframe(
     label_col: str = "label",
     group_col: str | None = None,
     root: str | os.PathLike | None = None,
+    source: str | os.PathLike | None = None,
 ) -> list[tuple[str, str, Path]]:
-    """The images of a DataFrame as (group, class name, path) items in row order, checked (columns, files,
-    one group per class) but not decoded; group "all" without `group_col`. The errors of `load_dataframe`."""
-    return _dataframe_items(df, path_col, label_col, group_col, root)[0]
+    """The images of a DataFrame as (group, class name, path) items in row order, checked (columns, blank
+    cells, files, one group per class) but not decoded; group "all" without `group_col`. The errors of
+    `load_dataframe`."""
+    return _dataframe_items(df, path_col, label_col, group_col, root, source)[0]
 
 
-def _dataframe_items(df, path_col, label_col, group_col, root) -> tuple[list[tuple[str, str, Path]], list]:
+def _blank_rows(column) -> list[int]:
+    """Rows (counted from 1) whose cell is missing (NaN, None) or an empty / whitespace-only string."""
+    blank = column.isna() | column.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+    return [i + 1 for i, b in enumerate(blank.tolist()) if b]
+
+
+def _whole_floats_as_int(column):
+    """A float column whose values are all whole numbers as int64 (labels 3.0 -> class "3"), else as is."""
+    if column.dtype.kind != "f":
+        return column
+    values = column.to_numpy(dtype=float)
+    if (values == np.round(values)).all() and (np.abs(values) < 2**53).all():
+        return column.astype("int64")
+    return column
+
+
+def _dataframe_items(
+    df, path_col, label_col, group_col, root, source=None
+) -> tuple[list[tuple[str, str, Path]], list]:
     """(items in row order, labels sorted by value)."""
+    where = f"CSV file {source}" if source is not None else "DataFrame"
     wanted = [c for c in (path_col, label_col, group_col) if c is not None]
     missing = [c for c in wanted if c not in df.columns]
     if missing:
-        raise ValueError(f"DataFrame is missing column(s) {missing}; it has {list(df.columns)}")
+        raise ValueError(f"{where} is missing column(s) {missing}; it has {list(df.columns)}")
     if len(df) == 0:
-        raise ValueError("DataFrame has no rows")
+        raise ValueError(f"{where} has no rows")
+    for col in wanted:
+        rows = _blank_rows(df[col])
+        if rows:
+            shown = ", ".join(map(str, rows[:10])) + (
+                f", ... ({len(rows)} rows in all)" if len(rows) > 10 else ""
+            )
+            raise ValueError(
+                f"{where}: blank {col!r} in row(s) {shown} (data rows counted from 1, header not counted); "
+                "fill them in or remove those rows"
+            )
     base = Path(root) if root is not None else Path.cwd()
     paths = [Path(p) if Path(p).is_absolute() else base / p for p in df[path_col].astype(str)]
     absent = [p for p in paths if not p.is_file()]
     if absent:
         raise FileNotFoundError(f"{len(absent)} image file(s) not found, e.g. {absent[0]}")
-    labels = df[label_col].tolist()
+    labels = _whole_floats_as_int(df[label_col]).tolist()
     try:
         ordered = sorted(set(labels))
     except TypeError:
@@ -217,7 +322,7 @@ def _dataframe_items(df, path_col, label_col, group_col, root) -> tuple[list[tup
     if group_col is None:
         groups = ["all"] * len(df)
     else:
-        groups = [str(g) for g in df[group_col].tolist()]
+        groups = [str(g) for g in _whole_floats_as_int(df[group_col]).tolist()]
         seen: dict[str, str] = {}
         for lab, g in zip(labels, groups, strict=True):
             if seen.setdefault(str(lab), g) != g:

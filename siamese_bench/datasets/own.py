@@ -53,22 +53,38 @@ def list_images(kind: str, path: Path) -> list[tuple[str, str, Path]]:
     if kind == "folder":
         return list_folder(path)
     df, group = _read_csv(path)
-    return list_dataframe(df, "path", "label", group, root=path.parent)
+    return list_dataframe(df, "path", "label", group, root=path.parent, source=path)
 
 
 def _read_csv(path: Path):
-    """(DataFrame, "group" or None): the CSV's rows and whether it has a group column."""
+    """(DataFrame, "group" or None): the CSV's rows and whether it has a group column. An empty, malformed or
+    non-UTF-8 file is a ValueError naming it."""
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {path} does not exist")
     import pandas as pd
 
-    df = pd.read_csv(path)
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError as e:
+        raise ValueError(
+            f"CSV file {path} is empty; it needs a header line (path,label[,group]) and one row per image"
+        ) from e
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"CSV file {path} cannot be read as CSV ({type(e).__name__}: {e}); it needs comma-separated "
+            "UTF-8 text with a header line (path,label[,group]) and one row per image"
+        ) from e
     return df, "group" if "group" in df.columns else None
 
 
 def _stamp(f: Path) -> list:
     st = f.stat()
     return [str(f), st.st_size, st.st_mtime_ns]
+
+
+# bump when folders.py decodes some image differently: cached folders are then decoded again
+# (2: 16-bit, float, transparent and palette images; before, they were clipped or lost their alpha)
+DECODER_VERSION = 2
 
 
 def load_own(dataset: str, image_size: int | None) -> ImageSet:
@@ -78,6 +94,7 @@ def load_own(dataset: str, image_size: int | None) -> ImageSet:
     path = Path(name)
     items = list_images(kind, path)
     key = {
+        "decoder": DECODER_VERSION,
         "source": dataset,
         "image_size": image_size,
         "files": [_stamp(f) for _, _, f in items],
@@ -91,7 +108,7 @@ def load_own(dataset: str, image_size: int | None) -> ImageSet:
         df, group = _read_csv(path)
         return {
             "all": load_dataframe(
-                df, group_col=group, image_size=image_size, root=path.parent, name=path.stem
+                df, group_col=group, image_size=image_size, root=path.parent, name=path.stem, source=path
             )
         }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -199,3 +201,99 @@ def test_grayscale_modes_stay_one_channel(tmp_path):
     Image.fromarray(np.ones((3, 4), dtype=bool)).save(p)  # mode "1"
     s = load_folder(tmp_path / "r")
     assert s.images.shape[1] == 1 and s.images[1].unique().tolist() == [255]
+
+
+# ------------------------------------------------------------------------------------- modes beyond L/1/RGB
+
+
+def test_16bit_int_and_float_images_scaled_to_8_bits(tmp_path):
+    Image.fromarray(np.array([[0, 256, 32768, 65535]], np.uint16)).save(tmp_path / "g16.png")  # mode I;16
+    Image.fromarray(np.array([[-5, 256, 70000, 65535]], np.int32)).save(tmp_path / "i32.tif")  # mode I
+    Image.fromarray(np.array([[0, 0.5, 1, 0.25]], np.float32)).save(tmp_path / "unit.tif")  # F in 0..1
+    Image.fromarray(np.array([[0, 100.4, 300, -2]], np.float32)).save(tmp_path / "byte.tif")  # F in 0..255
+    expected = {"g16.png": [0, 1, 128, 255], "i32.tif": [0, 1, 255, 255], "unit.tif": [0, 128, 255, 64]}
+    expected["byte.tif"] = [0, 100, 255, 0]
+    for name, values in expected.items():
+        x = load_images([tmp_path / name])
+        assert x.shape == (1, 1, 1, 4), name  # grayscale, not RGB
+        assert x.flatten().tolist() == values, name
+    Image.fromarray(np.array([[0, np.nan]], np.float32)).save(tmp_path / "nan.tif")
+    with pytest.raises(ValueError, match=r"nan\.tif: float image \(mode F\) has NaN"):
+        load_images([tmp_path / "nan.tif"])
+
+
+def test_transparency_composited_onto_white(tmp_path):
+    rgba = np.array(
+        [[[0, 0, 0, 255], [0, 0, 0, 0], [255, 0, 0, 128]]], np.uint8
+    )  # ink, transparent, half red
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    x = load_images([tmp_path / "rgba.png"])
+    assert x.shape == (1, 3, 1, 3)
+    assert x[0, :, 0].T.tolist() == [[0, 0, 0], [255, 255, 255], [255, 127, 127]]
+    la = np.array([[[0, 255], [0, 0], [100, 128]]], np.uint8)
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    x = load_images([tmp_path / "la.png"])
+    assert x.shape == (1, 1, 1, 3) and x.flatten().tolist() == [0, 255, 177]
+    p = Image.new("P", (2, 1))
+    p.putpalette([0, 0, 0, 40, 40, 40])
+    p.putpixel((1, 0), 1)
+    p.save(tmp_path / "t.gif", transparency=1)
+    x = load_images([tmp_path / "t.gif"])
+    assert x.shape == (1, 1, 1, 2) and x.flatten().tolist() == [0, 255]
+
+
+def test_palette_images_grayscale_when_every_colour_is_gray(tmp_path):
+    save(tmp_path / "r" / "a" / "l.png", size=(2, 1), value=7)
+    Image.fromarray(np.array([[0, 128]], np.uint8)).save(
+        tmp_path / "r" / "a" / "g.gif"
+    )  # mode P, gray palette
+    s = load_folder(tmp_path / "r")
+    assert s.images.shape == (2, 1, 1, 2)
+    assert s.images.flatten().tolist() == [0, 128, 7, 7]
+    p = Image.new("P", (2, 1))
+    p.putpalette([0, 0, 0, 255, 0, 0])
+    p.putpixel((1, 0), 1)
+    p.save(tmp_path / "r" / "a" / "red.gif")
+    s = load_folder(tmp_path / "r")
+    assert s.images.shape == (3, 3, 1, 2)
+    assert s.images[2, :, 0, 1].tolist() == [255, 0, 0] and s.images[1, :, 0, 0].tolist() == [7, 7, 7]
+
+
+def test_one_image_file_open_at_a_time(tmp_path, monkeypatch):
+    root = tmp_path / "r"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((3, 3), i, np.uint8)).save(root / cls / f"{i}.gif")  # GIFs stay open
+    files, peak = [], [0]
+    real_open = builtins.open
+
+    def tracking_open(file, *args, **kwargs):
+        f = real_open(file, *args, **kwargs)
+        if str(file).endswith(".gif"):
+            files.append(f)
+            peak[0] = max(peak[0], sum(not g.closed for g in files))
+        return f
+
+    monkeypatch.setattr(builtins, "open", tracking_open)
+    s = load_folder(root)
+    assert len(s) == 10 and len(files) == 10
+    assert peak[0] == 1 and all(f.closed for f in files)  # a folder of GIFs never hits "Too many open files"
+
+
+def test_dataframe_blank_cells_name_the_rows(tmp_path):
+    root = one_level(tmp_path / "r")
+    df = pd.DataFrame({"path": ["cat/0.png", None, "dog/0.png", " "], "label": [0, 1, 1, 0]})
+    with pytest.raises(
+        ValueError, match=r"DataFrame: blank 'path' in row\(s\) 2, 4 \(data rows counted from 1"
+    ):
+        load_dataframe(df, root=root)
+    df = pd.DataFrame({"path": ["cat/0.png", "cat/1.png", "dog/0.png"], "label": [0, 0, np.nan]})
+    with pytest.raises(ValueError, match=r"blank 'label' in row\(s\) 3 .*fill them in or remove those rows"):
+        load_dataframe(df, root=root)
+    s = load_dataframe(df.dropna(), root=root)  # dropna leaves a float column: whole numbers are still ints
+    assert s.class_names == ("0",)
+    df = pd.DataFrame({"path": ["cat/0.png", "dog/0.png"], "label": [0.0, 1.0], "g": [2.0, np.nan]})
+    assert load_dataframe(df, root=root).class_names == ("0", "1")
+    with pytest.raises(ValueError, match=r"blank 'g' in row\(s\) 2"):
+        load_dataframe(df, group_col="g", root=root)

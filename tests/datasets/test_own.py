@@ -61,3 +61,28 @@ def test_decoded_images_are_cached_and_rebuilt_when_a_file_changes(
     store.clear_memory_cache()
     rebuilt = load_own(dataset, 16)
     assert decoded == [1] and not torch.equal(rebuilt.images, first.images)
+    # a new decoder version (images decoded differently) also rebuilds: no stale pixels from the cache
+    from siamese_bench.datasets import own
+
+    monkeypatch.setattr(own, "DECODER_VERSION", own.DECODER_VERSION + 1)
+    store.clear_memory_cache()
+    load_own(dataset, 16)
+    assert decoded == [1, 1]
+
+
+def test_csv_empty_unparsable_or_blank_cells_named(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match=r"CSV file .*empty\.csv is empty; it needs a header line"):
+        list_images("csv", tmp_path / "empty.csv")
+    (tmp_path / "bad.csv").write_text('path,label\n"a.png,1\n')
+    with pytest.raises(ValueError, match=r"CSV file .*bad\.csv cannot be read as CSV"):
+        list_images("csv", tmp_path / "bad.csv")
+    Image.new("L", (2, 2), 5).save(tmp_path / "x.png")
+    (tmp_path / "blank.csv").write_text("path,label\nx.png,0\n,1\nx.png,\n")
+    with pytest.raises(ValueError, match=r"CSV file .*blank\.csv: blank 'path' in row\(s\) 2 "):
+        list_images("csv", tmp_path / "blank.csv")
+    (tmp_path / "blank.csv").write_text("path,label\nx.png,0\nx.png,1\nx.png,\n")
+    with pytest.raises(ValueError, match=r"blank\.csv: blank 'label' in row\(s\) 3 "):
+        list_images("csv", tmp_path / "blank.csv")
+    (tmp_path / "ok.csv").write_text("path,label\nx.png,0\nx.png,1\n")
+    assert [c for _, c, _ in list_images("csv", tmp_path / "ok.csv")] == ["0", "1"]
