@@ -327,7 +327,12 @@ class CellRunner:
     def save_checkpoint(self, model, group, tcfg, split) -> None:
         from siamese_bench.checkpoint import save
 
-        name = f"{group['protocol'].name}_{group['backbone']}_{group['head']}_{group['device']}_seed{group['seed']}.pt"
+        # float32 keeps the short name; another dtype is named, so the two never overwrite each other
+        dtype = "" if group["dtype"] == "float32" else f"_{group['dtype']}"
+        name = (
+            f"{group['protocol'].name}_{group['backbone']}_{group['head']}_{group['device']}{dtype}"
+            f"_seed{group['seed']}.pt"
+        )
         save(Path(self.config.out) / "checkpoints" / file_stem(name), model, group, tcfg, split)
 
     # ------------------------------------------------------------------ throughput

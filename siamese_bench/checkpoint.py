@@ -1,6 +1,7 @@
 """Checkpoints (weights + the config that made them) and the `evaluate` / `predict` commands that use them.
 
-A checkpoint is written by `run --checkpoints` as OUT/checkpoints/<protocol>_<backbone>_<head>_<device>_seed<S>.pt.
+A checkpoint is written by `run --checkpoints` as OUT/checkpoints/<protocol>_<backbone>_<head>_<device>_seed<S>.pt
+(<device>_<dtype>_seed<S> for a dtype other than float32, e.g. `bfloat16-amp`).
 """
 
 from __future__ import annotations
@@ -64,15 +65,29 @@ def load(path: Path, device: str = "cpu") -> tuple[SiameseModel, dict]:
         raise ValueError(
             f"{path} has checkpoint format v{doc['version']}; this siamese_bench reads v{FORMAT_VERSION}"
         )
-    model = SiameseModel.build(
-        doc["backbone"], doc["head"], in_channels=doc["in_channels"], image_size=doc["image_size"]
-    )
-    model.load_state_dict(doc["state_dict"])
+    try:
+        model = SiameseModel.build(
+            doc["backbone"], doc["head"], in_channels=doc["in_channels"], image_size=doc["image_size"]
+        )
+        model.load_state_dict(doc["state_dict"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{path}: its weights do not fit {doc.get('backbone')}+{doc.get('head')} as this siamese_bench "
+            f"builds it ({first}); it was written at git {doc.get('git_hash', '?')}: evaluate it with that "
+            "version, or train it again"
+        ) from None
     return model.to(device).eval(), doc
 
 
 def _check_device(device: str) -> None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device}: use cpu or cuda (cuda:N for one of several GPUs)")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             "--device cuda: torch.cuda.is_available() is False (no GPU or CPU-only torch); use --device cpu"
         )
@@ -93,6 +108,15 @@ def evaluate_command(args) -> int:
         k: v.to(args.device) for k, v in load_dataset(proto.dataset, args.data_dir, proto.image_size).items()
     }
     split = proto.split(data, args.data_dir)
+    if proto.name == meta["protocol"] and (
+        split.hash != meta.get("split_hash") or proto.version != meta.get("protocol_version")
+    ):
+        raise ValueError(
+            f"{args.checkpoint} was trained on {proto.name} version {meta.get('protocol_version')} with split "
+            f"{meta.get('split_hash')}, but this siamese_bench defines version {proto.version} with split "
+            f"{split.hash}: its test classes may include classes the model trained on. Evaluate it with the "
+            f"version that wrote it (git {meta.get('git_hash', '?')}), or train it again"
+        )
     if args.part not in split.part_names:
         raise ValueError(
             f"--part {args.part}: protocol {proto.name}'s split has the parts {', '.join(split.part_names)}"

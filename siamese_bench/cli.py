@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare two results directories cell by cell on the same test episodes (paired tests)",
         description="Matches the cells of A and B (protocol, backbone, head, N-way, K-shot, seed, and device / "
         "dtype unless each directory has one that differs: then that is what is compared) that were scored on "
-        "the same test episodes, and prints B - A per cell with a paired-bootstrap 95%% CI and McNemar's test "
+        "the same test episodes, and prints B - A per cell with a paired-bootstrap 95% CI and McNemar's test "
         "from the per-episode results both runs stored. E.g. `compare results/quick results/quick-cpu-bf16`.",
     )
     cp.add_argument("a", type=Path, help="results directory A (e.g. results/quick)")

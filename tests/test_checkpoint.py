@@ -116,3 +116,54 @@ def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     r = cli("predict", "--checkpoint", bad, "--gallery", tmp_path, bad)
     assert r.returncode == 2 and "not a readable checkpoint" in r.stderr
+
+
+def _edited(src, dst, **changes):
+    import torch
+
+    doc = torch.load(src, map_location="cpu", weights_only=True)
+    doc.update(changes)
+    torch.save(doc, dst)
+    return dst
+
+
+def test_evaluate_refuses_a_checkpoint_of_another_split_or_protocol_version(ckpt_dir, tmp_path):
+    """Scored on today's test classes, a model trained on another split could be tested on its own training
+    classes: refused, naming both splits and the version that wrote it."""
+    src = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt"
+    for changes, shown in (
+        ({"split_hash": "deadbeefdeadbeef"}, "split deadbeefdeadbeef"),
+        ({"protocol_version": 0}, "version 0"),
+    ):
+        r = cli("evaluate", "--checkpoint", _edited(src, tmp_path / "x.pt", **changes), "--episodes", "5")
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert shown in r.stderr and "may include classes the model trained on" in r.stderr
+
+
+def test_weights_that_do_not_fit_and_unknown_devices_are_clear_errors(ckpt_dir, tmp_path):
+    src = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt"
+    wrong = _edited(src, tmp_path / "w.pt", backbone="conv4")
+    r = cli("evaluate", "--checkpoint", wrong, "--episodes", "5")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "its weights do not fit conv4+contrastive" in r.stderr
+    r = cli("evaluate", "--checkpoint", src, "--device", "tpu")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "use cpu or cuda" in r.stderr
+
+
+def test_checkpoints_of_another_dtype_get_their_own_name(tmp_path, monkeypatch):
+    """float32 keeps the short name; a bfloat16 run into the same folder does not overwrite it."""
+    from types import SimpleNamespace
+
+    from siamese_bench import cell
+
+    saved = []
+    monkeypatch.setattr(checkpoint, "save", lambda path, *a, **k: saved.append(path.name))
+    runner_ = cell.CellRunner(SimpleNamespace(out=tmp_path))
+    proto = SimpleNamespace(name="digits-heldout")
+    for dtype in ("float32", "bfloat16-amp"):
+        group = {"protocol": proto, "backbone": "small-cnn", "head": "koch", "device": "cpu", "dtype": dtype}
+        runner_.save_checkpoint(None, {**group, "seed": 0}, None, None)
+    assert saved == [
+        "digits-heldout_small-cnn_koch_cpu_seed0.pt",
+        "digits-heldout_small-cnn_koch_cpu_bfloat16-amp_seed0.pt",
+    ]
