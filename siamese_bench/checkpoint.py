@@ -7,13 +7,12 @@ A checkpoint is written by `run --checkpoints` as OUT/checkpoints/<protocol>_<ba
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from siamese_bench import provenance
+from siamese_bench.datasets.store import atomic_torch_save
 from siamese_bench.model import SiameseModel
 
 FORMAT = "siamese_bench.checkpoint"
@@ -40,14 +39,7 @@ def save(path: Path, model: SiameseModel, group: dict, train_config, split) -> N
         "git_hash": provenance.git_hash(),
         "torch_version": str(torch.__version__),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(doc, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(doc, path)
 
 
 def load(path: Path, device: str = "cpu") -> tuple[SiameseModel, dict]:

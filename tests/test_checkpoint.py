@@ -49,6 +49,7 @@ def cli(*args):
 
 def test_checkpoint_round_trip_and_pair_pictures(ckpt_dir):
     path = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_koch_cpu_seed0.pt"
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by collaborators
     model, meta = checkpoint.load(path)
     assert meta["backbone"] == "small-cnn" and meta["head"] == "koch" and meta["image_size"] == 8
     assert not model.training

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from siamese_bench.datasets.store import atomic_torch_save
 from siamese_bench.episodes.index import ClassIndex
 
 FORMAT = "siamese_bench.episodes"
@@ -89,7 +89,7 @@ class Episodes:
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write to `path` atomically (temp file in the same folder, then os.replace)."""
+        """Write to `path` atomically (temp file in the same folder, fsync, then os.replace; mode 0644)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         blob = {
@@ -106,17 +106,7 @@ class Episodes:
             "within_group": self.within_group,
             "fingerprint": episodes_fingerprint(self),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(blob, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_torch_save(blob, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Episodes:

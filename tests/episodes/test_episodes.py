@@ -124,6 +124,8 @@ def test_save_load_round_trip(ds, tmp_path):
     ep = sample_episodes(ClassIndex.build(ds), 5, 1, 1, 50, seed=8, within_group=True, split_hash="abc123")
     path = tmp_path / "sub" / "episodes.pt"
     ep.save(path)
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by collaborators (mkstemp alone gives 0600)
+    assert [p.name for p in path.parent.iterdir()] == ["episodes.pt"]  # no temp file left
     back = Episodes.load(path)
     for f in ("support", "query", "classes"):
         assert torch.equal(getattr(back, f), getattr(ep, f))
