@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-runs the configuration recorded in RESULTS/config.json into a fresh directory and "
         "compares: an accuracy reproduces when it lies within --tolerance times the recorded 95% CI and the "
         "test episodes are bit-identical; throughput is reported as a ratio. Exit 1 when a cell does not "
-        "reproduce. It runs with the recorded torch thread count; on the recorder's CPU model and library versions "
+        "reproduce or cannot be re-run here (e.g. CUDA cells without a GPU: listed as 'not re-run'). It runs with the recorded torch thread count; on the recorder's CPU model and library versions "
         "CPU cells then repeat bit for bit "
         "('identical'); on other hardware they move by training noise.",
     )

@@ -1,9 +1,16 @@
 """`python -m siamese_bench reproduce [results/<preset>]`: re-run a committed results directory and compare.
 
-The recorded configuration (config.json) is run again into a fresh directory; then, cell by cell, an
-accuracy reproduces when |new - recorded| <= the recorded 95% CI half-width, and the test episodes must be
-bit-identical (same episodes hash). Throughput is reported as new / recorded, never pass/fail (it depends
-on the machine). Exit code 1 when a cell does not reproduce or a recorded cell cannot be run.
+The recorded configuration (config.json) is run again into a fresh directory, once per dtype the recorded rows
+hold (float32, and bfloat16-amp via --amp bf16; config.json records only the last run's --amp), on the devices
+the recorded rows name; then, cell by cell, an accuracy reproduces when |new - recorded| <= the recorded 95% CI
+half-width, and the test episodes must be bit-identical (same episodes hash). Throughput is reported as
+new / recorded, never pass/fail (it depends on the machine).
+
+Every recorded cell that --protocols/--backbones/--heads/--devices/--seeds/--ways keep gets a verdict: one the
+re-run could not make (a dtype reproduce cannot set, a device not available here, a cell outside the grids
+config.json records) is listed as "not re-run" with the reason. Exit code 0 when every such cell reproduced;
+1 when a cell does not reproduce or is not re-run; 2 (an error) when the restriction keeps no recorded cell;
+130 when interrupted (the partial re-run's folder is named; `--out` that folder resumes it).
 """
 
 from __future__ import annotations
@@ -11,11 +18,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import tempfile
 from pathlib import Path
 
 from siamese_bench.presets import recorded_grids
 from siamese_bench.results import CELL_KEY, THROUGHPUT_KEY, key_of, rate_ratios, read_csv
+
+# The dtype column of a recorded row -> the `amp` setting that makes it again.
+DTYPE_AMP = {"float32": "none", "bfloat16-amp": "bf16"}
+
+# (accuracy.csv column, the `reproduce` option that restricts it, its name in messages)
+RESTRICTIONS = (
+    ("protocol", "--protocols", "protocols"),
+    ("backbone", "--backbones", "backbones"),
+    ("head", "--heads", "heads"),
+    ("device", "--devices", "devices"),
+    ("seed", "--seeds", "seeds"),
+    ("n_way", "--ways", "N-ways"),
+)
 
 
 def load_config(results_dir: Path):
@@ -43,7 +64,8 @@ def load_config(results_dir: Path):
 
 
 def restrict(config, protocols=None, backbones=None, heads=None, devices=None, seeds=None, ways=None):
-    """Only the named cells: each argument, when given, keeps the grid entries it lists."""
+    """Only the named cells: each argument, when given, keeps the grid entries it lists. A device named in
+    `devices` is then required (no "?": reported unavailable rather than silently left out)."""
 
     def keep(values, wanted):
         return tuple(v for v in values if wanted is None or v in wanted)
@@ -62,17 +84,102 @@ def restrict(config, protocols=None, backbones=None, heads=None, devices=None, s
             grids.append(g2)
     if not grids:
         raise ValueError("the restriction leaves no cell to reproduce; check the names against accuracy.csv")
-    devs = keep(config.devices, None if devices is None else {*devices, *(d + "?" for d in devices)})
-    return dataclasses.replace(config, grids=tuple(grids), devices=devs or config.devices)
+    if devices is None:
+        return dataclasses.replace(config, grids=tuple(grids))
+    devs = tuple(d.rstrip("?") for d in keep(config.devices, {*devices, *(d + "?" for d in devices)}))
+    if not devs:
+        raise ValueError(
+            f"--devices {','.join(devices)} leaves no recorded device; recorded devices: "
+            f"{', '.join(config.devices)}"
+        )
+    return dataclasses.replace(config, grids=tuple(grids), devices=devs)
+
+
+def recorded_rows(
+    results_dir: Path, protocols=None, backbones=None, heads=None, devices=None, seeds=None, ways=None
+) -> list[dict]:
+    """The measured rows of results_dir/accuracy.csv (not the "skipped" ones) that the restriction keeps.
+
+    ValueError when it keeps none, naming the option that emptied it and the values recorded there.
+    """
+    path = Path(results_dir) / "accuracy.csv"
+    rows = [r for r in read_csv(path) if r["status"] != "skipped"]
+    if not rows:
+        raise ValueError(
+            f"{path} holds no measured cell (no rows, or only skipped ones): nothing to reproduce"
+        )
+    every, narrowed = rows, []
+    given = (protocols, backbones, heads, devices, seeds, ways)
+    for (column, flag, name), wanted in zip(RESTRICTIONS, given, strict=True):
+        if wanted is None:
+            continue
+        names = [str(v).rstrip("?") for v in wanted]
+        unknown = [n for n in names if n not in {r[column] for r in every}]
+        if unknown:  # a typo among several names would otherwise silently drop its cells
+            raise ValueError(
+                f"{flag} {','.join(unknown)}: no recorded cell of {path} has "
+                f"{'this' if len(unknown) == 1 else 'these'}; recorded {name}: {_values(every, column)}"
+            )
+        kept = [r for r in rows if r[column] in names]
+        if not kept:
+            among = f" (among the cells {', '.join(narrowed)} keep{'s' if len(narrowed) == 1 else ''})"
+            raise ValueError(
+                f"{flag} {','.join(names)} leaves no recorded cell of {path}; recorded {name}: "
+                f"{_values(rows, column)}{among if narrowed else ''}"
+            )
+        rows, narrowed = kept, [*narrowed, flag]
+    return rows
+
+
+def _values(rows: list[dict], column: str) -> str:
+    """The distinct values of `column` in `rows`, sorted (numbers by value), comma-separated."""
+    return ", ".join(
+        sorted({r[column] for r in rows}, key=lambda v: (0, int(v), "") if v.isdigit() else (1, 0, v))
+    )
+
+
+def reruns(config, rows: list[dict]) -> list:
+    """The RunConfigs that make the recorded `rows` again: one per recorded dtype reproduce can set (amp from
+    DTYPE_AMP), each restricted to the protocols, backbones, heads, seeds and N-ways of that dtype's rows and
+    run on exactly their devices. Rows of another dtype, or outside config.json's grids, get no RunConfig."""
+    out = []
+    for dtype in dict.fromkeys(r["dtype"] for r in rows):
+        if dtype not in DTYPE_AMP:
+            continue
+        mine = [r for r in rows if r["dtype"] == dtype]
+
+        def values(column, mine=mine):
+            return list(dict.fromkeys(r[column] for r in mine))
+
+        try:
+            sub = restrict(
+                config,
+                protocols=values("protocol"),
+                backbones=values("backbone"),
+                heads=values("head"),
+                seeds={int(s) for s in values("seed")},
+                ways={int(n) for n in values("n_way")},
+            )
+        except ValueError:  # none of them is in a recorded grid: compare lists them as not re-run
+            continue
+        out.append(dataclasses.replace(sub, amp=DTYPE_AMP[dtype], devices=tuple(values("device"))))
+    return out
 
 
 def compare(
-    recorded_dir: Path, new_dir: Path, cells: set | None = None, tolerance: float = 1.0
+    recorded_dir: Path,
+    new_dir: Path,
+    cells: set | None = None,
+    tolerance: float = 1.0,
+    planned: set | None = None,
 ) -> tuple[list[list[str]], bool]:
-    """(table rows, all reproduced) comparing recorded accuracy.csv rows with the new run's.
+    """(table rows, all reproduced) comparing recorded accuracy.csv rows (those whose key is in `cells`, when
+    given) with the new run's.
 
     A cell reproduces when its test episodes are identical and |new - recorded| <= tolerance * recorded CI;
     its verdict says "identical" when the accuracy is bit-for-bit the same (same CPU model and libraries).
+    A recorded cell the new run did not make is "not re-run (why)"; `planned`, the keys the re-run asked for,
+    tells a cell outside config.json's grids from one the run left out. Either verdict makes "all" False.
     """
     new = {key_of(r, CELL_KEY): r for r in read_csv(Path(new_dir) / "accuracy.csv")}
     rows, ok_all = [], True
@@ -82,12 +189,22 @@ def compare(
             continue
         if old["status"] == "skipped":
             continue
-        label = f"{old['protocol']} {old['backbone']}+{old['head']} {old['device']} {old['n_way']}w{old['k_shot']}s seed {old['seed']}"
+        dtype = "" if old["dtype"] == "float32" else f" {old['dtype']}"
+        label = (
+            f"{old['protocol']} {old['backbone']}+{old['head']} {old['device']}{dtype} "
+            f"{old['n_way']}w{old['k_shot']}s seed {old['seed']}"
+        )
+        recorded = f"{100 * float(old['accuracy']):.2f}" if old["accuracy"] else "–"
         r = new.get(k)
         if r is None or r["status"] != "ok":
             ok_all = False
-            why = "not run" if r is None else f"{r['status']}: {r['error']}"
-            rows.append([label, old["accuracy"], "–", "–", "–", f"FAIL ({why})"])
+            if r is None:
+                verdict = f"not re-run ({_not_rerun_reason(old, planned)})"
+            elif r["status"] == "skipped":  # the runner skips only a device it cannot use
+                verdict = f"not re-run (device {old['device']}: {r['error']})"
+            else:
+                verdict = f"FAIL ({r['status']}: {r['error']})"
+            rows.append([label, recorded, "–", "–", "–", verdict])
             continue
         a_old, a_new, ci = float(old["accuracy"]), float(r["accuracy"]), float(old["ci95"] or "nan")
         same_eps, identical = old["episodes_hash"] == r["episodes_hash"], a_new == a_old
@@ -102,16 +219,43 @@ def compare(
         else:
             verdict = f"FAIL ({abs(a_new - a_old) / ci:.1f} CIs off)" if ci > 0 else "FAIL (outside CI)"
         rows.append(
-            [
-                label,
-                f"{100 * a_old:.2f}",
-                f"{100 * a_new:.2f}",
-                f"±{100 * ci:.2f}",
-                f"{float(r['train_pairs_per_s']) / float(old['train_pairs_per_s']):.2f}x",
-                verdict,
-            ]
+            [label, recorded, f"{100 * a_new:.2f}", f"±{100 * ci:.2f}", _speed_ratio(old, r), verdict]
         )
     return rows, ok_all
+
+
+def _speed_ratio(old: dict, new: dict) -> str:
+    """new / recorded training pairs/s, e.g. "1.07x"; "–" where either is empty or the recorded one is 0 (a
+    cell run with --train-pairs 0, or a parameter-free pixel baseline, trains nothing)."""
+    a, b = old.get("train_pairs_per_s"), new.get("train_pairs_per_s")
+    return f"{float(b) / float(a):.2f}x" if a and b and float(a) else "–"
+
+
+def _not_rerun_reason(old: dict, planned: set | None) -> str:
+    """Why the new run has no row for the recorded row `old`."""
+    if old["dtype"] not in DTYPE_AMP:
+        return (
+            f"recorded with dtype {old['dtype']}, which reproduce cannot set; it re-runs "
+            f"{' and '.join(DTYPE_AMP)} cells"
+        )
+    if planned is not None and key_of(old, CELL_KEY) not in planned:
+        return (
+            "its protocol/backbone/head/seed/N-way is in none of the grids config.json records; re-run it with "
+            "`run` and check it with `compare`"
+        )
+    return "the new run has no row for it"
+
+
+def verdict_line(rows: list[list[str]], out: Path) -> str:
+    """The last line: "all cells reproduced", or how many did not reproduce and how many were not re-run."""
+    fails = sum(r[-1].startswith("FAIL") for r in rows)
+    skipped = sum(r[-1].startswith("not re-run") for r in rows)
+    if not fails and not skipped:
+        return f"all cells reproduced (new run in {out})"
+    parts = [f"SOME CELLS DID NOT REPRODUCE ({fails} of {len(rows)})"] if fails else []
+    if skipped:
+        parts.append(f"{skipped} of {len(rows)} recorded cells not re-run (the verdicts say why)")
+    return f"{'; '.join(parts)} (new run in {out})"
 
 
 def throughput_ratios(recorded_dir: Path, new_dir: Path) -> list[list[str]]:
@@ -128,6 +272,7 @@ def throughput_ratios(recorded_dir: Path, new_dir: Path) -> list[list[str]]:
 
 
 def command(args) -> int:
+    """Re-run, compare and print; the exit code is the module docstring's (0, 1, or 130 when interrupted)."""
     from siamese_bench import runner
     from siamese_bench.summary import markdown_table
 
@@ -139,34 +284,48 @@ def command(args) -> int:
             f"{args.results} holds a throughput table only (run --throughput-only): with --no-throughput there "
             "is nothing to reproduce; drop --no-throughput"
         )
-    config = restrict(config, args.protocols, args.backbones, args.heads, args.devices, args.seeds, args.ways)
+    which = (args.protocols, args.backbones, args.heads, args.devices, args.seeds, args.ways)
+    if config.throughput_only:
+        rows, plans = [], [restrict(config, *which)]
+    else:
+        rows = recorded_rows(args.results, *which)
+        plans = reruns(config, rows)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="siamese_bench_reproduce_"))
-    config = dataclasses.replace(
-        config,
-        out=out,
-        quiet=args.quiet,
-        throughput=not args.no_throughput,
-        data_dir=args.data_dir or config.data_dir,
-    )
-    runner.run(config, print_summary=False)
-    print(hardware_line(args.results, out))
+    plans = [
+        dataclasses.replace(
+            plan,
+            out=out,
+            quiet=args.quiet,
+            throughput=not args.no_throughput,
+            data_dir=args.data_dir or config.data_dir,
+        )
+        for plan in plans
+    ]
+    try:
+        for plan in plans:
+            runner.run(plan, print_summary=False)
+    except KeyboardInterrupt:
+        print(interrupted_text(out, resumable=args.out is not None), file=sys.stderr)
+        return 130
+    if plans:  # else every recorded cell is listed as not re-run, and nothing ran here
+        print(hardware_line(args.results, out))
     if not config.throughput_only:
-        cells = {key_of(base, CELL_KEY) for base in _cell_rows(config)}
-        rows, ok = compare(args.results, out, cells, args.tolerance)
+        planned = {key_of(base, CELL_KEY) for plan in plans for base in _cell_rows(plan)}
+        table, ok = compare(args.results, out, {key_of(r, CELL_KEY) for r in rows}, args.tolerance, planned)
         print(
             markdown_table(
-                ["cell", "recorded %", "now %", "recorded CI", "train speed now/recorded", "verdict"], rows
+                ["cell", "recorded %", "now %", "recorded CI", "train speed now/recorded", "verdict"], table
             )
         )
-    thr = throughput_ratios(args.results, out) if config.throughput else []
+    thr = throughput_ratios(args.results, out) if not args.no_throughput else []
     if thr:
         print()
         print(markdown_table(["throughput cell", "train pairs/s", "eval images/s", "eval episodes/s"], thr))
     if config.throughput_only:
         print(f"\nthroughput re-measured, as ratios new / recorded (never pass/fail); new run in {out}")
         return 0
-    print(f"\n{'all cells reproduced' if ok else 'SOME CELLS DID NOT REPRODUCE'} (new run in {out})")
-    if not ok:
+    print(f"\n{verdict_line(table, out)}")
+    if any(r[-1].startswith("FAIL") for r in table):
         print(
             "Training repeats bit for bit only on the same CPU model with the same library versions (CUDA "
             "training is not bit-deterministic even on one GPU); elsewhere a cell moves by training noise, "
@@ -174,6 +333,19 @@ def command(args) -> int:
             "column of the summary, or accept it with --tolerance K (K recorded CIs)."
         )
     return 0 if ok else 1
+
+
+def interrupted_text(out: Path, resumable: bool) -> str:
+    """What Ctrl-C prints: where the partial re-run is, and how to resume it (cells it finished are kept)."""
+    if resumable:
+        return (
+            f"\ninterrupted: the partial re-run is in {out} (its finished cells are kept); re-run the same "
+            "command to resume it, or delete that folder to start over"
+        )
+    return (
+        f"\ninterrupted: the partial re-run is in {out}; a new `reproduce` starts over in a new temporary folder, "
+        f"so add --out {out} to the same command to resume this one instead (or delete it)"
+    )
 
 
 def hardware_line(recorded_dir: Path, new_dir: Path) -> str:

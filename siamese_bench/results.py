@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -92,8 +93,19 @@ def rate_ratios(a: dict, b: dict) -> list[str]:
     ]
 
 
+def _read_umask() -> int:
+    """The process umask (os.umask can only be read by setting it: set and restore, once, at import)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that `path` always holds either the old or the new content."""
+    """Write `text` to `path` so that `path` always holds either the old or the new content. The file gets
+    the mode a new file would (0o666 less the umask), not mkstemp's owner-only 0600: results are shared."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -102,6 +114,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -138,18 +151,75 @@ def key_of(row: dict, key: tuple[str, ...] = CELL_KEY) -> tuple[str, ...]:
     return tuple(_cell(row.get(k)) for k in key)
 
 
+STATUSES = ("ok", "error", "skipped")  # the status column of both tables
+
+
+def _row_problem(row: dict, columns: tuple[str, ...]) -> str | None:
+    """What is wrong with one row as csv.DictReader read it, or None: a value missing (a short row gets None
+    for the columns it lacks), one too many (kept under the key None), or an unknown status."""
+    if None in row:
+        extra = len(row[None])
+        return f"{extra} value{'s' if extra > 1 else ''} more than the {len(columns)} columns"
+    missing = [c for c in columns if row.get(c) is None]
+    if missing:
+        return f"{len(missing)} of its {len(columns)} values missing (from column {missing[0]!r} on)"
+    if "status" in columns and row["status"] not in STATUSES:
+        return f"status {row['status']!r} is none of {', '.join(STATUSES)}"
+    return None
+
+
 class Table:
-    """An append-mostly CSV table kept in memory and rewritten atomically after every change."""
+    """An append-mostly CSV table kept in memory and rewritten atomically after every change.
+
+    Reading it checks every row, since a resume skips the cells it finds: a truncated last row (a copy or
+    write cut short) is dropped with a warning on stderr, so that its cell runs again; any other malformed
+    row is a ValueError naming the file and line."""
 
     def __init__(self, path: Path, columns: tuple[str, ...], key: tuple[str, ...]) -> None:
         self.path, self.columns, self.key = Path(path), columns, key
-        self.rows = read_csv(self.path)
-        if self.rows and set(self.rows[0]) != set(columns):
-            missing = sorted(set(columns) - set(self.rows[0]))
+        self.rows = self._read()
+
+    def _read(self) -> list[dict[str, str]]:
+        if not self.path.exists():
+            return []
+        with self.path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            self._check_header(reader.fieldnames)
+            rows = [(reader.line_num, row) for row in reader]
+        for i, (line, row) in enumerate(rows):
+            problem = _row_problem(row, self.columns)
+            if problem is None:
+                continue
+            if i == len(rows) - 1 and None not in row and None in row.values():  # cut short
+                cell = "/".join(v or "?" for v in key_of(row, self.key))
+                print(
+                    f"warning: {self.path}: dropped its truncated last row (line {line}, cell {cell}: "
+                    f"{problem}), as left by an interrupted write or copy; that cell will be re-run",
+                    file=sys.stderr,
+                )
+                rows.pop()
+                break
             raise ValueError(
-                f"{self.path} has a different schema (missing columns {missing}); "
-                "write to a new --out directory or move the old file away"
+                f"{self.path} line {line}: {problem}; repair or delete that line (its cell is then re-run), "
+                "or write to a new --out directory"
             )
+        return [row for _, row in rows]
+
+    def _check_header(self, header: list[str] | None) -> None:
+        if header is None or set(header) == set(self.columns):  # None: an empty file
+            return
+        missing = sorted(set(self.columns) - set(header))
+        extra = sorted(set(header) - set(self.columns))
+        what = (
+            "; ".join(
+                f"{name} columns {cols}" for name, cols in (("missing", missing), ("extra", extra)) if cols
+            )
+            or "a column twice"
+        )
+        raise ValueError(
+            f"{self.path} has a different schema ({what}); write to a new --out directory or move the old "
+            "file away"
+        )
 
     def get(self, row: dict) -> dict | None:
         k = key_of(row, self.key)
@@ -180,7 +250,9 @@ class OutputLock:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise RuntimeError(
+            from siamese_bench.commands import UserError
+
+            raise UserError(
                 f"another siamese_bench run (pid {holder}) is writing to {self.path.parent}; "
                 "wait for it to finish or choose another --out directory"
             ) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 import traceback
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from siamese_bench import allocator, provenance
-from siamese_bench.presets import PRESETS, Grid, cell_settings, recorded_grids, select_grids
+from siamese_bench.presets import PRESETS, Grid, cell_settings, select_grids
 from siamese_bench.results import (
     ACCURACY_COLUMNS,
     CELL_KEY,
@@ -61,15 +62,35 @@ class RunConfig:
     snapshot_every: float = 600.0
 
 
-def _check_same_kind(config: RunConfig, config_path: Path, acc: Table) -> None:
+def _recorded_config(config_path: Path, tables: tuple[Table, ...]) -> dict | None:
+    """The config.json of a directory being resumed; None when it cannot be read but no table has rows (it is
+    then written anew). Unreadable beside rows, it is a UserError: it records the settings those rows were
+    made with, and without them a resume could silently mix rows of other settings into the table."""
+    from siamese_bench.commands import UserError
+
+    try:
+        doc = json.loads(config_path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+        return doc
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        rows = sum(len(t.rows) for t in tables)
+        if not rows:
+            return None
+        raise UserError(
+            f"{config_path} cannot be read ({err}), and {config_path.parent} holds {rows} row(s) made with the "
+            "settings it records, which a resume must compare with this run's; restore it (e.g. `git checkout "
+            f"-- {config_path}` when it is committed), or move {config_path.parent} away or write this run "
+            "to another --out directory"
+        ) from None
+
+
+def _check_same_kind(config: RunConfig, doc: dict, acc: Table) -> None:
     """Refuse a `--throughput-only` run into a directory of a full run and vice versa: config.json would then
     describe only the last kind, and the summary of a throughput-only table leaves accuracy rows out."""
     from siamese_bench.commands import UserError
 
-    try:
-        recorded = bool(json.loads(config_path.read_text()).get("throughput_only", False))
-    except (OSError, ValueError, AttributeError):
-        return
+    recorded = bool(doc.get("throughput_only", False))
     if recorded == config.throughput_only or not (acc.rows or recorded):
         return
     what = "a throughput-only table" if recorded else f"{len(acc.rows)} accuracy row(s) of a full run"
@@ -79,19 +100,40 @@ def _check_same_kind(config: RunConfig, config_path: Path, acc: Table) -> None:
     )
 
 
-def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
+def _recorded_settings(doc: dict) -> dict[tuple, tuple]:
+    """(protocol, backbone, head, device, dtype, seed) -> the `Grid.settings` it was run with, from config.json:
+    each run's grids on that run's available devices and dtype (a run recorded without them: the top-level
+    ones, the latest run's; without per-run grids: the top-level grids). A later run's settings win: a run
+    writes a cell only where no finished row has other settings (`_check_resume_settings`), so a later run that
+    differs replaced rows that were errors, skipped or absent. KeyError or TypeError: another version's."""
+    runs = doc.get("runs") or []
+    if not (runs and all(r.get("grids") for r in runs)):
+        runs = [{"grids": doc["grids"]}]
+    out: dict[tuple, tuple] = {}
+    for run in runs:
+        devices = run.get("devices") or [d.rstrip("?") for d in doc["devices"]]
+        dtype = run.get("dtype") or _dtype_of(doc.get("amp", "none"))
+        grids = [Grid.from_json(g) for g in run["grids"]]
+        for (protocol, backbone, head, seed), settings in cell_settings(grids, strict=False).items():
+            for device in devices:
+                out[protocol, backbone, head, device, dtype, seed] = settings
+    return out
+
+
+def _check_resume_settings(out: Path, doc: dict, groups: list[dict], done) -> None:
     """Refuse to resume into a directory whose finished cells were made with other training settings than this
     run asks for: re-running would skip them, and the table would silently answer a different question.
-    done(group) says whether any cell of the group has a row. The recorded settings: `recorded_grids`."""
+    done(group) says whether any cell of the group has a finished (status ok) row: error and skipped rows are
+    re-run, so their settings do not matter. The recorded settings: `_recorded_settings` of config.json."""
     from siamese_bench.commands import UserError
 
     try:
-        grids = recorded_grids(json.loads(config_path.read_text()))
-    except (OSError, ValueError, TypeError, KeyError):  # unreadable, or a config.json of another version
+        recorded = _recorded_settings(doc)
+    except (TypeError, KeyError, AttributeError):  # a config.json of another version
         return
-    recorded = cell_settings(grids, strict=False)
     for group in groups:
-        key = (group["protocol"].name, group["backbone"], group["head"], group["seed"])
+        name = (group["protocol"].name, group["backbone"], group["head"], group["seed"])
+        key = (*name[:3], group["device"], group["dtype"], group["seed"])
         want = group["grid"].settings
         if key in recorded and recorded[key] != want and done(group):
             diff = ", ".join(
@@ -100,9 +142,9 @@ def _check_resume_settings(config_path: Path, groups: list[dict], done) -> None:
                 if a != b
             )
             raise UserError(
-                f"{config_path.parent} already holds {'/'.join(map(str, key))} (protocol/backbone/head/seed) "
-                f"made with other settings: {diff}. Resuming would skip those cells; write this run to a new "
-                "--out directory (or delete the folder to start over)"
+                f"{out} already holds {'/'.join(map(str, name))} (protocol/backbone/head/seed) on "
+                f"{group['device']} {group['dtype']} made with other settings: {diff}. Resuming would skip "
+                "those cells; write this run to a new --out directory (or delete the folder to start over)"
             )
 
 
@@ -180,10 +222,7 @@ def config_from_args(args) -> RunConfig:
         for k in g.shots or ():
             if k < 1:
                 raise UserError(f"--shots {k}: K must be at least 1")
-        if g.train_pairs < 0:
-            raise UserError(f"--train-pairs {g.train_pairs}: must be >= 0 (0 = evaluate without training)")
-        if g.batch_size < 2 or g.batch_size % 2:
-            raise UserError(f"--batch-size {g.batch_size}: must be even (half positive, half negative pairs)")
+        _check_numbers(g)
     devices = args.devices or preset.devices
     for d in devices:
         if d.rstrip("?").split(":")[0] not in ("cpu", "cuda"):
@@ -215,11 +254,14 @@ def config_from_args(args) -> RunConfig:
             f"--throughput-batch-sizes {','.join(map(str, batch_sizes))}: each must be even and >= 2 "
             "(half positive, half negative pairs)"
         )
+    if args.save_pairs < 0:
+        raise UserError(f"--save-pairs {args.save_pairs}: must be >= 0 (0 = no picture of pairs)")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be >= 1 (omit it for torch's default)")
     if not args.snapshot_every >= 0:
         raise UserError(f"--snapshot-every {args.snapshot_every}: seconds must be >= 0 (0 = no snapshots)")
-    out = args.out or _default_out(args.preset, grids)
+    out = Path(args.out) if args.out is not None else _default_out(args.preset, grids)
+    _check_out(out)
     return RunConfig(
         preset=args.preset,
         grids=grids,
@@ -241,6 +283,46 @@ def config_from_args(args) -> RunConfig:
         threads=args.threads,
         snapshot_every=args.snapshot_every,
     )
+
+
+def _check_numbers(g: Grid) -> None:
+    """A UserError naming the flag for a value of a grid (after the flags were applied) that no run can use."""
+    from siamese_bench.commands import UserError
+
+    if not g.seeds:
+        raise UserError("--seeds: give at least one seed, e.g. --seeds 0")
+    for s in g.seeds:
+        if s < 0:
+            raise UserError(f"--seeds {s}: seeds must be >= 0")
+    if g.episodes is not None and g.episodes < 1:
+        raise UserError(f"--episodes {g.episodes}: must be >= 1 (omit it for the protocol's default)")
+    if g.train_pairs < 0:
+        raise UserError(f"--train-pairs {g.train_pairs}: must be >= 0 (0 = evaluate without training)")
+    if g.batch_size < 2 or g.batch_size % 2:
+        raise UserError(
+            f"--batch-size {g.batch_size}: must be even and >= 2 (half positive, half negative pairs)"
+        )
+    if not (math.isfinite(g.lr) and g.lr > 0):
+        raise UserError(f"--lr {g.lr}: must be a finite number > 0, e.g. --lr 1e-3")
+
+
+def _check_out(out: Path) -> None:
+    """A UserError unless `out` can be the results folder: not the bare current directory (`--out ''` or
+    `--out .`, which would scatter the results among whatever is there), not a file nor below one."""
+    from siamese_bench.commands import UserError
+
+    if out == Path("."):
+        raise UserError(
+            "--out '' (or '.') names the current directory, where the results would mix with whatever is there; "
+            "name a results folder (e.g. --out results/mine), or give the current directory's full path if "
+            "you mean it"
+        )
+    for path in (out, *out.parents):
+        if path.is_dir():
+            return
+        if path.exists() or path.is_symlink():
+            below = "not a folder" if path == out else "so no folder can be made below it"
+            raise UserError(f"--out {out}: {path} is a file, {below}; choose another --out folder")
 
 
 def _default_out(preset: str, grids) -> Path:
@@ -291,7 +373,22 @@ def _devices(config: RunConfig) -> list[tuple[str, str | None]]:
 
 
 def _dtype(config: RunConfig) -> str:
-    return "bfloat16-amp" if config.amp == "bf16" else "float32"
+    return _dtype_of(config.amp)
+
+
+def _dtype_of(amp: str) -> str:
+    """The dtype column of the rows of a run with this --amp."""
+    return "bfloat16-amp" if amp == "bf16" else "float32"
+
+
+def _to_run(old: dict | None, config: RunConfig, available: bool = True) -> bool:
+    """Whether a cell whose recorded row is `old` (None: none) runs now: a new cell; one skipped for want of
+    its device, once the device is available (the row is replaced); and with --retry-failed one that failed."""
+    if old is None:
+        return True
+    if old["status"] == "skipped":
+        return available
+    return config.retry_failed and old["status"] == "error"
 
 
 def expand(config: RunConfig) -> list[dict]:
@@ -340,7 +437,7 @@ def base_row(group: dict, n_way: int, k_shot: int) -> dict:
         "n_way": n_way,
         "k_shot": k_shot,
         "n_query": 1 if proto.fixed_episodes else proto.n_query,
-        "episodes": grid.episodes or proto.episodes,
+        "episodes": proto.episodes if grid.episodes is None else grid.episodes,
         "seed": group["seed"],
         "train_pairs": grid.train_pairs,
         "git_hash": provenance.git_hash(),
@@ -359,12 +456,13 @@ def plan(config: RunConfig) -> str:
     groups, lines, todo, total, skipped = expand(config), [], 0, 0, 0
     for gi, g in enumerate(groups, 1):
         cells = g["cells"]
-        done = sum(acc is not None and acc.get(base_row(g, n, k)) is not None for n, k in cells)
+        pending = sum(_to_run(acc.get(base_row(g, n, k)) if acc else None, config) for n, k in cells)
+        done = len(cells) - pending
         total += len(cells)
         if g["unavailable"]:
-            skipped += len(cells) - done
+            skipped += pending
         else:
-            todo += len(cells) - done
+            todo += pending
         what = ", ".join(f"{n}-way {k}-shot" for n, k in cells)
         if config.throughput_only:
             state = "throughput only"
@@ -411,18 +509,17 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         thr = Table(config.out / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY)
         # config.json describes the run that wrote the rows: a resume that finds every cell done must not
         # replace the recorded git hash, hardware and wall time with its own
-        config_path, wrote = config.out / "config.json", 0
-        fresh = not config_path.exists()
-        earlier = [] if fresh else _earlier_runs(config_path)
+        config_path, wrote, failed = config.out / "config.json", 0, 0
+        doc = _recorded_config(config_path, (acc, thr)) if config_path.exists() else None
+        fresh = doc is None  # no config.json, or an unreadable one beside no rows: written anew
+        earlier = [] if fresh else _earlier_runs(doc)
         started = provenance.timestamp()
         if fresh:
             write_json(config_path, _config_doc(config, None, [], started))
         groups = expand(config)
         if not fresh:
-            _check_same_kind(config, config_path, acc)
-            _check_resume_settings(
-                config_path, groups, lambda g: any(acc.get(base_row(g, n, k)) for n, k in g["cells"])
-            )
+            _check_same_kind(config, doc, acc)
+            _check_resume_settings(config.out, doc, groups, lambda g: _finished(acc, g))
             _check_own_images_unchanged(
                 config.out, groups, lambda g: [acc.get(base_row(g, n, k)) for n, k in g["cells"]]
             )
@@ -440,14 +537,16 @@ def _run(config: RunConfig, print_summary: bool) -> int:
                 else:
                     runner.note_shape(group)
                 continue
-            todo = []
-            for n, k in group["cells"]:
-                old = acc.get(base_row(group, n, k))
-                if old is None or (config.retry_failed and old["status"] == "error"):
-                    todo.append((n, k))
+            available = not group["unavailable"]
+            todo = [
+                (n, k)
+                for n, k in group["cells"]
+                if _to_run(acc.get(base_row(group, n, k)), config, available)
+            ]
             if not todo:
                 done += len(group["cells"])
-                _log(config, f"{label}: {len(group['cells'])} cell(s) already in {acc.path.name}, skipped")
+                what = f"skipped ({group['unavailable']})" if group["unavailable"] else "skipped"
+                _log(config, f"{label}: {len(group['cells'])} cell(s) already in {acc.path.name}, {what}")
                 continue
             if group["unavailable"]:
                 for n, k in todo:
@@ -467,6 +566,7 @@ def _run(config: RunConfig, print_summary: bool) -> int:
                 acc.put(row)
                 done += 1
                 wrote += 1
+                failed += row["status"] == "error"
                 status = (
                     f"accuracy {100 * float(row['accuracy']):.2f}% ± {100 * float(row['ci95']):.2f}"
                     if row["status"] == "ok"
@@ -489,7 +589,19 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         print(summary.read_text())
     written = "throughput.csv" if config.throughput_only else "accuracy.csv, throughput.csv"
     _log(config, f"wrote {config.out}/{written}, summary.md in {wall:.0f} s")
+    if failed:
+        print(
+            f"{failed} cell(s) failed: see the error column of {acc.path}; fix and re-run with --retry-failed",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _finished(acc: Table, group: dict) -> bool:
+    """Whether any cell of the group has a finished row (status ok) in the accuracy table."""
+    rows = (acc.get(base_row(group, n, k)) for n, k in group["cells"])
+    return any(r is not None and r["status"] == "ok" for r in rows)
 
 
 def _config_doc(
@@ -504,7 +616,8 @@ def _config_doc(
     env = provenance.environment()
     doc["environment"] = env
     doc["wall_seconds"] = None if wall is None else round(wall, 1)
-    this = _run_entry(env, started, rows_written, doc["wall_seconds"], doc["grids"])
+    devices = [d for d, reason in _devices(config) if reason is None]
+    this = _run_entry(env, started, rows_written, doc["wall_seconds"], doc["grids"], devices, _dtype(config))
     doc["runs"] = [*earlier, this] if wall is not None else list(earlier)
     walls = [r["wall_seconds"] for r in doc["runs"]]
     doc["wall_seconds_total"] = round(sum(walls), 1) if walls and None not in walls else None
@@ -512,13 +625,22 @@ def _config_doc(
 
 
 def _run_entry(
-    env: dict, started: str | None, rows_written: int | None, wall: float | None, grids: list | None = None
+    env: dict,
+    started: str | None,
+    rows_written: int | None,
+    wall: float | None,
+    grids: list | None = None,
+    devices: list[str] | None = None,
+    dtype: str | None = None,
 ) -> dict:
-    """One entry of config.json's `runs`, from a run's environment record and resolved grids (the cells and
-    training settings that run asked for; None for runs recorded before grids were kept per run)."""
+    """One entry of config.json's `runs`, from a run's environment record, resolved grids (the cells and
+    training settings that run asked for), the devices it had and its dtype (None for runs recorded before
+    these were kept per run)."""
     gpus = env.get("gpus")
     return {
         "grids": grids,
+        "devices": devices,
+        "dtype": dtype,
         "started": started,
         "command": env.get("command"),
         "git_hash": env.get("git_hash"),
@@ -530,13 +652,9 @@ def _run_entry(
     }
 
 
-def _earlier_runs(config_path: Path) -> list[dict]:
+def _earlier_runs(doc: dict) -> list[dict]:
     """The `runs` recorded in an existing config.json; for one written before runs were recorded, a single
     entry rebuilt from its environment and wall time."""
-    try:
-        doc = json.loads(config_path.read_text())
-    except (OSError, ValueError):
-        return []
     if "runs" in doc:
         return list(doc["runs"])
     if doc.get("wall_seconds") is None:

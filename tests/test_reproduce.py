@@ -95,6 +95,137 @@ def test_reproduce_of_a_throughput_only_folder_needs_the_throughput(tmp_path):
     assert "| cell | recorded % |" not in r.stdout  # no (empty) accuracy comparison
 
 
+def _record(out: Path, *flags: str) -> None:
+    """A tiny smoke run (digits, 3-way, koch, 50 episodes) into `out`, with extra `run` flags."""
+    from siamese_bench import runner
+    from siamese_bench.cli import build_parser
+
+    argv = ["run", "--preset", "smoke", "--out", str(out), "--quiet", "--devices", "cpu", "--ways", "3"]
+    argv += ["--heads", "koch", "--episodes", "50", "--no-throughput", *flags]
+    runner.run(runner.config_from_args(build_parser().parse_args(argv)), print_summary=False)
+
+
+def _reproduce(capsys, *argv: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `python -m siamese_bench reproduce ARGV`, run in this process."""
+    from siamese_bench.cli import main
+
+    rc = main(["reproduce", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def two_dtypes(tmp_path_factory):
+    """A folder holding one cell recorded twice: float32, then (a second run) --amp bf16."""
+    out = tmp_path_factory.mktemp("two_dtypes")
+    _record(out, "--train-pairs", "64")
+    _record(out, "--train-pairs", "64", "--amp", "bf16")
+    assert sorted(r["dtype"] for r in read_csv(out / "accuracy.csv")) == ["bfloat16-amp", "float32"]
+    return out
+
+
+def test_reproduce_shows_no_speed_ratio_for_an_untrained_cell(tmp_path, capsys):
+    """--train-pairs 0 rows (and the pixel baselines) have an empty train_pairs_per_s: "–", not a crash."""
+    _record(tmp_path / "rec", "--train-pairs", "0")
+    rc, out, err = _reproduce(capsys, str(tmp_path / "rec"), "--quiet", "--out", str(tmp_path / "new"))
+    assert rc == 0, out + err
+    assert "| – | identical |" in out and "all cells reproduced" in out
+
+
+def test_reproduce_reruns_every_recorded_dtype(two_dtypes, tmp_path, capsys):
+    """config.json records only the last run's --amp; the float32 rows of an earlier run are re-run too."""
+    rc, out, err = _reproduce(capsys, str(two_dtypes), "--quiet", "--out", str(tmp_path / "new"))
+    assert rc == 0, out + err
+    assert (
+        out.count("| identical |") == 2 and "cpu bfloat16-amp 3w1s" in out and "all cells reproduced" in out
+    )
+    assert sorted(r["dtype"] for r in read_csv(tmp_path / "new" / "accuracy.csv")) == [
+        "bfloat16-amp",
+        "float32",
+    ]
+
+
+def test_reproduce_lists_recorded_cells_it_cannot_rerun(two_dtypes, tmp_path, capsys):
+    """A recorded dtype reproduce cannot make, or a cell outside config.json's grids, is "not re-run" (exit 1),
+    never left out of the table under "all cells reproduced"."""
+    import json
+    import shutil
+
+    rec = tmp_path / "rec"
+    shutil.copytree(two_dtypes, rec)
+    rows = read_csv(rec / "accuracy.csv")
+    write_csv(
+        rec / "accuracy.csv",
+        [dict(r, dtype=r["dtype"].replace("bfloat16-amp", "float16")) for r in rows],
+        ACCURACY_COLUMNS,
+    )
+    rc, out, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new"))
+    assert rc == 1, out + err
+    assert "| identical |" in out and "not re-run (recorded with dtype float16" in out
+    assert "all cells reproduced" not in out and "1 of 2 recorded cells not re-run" in out
+    doc = json.loads((rec / "config.json").read_text())
+    for g in [*doc["grids"], *(g for r in doc["runs"] for g in r["grids"])]:
+        g["heads"] = ["contrastive"]  # the recorded koch cells are in no recorded grid
+    (rec / "config.json").write_text(json.dumps(doc))
+    rc, out, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new2"))
+    assert rc == 1 and out.count("| not re-run (") == 2 and "in none of the grids config.json" in out, (
+        out + err
+    )
+
+
+def test_reproduce_refuses_a_restriction_that_leaves_no_recorded_cell(capsys):
+    """results/quick has CPU cells only: --devices cuda must not re-run them, nor print an empty table."""
+    rc, out, err = _reproduce(capsys, str(QUICK), "--devices", "cuda", "--no-throughput", "--quiet")
+    assert rc == 2 and "--devices cuda" in err and "recorded devices: cpu" in err, out + err
+    assert "reproduced" not in out
+    rc, out, err = _reproduce(capsys, str(QUICK), "--protocols", "mnist-heldout", "--ways", "20", "--quiet")
+    assert rc == 2 and "--ways 20 leaves no recorded cell" in err, out + err
+    assert "recorded N-ways: 5 (among the cells --protocols keeps)" in err
+    rc, out, err = _reproduce(capsys, str(QUICK), "--heads", "koch,contrastiv", "--quiet")
+    assert (
+        rc == 2
+        and "--heads contrastiv: no recorded cell" in err
+        and "heads: contrastive, koch, triplet" in err
+    )
+
+
+def test_reproduce_recorded_cuda_cells_without_cuda_are_not_rerun(two_dtypes, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rec = tmp_path / "rec"
+    shutil.copytree(two_dtypes, rec)
+    rows = read_csv(rec / "accuracy.csv")
+    write_csv(rec / "accuracy.csv", [dict(r, device="cuda") for r in rows], ACCURACY_COLUMNS)
+    rc, out, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new"))
+    assert rc == 1, out + err
+    assert out.count("not re-run (device cuda: CUDA not available") == 2 and "all cells reproduced" not in out
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_interrupted_reproduce_names_its_partial_run(resume, tmp_path, capsys, monkeypatch):
+    """Ctrl-C: the partial re-run's folder is named, and (without --out) that a new reproduce starts over."""
+    from siamese_bench import reproduce, runner
+
+    def interrupted(config, print_summary=True):
+        (config.out / "accuracy.csv").write_text("")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run", interrupted)
+    new = tmp_path / "new"
+    new.mkdir()
+    monkeypatch.setattr(reproduce.tempfile, "mkdtemp", lambda prefix="": str(new))
+    argv = [str(QUICK), "--protocols", "mnist-heldout", "--heads", "koch", "--quiet"]
+    rc, out, err = _reproduce(capsys, *argv, *(["--out", str(new)] if resume else []))
+    assert rc == 130 and str(new) in err, err
+    if resume:
+        assert "re-run the same command to resume" in err
+    else:
+        assert "starts over" in err and f"--out {new}" in err and "re-run the same command" not in err
+
+
 @pytest.mark.realdata
 def test_reproduce_a_quick_subset_on_cpu(real_data_dir, tmp_path):
     r = subprocess.run(

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from siamese_bench import results
+from siamese_bench.commands import UserError
 from siamese_bench.results import ACCURACY_COLUMNS, CELL_KEY, OutputLock, Table, atomic_write_text, read_csv
 
 
@@ -62,7 +64,7 @@ def test_output_lock_refuses_a_second_run(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "locked"
-        with pytest.raises(RuntimeError, match=f"pid {p.pid}.*is writing to"), OutputLock(tmp_path):
+        with pytest.raises(UserError, match=f"pid {p.pid}.*is writing to"), OutputLock(tmp_path):
             pass
     finally:
         p.kill()
@@ -76,3 +78,88 @@ def test_csv_has_no_formatted_numbers(tmp_path):
     t.put({"k": "a", "v": 1014.45})
     with open(tmp_path / "a.csv") as f:
         assert list(csv.reader(f))[1] == ["a", "1014.45"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_atomic_writes_are_readable_as_any_new_file_would_be(tmp_path, monkeypatch):
+    """mkstemp makes 0600 files; results are for collaborators too, so they get the umask's mode."""
+    p = tmp_path / "f.txt"
+    atomic_write_text(p, "x")
+    assert p.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    monkeypatch.setattr(results, "_UMASK", 0o002)
+    atomic_write_text(p, "y")
+    assert p.stat().st_mode & 0o777 == 0o664
+    monkeypatch.setattr(results, "_UMASK", 0o077)
+    atomic_write_text(p, "z")
+    assert p.stat().st_mode & 0o777 == 0o600
+
+
+def _two_rows(path):
+    t = Table(path, ACCURACY_COLUMNS, CELL_KEY)
+    row = dict(protocol="p", dataset="d", backbone="b", head="h", device="cpu", dtype="float32", seed=0)
+    for n in (3, 5):
+        t.put(
+            {
+                **row,
+                "n_way": n,
+                "k_shot": 1,
+                "accuracy": 0.5,
+                "status": "ok",
+                "error": "",
+                "timestamp": "2024-01-01T00:00:00",
+            }
+        )
+    return path.read_text()
+
+
+def test_a_truncated_last_row_is_dropped_with_a_warning(tmp_path, capsys):
+    p = tmp_path / "a.csv"
+    text = _two_rows(p)
+    last = text.rindex("\n", 0, -1) + 1
+    in_status = text.rindex(",ok,") + 2
+    for cut in (last + 5, in_status, len(text) - 4):  # in the key, in the status, in the timestamp
+        p.write_text(text[:cut])
+        t = Table(p, ACCURACY_COLUMNS, CELL_KEY)
+        if cut == len(text) - 4:  # only the timestamp is short: every column is there, the row is kept
+            assert len(t.rows) == 2
+            continue
+        assert [r["n_way"] for r in t.rows] == ["3"]
+        err = capsys.readouterr().err
+        assert f"warning: {p}: dropped its truncated last row" in err and "will be re-run" in err
+    p.write_text(text[:in_status])
+    capsys.readouterr()
+    Table(p, ACCURACY_COLUMNS, CELL_KEY)
+    assert "p/d/b/h/cpu/float32/5/1/0" in capsys.readouterr().err  # the cell, by its key
+
+
+def test_a_malformed_row_before_the_last_is_an_error_naming_the_line(tmp_path):
+    p = tmp_path / "a.csv"
+    text = _two_rows(p)
+    header, first, second = text.splitlines()
+    p.write_text("\n".join([header, first[:40], second]) + "\n")
+    with pytest.raises(ValueError, match=f"{p} line 2: .*missing"):
+        Table(p, ACCURACY_COLUMNS, CELL_KEY)
+    p.write_text("\n".join([header, first.replace(",ok,", ",done,"), second]) + "\n")
+    with pytest.raises(ValueError, match=f"{p} line 2: status 'done'.*ok, error, skipped"):
+        Table(p, ACCURACY_COLUMNS, CELL_KEY)
+    p.write_text("\n".join([header, first, second.replace(",ok,", ",done,")]) + "\n")  # last, yet whole
+    with pytest.raises(ValueError, match=f"{p} line 3: status 'done'"):
+        Table(p, ACCURACY_COLUMNS, CELL_KEY)
+    p.write_text("\n".join([header, first + ",extra", second]) + "\n")
+    with pytest.raises(ValueError, match=f"{p} line 2: 1 value more than"):
+        Table(p, ACCURACY_COLUMNS, CELL_KEY)
+
+
+def test_an_extra_column_is_named_as_extra(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text(",".join([*ACCURACY_COLUMNS, "note"]) + "\n")
+    with pytest.raises(ValueError, match=r"different schema \(extra columns \['note'\]\)"):
+        Table(p, ACCURACY_COLUMNS, CELL_KEY)
+    p.write_text(",".join(ACCURACY_COLUMNS[1:]) + "\n")
+    with pytest.raises(ValueError, match=r"different schema \(missing columns \['protocol'\]\)"):
+        Table(p, ACCURACY_COLUMNS, CELL_KEY)

@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -476,3 +477,167 @@ def test_an_episodes_file_that_holds_other_episodes_than_its_name_is_refused(tmp
         f"seed {ep.seed + 1} (this cell needs {ep.seed})" in row["error"]
         and "delete it to redraw" in row["error"]
     )
+
+
+def _ok_rows(self, group, cells):
+    """A stand-in for CellRunner.run_group that scores every cell 0.5 without training (e.g. on a device
+    the test machine lacks)."""
+    for n, k in cells:
+        yield {**runner.base_row(group, n, k), "status": "ok", "accuracy": 0.5, "ci95": 0.1, "timestamp": "t"}
+
+
+def test_resume_settings_are_kept_per_device_and_dtype(tmp_path):
+    """bf16 and float32 cells are different cells: each keeps its own settings, and re-running the float32
+    command is not refused for the bf16 cells' budget."""
+    from siamese_bench.commands import UserError
+
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3", "--amp", "bf16"), print_summary=False)
+    f32 = ("--heads", "koch", "--ways", "3", "--train-pairs", "256")
+    runner.run(config(tmp_path, *f32), print_summary=False)
+    runner.run(config(tmp_path, *f32), print_summary=False)  # the same command again: nothing to do
+    with pytest.raises(
+        UserError, match=r"koch/0 .*on cpu bfloat16-amp .*train_pairs 128 \(recorded\) vs 256 \(now\)"
+    ):
+        runner.run(config(tmp_path, *f32, "--amp", "bf16"), print_summary=False)
+    rows = read_csv(tmp_path / "accuracy.csv")
+    assert sorted((r["dtype"], r["train_pairs"]) for r in rows) == [
+        ("bfloat16-amp", "128"),
+        ("float32", "256"),
+    ]
+
+
+def test_an_unreadable_config_json_refuses_a_resume_naming_it(tmp_path):
+    from siamese_bench.commands import UserError
+
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
+    path = tmp_path / "config.json"
+    path.write_text(path.read_text()[:300])  # truncated
+    before = (tmp_path / "accuracy.csv").read_text()
+    for argv in (("--train-pairs", "256"), ()):
+        with pytest.raises(UserError, match=f"{path} cannot be read .*restore it.*another --out"):
+            runner.run(config(tmp_path, "--heads", "koch", "--ways", "3", *argv), print_summary=False)
+    assert (tmp_path / "accuracy.csv").read_text() == before
+    # an unreadable config.json beside no rows is simply written anew
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text("{")
+    runner.run(config(empty, "--heads", "koch", "--ways", "3"), print_summary=False)
+    assert json.loads((empty / "config.json").read_text())["runs"]
+
+
+def test_a_truncated_last_row_is_dropped_with_a_warning_and_its_cell_re_run(tmp_path, capsys):
+    runner.run(config(tmp_path, "--heads", "koch"), print_summary=False)
+    path = tmp_path / "accuracy.csv"
+    text = path.read_text()
+    path.write_text(text[: text.rindex("\n", 0, -1) + 120])  # the last row cut off after 120 characters
+    capsys.readouterr()
+    runner.run(config(tmp_path, "--heads", "koch", "--retry-failed"), print_summary=False)
+    err = capsys.readouterr().err
+    assert (
+        f"{path}" in err
+        and "truncated last row" in err
+        and "digits-heldout/digits/small-cnn/koch/cpu/float32/5/1/0" in err
+    )
+    rows = read_csv(path)
+    assert sorted(r["n_way"] for r in rows) == ["3", "5"] and all(r["status"] == "ok" for r in rows)
+    assert "- None" not in (tmp_path / "summary.md").read_text()
+
+
+def test_skipped_cells_run_once_their_device_is_available(tmp_path, monkeypatch):
+    argv = ("--heads", "koch", "--ways", "3", "--devices", "cpu,cuda")
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
+    runner.run(config(tmp_path, *argv), print_summary=False)
+    rows = {r["device"]: r for r in read_csv(tmp_path / "accuracy.csv")}
+    assert rows["cuda"]["status"] == "skipped" and rows["cpu"]["status"] == "ok"
+    config_json = (tmp_path / "config.json").read_text()
+    runner.run(config(tmp_path, *argv), print_summary=False)  # still no GPU: nothing new to record
+    assert (tmp_path / "config.json").read_text() == config_json
+
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    text = runner.plan(config(tmp_path, *argv))
+    assert "koch cuda float32 seed 0: 128 training pairs; 3-way 1-shot; 0/1 done" in text
+    assert "2 cell(s), 1 to run" in text
+    runner.run(config(tmp_path, *argv), print_summary=False)
+    rows = read_csv(tmp_path / "accuracy.csv")
+    assert sorted((r["device"], r["status"]) for r in rows) == [("cpu", "ok"), ("cuda", "ok")]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("--lr", "nan"), "--lr nan: must be a finite number > 0"),
+        (("--lr", "-1"), "--lr -1.0: must be a finite number > 0"),
+        (("--lr", "inf"), "--lr inf: must be a finite number > 0"),
+        (("--episodes", "0"), "--episodes 0: must be >= 1"),
+        (("--episodes", "-5"), "--episodes -5: must be >= 1"),
+        (("--train-pairs", "-1"), "--train-pairs -1: must be >= 0"),
+        (("--batch-size", "0"), "--batch-size 0: must be even"),
+        (("--seeds", "-1"), "--seeds -1: seeds must be >= 0"),
+        (("--save-pairs", "-1"), "--save-pairs -1: must be >= 0"),
+    ],
+)
+def test_bad_numbers_are_refused_up_front_naming_the_flag(tmp_path, argv, message):
+    from siamese_bench.commands import UserError
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        config(tmp_path, *argv)
+
+
+def test_episodes_given_is_used_as_is(tmp_path):
+    (group, *_) = runner.expand(config(tmp_path, "--episodes", "1"))
+    assert runner.base_row(group, 3, 1)["episodes"] == 1
+
+
+def test_a_run_with_failed_cells_exits_1_and_its_error_rows_never_block_a_retry(
+    tmp_path, monkeypatch, capsys
+):
+    from siamese_bench.cli import main
+    from siamese_bench.train import NonFiniteLossError
+
+    def diverge(*a, **k):
+        raise NonFiniteLossError("training loss became nan")
+
+    argv = ["run", "--preset", "smoke", "--out", str(tmp_path), "--episodes", "20", "--quiet"]
+    argv += ["--no-throughput", "--devices", "cpu", "--heads", "koch"]
+    real_train = cell.train
+    monkeypatch.setattr(cell, "train", diverge)
+    assert main([*argv, "--train-pairs", "128"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"2 cell(s) failed: see the error column of {tmp_path / 'accuracy.csv'}; fix and re-run with "
+        "--retry-failed"
+    ) in err
+    monkeypatch.setattr(cell, "train", real_train)
+    # other settings: the recorded cells are only errors, so nothing would be skipped
+    assert main([*argv, "--train-pairs", "256", "--retry-failed"]) == 0
+    assert main([*argv, "--train-pairs", "256", "--retry-failed"]) == 0  # and again: nothing to do
+    rows = read_csv(tmp_path / "accuracy.csv")
+    assert [(r["status"], r["train_pairs"]) for r in rows] == [("ok", "256")] * 2
+    assert main([*argv, "--train-pairs", "128"]) == 2  # the ok rows are of 256 pairs
+    assert "train_pairs 256 (recorded) vs 128 (now)" in capsys.readouterr().err
+
+
+def test_an_impossible_way_makes_the_run_exit_1(tmp_path, monkeypatch, capsys):
+    from siamese_bench.cli import main
+
+    monkeypatch.setattr(cell, "train", _no_training)
+    argv = ["run", "--preset", "smoke", "--out", str(tmp_path), "--episodes", "20", "--quiet"]
+    assert main([*argv, "--no-throughput", "--devices", "cpu", "--heads", "koch", "--ways", "50"]) == 1
+    assert "1 cell(s) failed" in capsys.readouterr().err
+
+
+def test_out_must_name_a_folder(tmp_path, monkeypatch):
+    from siamese_bench.commands import UserError
+
+    monkeypatch.chdir(tmp_path)
+    for out in ("", "."):
+        with pytest.raises(UserError, match="--out .* names the current directory"):
+            config(out)
+    picture = tmp_path / "x.png"
+    picture.write_bytes(b"png")
+    with pytest.raises(UserError, match=f"--out {picture}: {picture} is a file"):
+        config(picture)
+    with pytest.raises(UserError, match=f"--out {picture / 'run'}: {picture} is a file"):
+        config(picture / "run")
+    assert not list(tmp_path.glob("*.csv"))
