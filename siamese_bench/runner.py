@@ -523,65 +523,19 @@ def _run(config: RunConfig, print_summary: bool) -> int:
             _check_own_images_unchanged(
                 config.out, groups, lambda g: [acc.get(base_row(g, n, k)) for n, k in g["cells"]]
             )
-        cells_total = sum(len(g["cells"]) for g in groups)
         runner = CellRunner(config)
-        done = 0
-        for gi, group in enumerate(groups, 1):
-            label = (
-                f"[{gi}/{len(groups)}] {group['protocol'].name} {group['backbone']}+{group['head']} "
-                f"{group['device']} seed {group['seed']}"
-            )
-            if config.throughput_only:  # only the shapes the throughput table measures
-                if group["unavailable"]:
-                    _log(config, f"{label}: skipped ({group['unavailable']})")
-                else:
-                    runner.note_shape(group)
-                continue
-            available = not group["unavailable"]
-            todo = [
-                (n, k)
-                for n, k in group["cells"]
-                if _to_run(acc.get(base_row(group, n, k)), config, available)
-            ]
-            if not todo:
-                done += len(group["cells"])
-                what = f"skipped ({group['unavailable']})" if group["unavailable"] else "skipped"
-                _log(config, f"{label}: {len(group['cells'])} cell(s) already in {acc.path.name}, {what}")
-                continue
-            if group["unavailable"]:
-                for n, k in todo:
-                    acc.put(
-                        {
-                            **base_row(group, n, k),
-                            "status": "skipped",
-                            "error": group["unavailable"],
-                            "timestamp": provenance.timestamp(),
-                        }
-                    )
-                    wrote += 1
-                _log(config, f"{label}: skipped ({group['unavailable']})")
-                continue
-            _log(config, f"{label}: {len(todo)} cell(s) to run")
-            for row in runner.run_group(group, todo):
-                acc.put(row)
-                done += 1
-                wrote += 1
-                failed += row["status"] == "error"
-                status = (
-                    f"accuracy {100 * float(row['accuracy']):.2f}% ± {100 * float(row['ci95']):.2f}"
-                    if row["status"] == "ok"
-                    else f"{row['status']}: {row['error']}"
-                )
-                _log(
-                    config,
-                    f"    {row['n_way']}-way {row['k_shot']}-shot: {status}  ({done}/{cells_total} cells)",
-                )
-        if config.throughput:
-            for trow in runner.throughput_rows(thr, lambda msg: _log(config, msg)):
-                thr.put(trow)
-                wrote += 1
-                _log(config, f"    {_throughput_text(trow)}")
-        wall = time.perf_counter() - start
+        counts = {"wrote": 0, "failed": 0}
+        try:
+            _run_groups(config, groups, runner, acc, thr, counts)
+        except (
+            BaseException
+        ):  # Ctrl-C or a crash: record the run that wrote rows, for the next resume's checks
+            if counts["wrote"]:
+                wall = time.perf_counter() - start
+                doc = _config_doc(config, wall, earlier, started, counts["wrote"], interrupted=True)
+                write_json(config_path, doc)
+            raise
+        wall, wrote, failed = time.perf_counter() - start, counts["wrote"], counts["failed"]
         if wrote or fresh:
             write_json(config_path, _config_doc(config, wall, earlier, started, wrote))
         summary = write_summary(config.out, published_lookup())
@@ -598,6 +552,66 @@ def _run(config: RunConfig, print_summary: bool) -> int:
     return 0
 
 
+def _run_groups(config: RunConfig, groups: list[dict], runner, acc: Table, thr: Table, counts: dict) -> None:
+    """Run every group's missing cells (and then the throughput table), writing each row as it comes and
+    counting in `counts` the rows written ("wrote") and the cells that failed ("failed") as it goes, so that
+    an interrupted run still knows what it wrote."""
+    cells_total, done = sum(len(g["cells"]) for g in groups), 0
+    for gi, group in enumerate(groups, 1):
+        label = (
+            f"[{gi}/{len(groups)}] {group['protocol'].name} {group['backbone']}+{group['head']} "
+            f"{group['device']} seed {group['seed']}"
+        )
+        if config.throughput_only:  # only the shapes the throughput table measures
+            if group["unavailable"]:
+                _log(config, f"{label}: skipped ({group['unavailable']})")
+            else:
+                runner.note_shape(group)
+            continue
+        available = not group["unavailable"]
+        todo = [
+            (n, k) for n, k in group["cells"] if _to_run(acc.get(base_row(group, n, k)), config, available)
+        ]
+        if not todo:
+            done += len(group["cells"])
+            what = f"skipped ({group['unavailable']})" if group["unavailable"] else "skipped"
+            _log(config, f"{label}: {len(group['cells'])} cell(s) already in {acc.path.name}, {what}")
+            continue
+        if group["unavailable"]:
+            for n, k in todo:
+                acc.put(
+                    {
+                        **base_row(group, n, k),
+                        "status": "skipped",
+                        "error": group["unavailable"],
+                        "timestamp": provenance.timestamp(),
+                    }
+                )
+                counts["wrote"] += 1
+            _log(config, f"{label}: skipped ({group['unavailable']})")
+            continue
+        _log(config, f"{label}: {len(todo)} cell(s) to run")
+        for row in runner.run_group(group, todo):
+            acc.put(row)
+            done += 1
+            counts["wrote"] += 1
+            counts["failed"] += row["status"] == "error"
+            status = (
+                f"accuracy {100 * float(row['accuracy']):.2f}% ± {100 * float(row['ci95']):.2f}"
+                if row["status"] == "ok"
+                else f"{row['status']}: {row['error']}"
+            )
+            _log(
+                config,
+                f"    {row['n_way']}-way {row['k_shot']}-shot: {status}  ({done}/{cells_total} cells)",
+            )
+    if config.throughput:
+        for trow in runner.throughput_rows(thr, lambda msg: _log(config, msg)):
+            thr.put(trow)
+            counts["wrote"] += 1
+            _log(config, f"    {_throughput_text(trow)}")
+
+
 def _finished(acc: Table, group: dict) -> bool:
     """Whether any cell of the group has a finished row (status ok) in the accuracy table."""
     rows = (acc.get(base_row(group, n, k)) for n, k in group["cells"])
@@ -605,10 +619,17 @@ def _finished(acc: Table, group: dict) -> bool:
 
 
 def _config_doc(
-    config: RunConfig, wall: float | None, earlier: list[dict], started: str, rows_written: int = 0
+    config: RunConfig,
+    wall: float | None,
+    earlier: list[dict],
+    started: str,
+    rows_written: int = 0,
+    interrupted: bool = False,
 ) -> dict:
     """The resolved config and this run's environment, plus `runs`: one entry per run that wrote rows into
-    this directory (a resumed grid keeps the provenance of its earlier parts), and their total wall time."""
+    this directory (a resumed grid keeps the provenance of its earlier parts; a run stopped by Ctrl-C or an
+    error is marked `interrupted`, so that the next resume checks its rows' settings too), and their total
+    wall time."""
     doc = dataclasses.asdict(config)
     out = config.out.resolve()
     doc["out"] = str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out)
@@ -618,6 +639,8 @@ def _config_doc(
     doc["wall_seconds"] = None if wall is None else round(wall, 1)
     devices = [d for d, reason in _devices(config) if reason is None]
     this = _run_entry(env, started, rows_written, doc["wall_seconds"], doc["grids"], devices, _dtype(config))
+    if interrupted:
+        this["interrupted"] = True
     doc["runs"] = [*earlier, this] if wall is not None else list(earlier)
     walls = [r["wall_seconds"] for r in doc["runs"]]
     doc["wall_seconds_total"] = round(sum(walls), 1) if walls and None not in walls else None

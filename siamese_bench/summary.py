@@ -13,7 +13,15 @@ from pathlib import Path
 import torch
 
 from siamese_bench import stats
-from siamese_bench.results import atomic_write_text, file_stem, read_csv
+from siamese_bench.results import (
+    ACCURACY_COLUMNS,
+    CELL_KEY,
+    THROUGHPUT_COLUMNS,
+    THROUGHPUT_KEY,
+    Table,
+    atomic_write_text,
+    file_stem,
+)
 
 PER_EPISODE_DIR = "per_episode"
 
@@ -292,10 +300,16 @@ def settings_lines(cfg: dict) -> list[str]:
 
 def write_summary(out_dir: Path, published: dict | None = None) -> Path:
     out_dir = Path(out_dir)
-    acc = read_csv(out_dir / "accuracy.csv")
-    thr = read_csv(out_dir / "throughput.csv")
+    # read as a resume reads them: every row checked, a truncated last row left out with a warning
+    acc = Table(out_dir / "accuracy.csv", ACCURACY_COLUMNS, CELL_KEY).rows
+    thr = Table(out_dir / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY).rows
     cfg_path = out_dir / "config.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
+    except ValueError as e:
+        raise ValueError(
+            f"{cfg_path} cannot be read ({e}); restore it (e.g. from git) or delete it"
+        ) from None
     env = cfg.get("environment", {})
     png = plot(out_dir, acc)
     parts = [

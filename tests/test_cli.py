@@ -208,3 +208,22 @@ def test_summarize_regenerates_a_throughput_only_folder_and_refuses_one_without_
     r = cli("summarize", tmp_path / "empty")
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "neither accuracy.csv nor throughput.csv" in r.stderr
+
+
+def test_summarize_checks_the_rows_and_names_an_unreadable_config(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "results" / "quick"
+    folder = tmp_path / "quick"
+    shutil.copytree(src, folder, ignore=shutil.ignore_patterns("summary.md"))
+    text = (folder / "accuracy.csv").read_text()
+    (folder / "accuracy.csv").write_text(text[: len(text) - 200])  # the last row cut short
+    r = cli("summarize", folder)
+    assert r.returncode == 0, r.stderr
+    assert "dropped its truncated last row" in r.stderr
+    summary = (folder / "summary.md").read_text()
+    assert "- None" not in summary  # the cut row is not listed as a failed cell of status None
+    (folder / "config.json").write_text("{ not json")
+    r = cli("summarize", folder)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "config.json cannot be read" in r.stderr

@@ -9,6 +9,7 @@ import pytest
 
 from siamese_bench import cell, runner
 from siamese_bench.cli import build_parser
+from siamese_bench.commands import UserError
 from siamese_bench.presets import PRESETS
 from siamese_bench.results import read_csv
 
@@ -641,3 +642,24 @@ def test_out_must_name_a_folder(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=f"--out {picture / 'run'}: {picture} is a file"):
         config(picture / "run")
     assert not list(tmp_path.glob("*.csv"))
+
+
+def test_an_interrupted_resume_is_recorded_so_its_rows_keep_their_settings(tmp_path, monkeypatch):
+    """A resume that adds cells and is stopped after writing some: config.json records that run (marked
+    interrupted), so a later run with other settings for those cells is refused instead of mixing rows."""
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"))
+    real = cell.CellRunner.run_group
+
+    def stopped(self, group, cells):
+        yield from real(self, group, cells)
+        raise KeyboardInterrupt  # after the group's rows are written
+
+    monkeypatch.setattr(cell.CellRunner, "run_group", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(config(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "256"))
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert [r.get("interrupted", False) for r in doc["runs"]] == [False, True]
+    monkeypatch.setattr(cell.CellRunner, "run_group", real)
+    with pytest.raises(UserError, match="train_pairs 256 \\(recorded\\) vs 512 \\(now\\)"):
+        runner.run(config(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "512"))
+    runner.run(config(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "256"))  # resumes
