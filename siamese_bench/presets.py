@@ -167,7 +167,7 @@ PRESETS.register("standard")(
     Preset(
         "standard",
         "every CPU-sized protocol: small-cnn / conv4 x koch / contrastive / triplet (3 seeds on the one-shot "
-        "protocols), plus the pixel 1-NN baselines; about an hour and a half on a 2-core CPU",
+        "protocols), plus the pixel 1-NN baselines; 72 minutes on a 2-core CPU when recorded (results/standard)",
         (
             Grid(
                 ("mnist-heldout",),

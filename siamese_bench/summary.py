@@ -56,10 +56,14 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def accuracy_table(rows: list[dict], published: dict | None = None) -> str:
-    """One line per (protocol, backbone, head, device, dtype, way, shot), seeds aggregated."""
+    """One line per (protocol, backbone, head, device, dtype, way, shot), seeds aggregated; rows of another
+    protocol version or split hash are never aggregated together (the protocol column then names them)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
+    variants: dict[str, set] = defaultdict(set)
     for r in rows:
         if r["status"] == "ok":
+            variant = (r.get("protocol_version", ""), r.get("split_hash", ""))
+            variants[r["protocol"]].add(variant)
             k = (
                 r["protocol"],
                 r["backbone"],
@@ -68,18 +72,22 @@ def accuracy_table(rows: list[dict], published: dict | None = None) -> str:
                 r["dtype"],
                 int(r["n_way"]),
                 int(r["k_shot"]),
+                variant,
             )
             groups[k].append(r)
     out = []
     for k in sorted(groups):
         rs = groups[k]
+        name = k[0]
+        if len(variants[name]) > 1:
+            name = f"{name} v{k[7][0]} (split {k[7][1]})"
         accs = [_f(r, "accuracy") for r in rs]
         mean = sum(accs) / len(accs)
         ci = sum(_f(r, "ci95") for r in rs) / len(rs)
         std = stats.across_seed_std(accs) if len(accs) > 1 else math.nan
         pub = (published or {}).get((rs[0]["protocol"], k[5], k[6]))
         line = [
-            k[0],
+            name,
             k[1],
             k[2],
             k[3] + ("" if k[4] == "float32" else f" ({k[4]})"),

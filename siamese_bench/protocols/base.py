@@ -1,7 +1,9 @@
 """`Protocol`: what a result row means. Split, image size, episode shape and metric, under a version.
 
-Two rows are comparable only when their protocol id, version and split hash agree; the summary and the
-published-numbers table use exactly that rule.
+Two rows are comparable only when their protocol id, version and split hash agree: the summary aggregates
+seeds only over such rows (and names version and split when a folder holds several). Published numbers are
+matched by protocol id, N-way and K-shot: published.csv says to which of our protocols a paper's number
+applies.
 """
 
 from __future__ import annotations

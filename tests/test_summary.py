@@ -1,0 +1,32 @@
+"""summary.py: the accuracy table's aggregation rule (seeds of one protocol version and split only)."""
+
+from siamese_bench.summary import accuracy_table
+
+
+def _row(seed, accuracy, version="1", split="aaaa"):
+    return {
+        "protocol": "vinyals",
+        "protocol_version": version,
+        "split_hash": split,
+        "backbone": "conv4",
+        "head": "koch",
+        "device": "cpu",
+        "dtype": "float32",
+        "n_way": "5",
+        "k_shot": "1",
+        "seed": str(seed),
+        "accuracy": str(accuracy),
+        "ci95": "0.01",
+        "verification_accuracy": "0.8",
+        "roc_auc": "0.9",
+        "train_pairs_per_s": "100",
+        "status": "ok",
+    }
+
+
+def test_seeds_aggregate_within_one_protocol_version_and_split_only():
+    same = accuracy_table([_row(0, 0.8), _row(1, 0.9)])
+    assert same.count("| vinyals |") == 1 and "| 85.0 |" in same and "| 2 |" in same
+    mixed = accuracy_table([_row(0, 0.8), _row(1, 0.9, version="2", split="bbbb")])
+    assert "| vinyals v1 (split aaaa) |" in mixed and "| vinyals v2 (split bbbb) |" in mixed
+    assert "| 85.0 |" not in mixed  # never averaged across versions
