@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from siamese_bench import evaluate as ev
+from siamese_bench import stats
 from siamese_bench.episodes.episodes import Episodes
 from siamese_bench.episodes.pairs import PairBatch
 from siamese_bench.evaluate import best_threshold, embed_all, evaluate_episodes, verification
@@ -281,3 +282,108 @@ def test_cuda_scores_the_same_episodes_as_cpu(head):
     cpu = evaluate_episodes(model, index_images(n_img), eps, return_correct=True)
     gpu = evaluate_episodes(model.cuda(), index_images(n_img).cuda(), eps, return_correct=True)
     assert gpu.accuracy == cpu.accuracy and torch.equal(gpu.correct.cpu(), cpu.correct)
+
+
+def test_verification_threshold_is_chosen_on_threshold_pairs_when_the_two_sets_disagree():
+    # 1-D contrastive embeddings (similarity = -|ea - eb|). The threshold pairs separate at distance 0.5
+    # (same pairs at distance 0, different at 1): threshold -0.5. The test pairs have same pairs at distance
+    # 0 and 2 and different pairs at 4: the threshold chosen on them (-3) would score 1.0; the one chosen on
+    # the threshold pairs calls the distance-2 "same" pair different: accuracy 3/4.
+    pos = [0, 0, 10, 10, 1, 11, 20, 20, 30, 32, 24, 26]
+    model = lookup_model(torch.tensor(pos, dtype=torch.float32)[:, None])
+    images = index_images(len(pos))
+    same = torch.tensor([True, True, False, False])
+    thr_pairs = PairBatch(torch.tensor([0, 2, 0, 2]), torch.tensor([1, 3, 4, 5]), same)
+    pairs = PairBatch(torch.tensor([6, 8, 6, 8]), torch.tensor([7, 9, 10, 11]), same)
+    assert verification(model, images, thr_pairs, threshold_pairs=thr_pairs) == (1.0, 1.0)
+    assert verification(model, images, pairs, threshold_pairs=pairs) == (1.0, 1.0)  # in-sample: optimistic
+    acc, auc = verification(model, images, pairs, threshold_pairs=thr_pairs)
+    assert acc == 0.75 and auc == 1.0
+
+
+def test_verification_predicts_same_only_strictly_above_the_threshold():
+    # the rule is `similarity > threshold`: a similarity exactly at the threshold counts as "different"
+    # probability head: logit = -|ea - eb| + 0 is exactly 0 for identical embeddings -> P(same) = 0.5, not > 0.5
+    table = torch.tensor([[0.0], [0.0], [0.0], [3.0]])
+    model = saturated_koch_model(table, bias=0.0)
+    images = index_images(4)
+    pairs = PairBatch(torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([True, False]))
+    with torch.no_grad():
+        assert model.head.similarity(table[:1], table[1:2]).item() == 0.0
+    acc, auc = verification(model, images, pairs)
+    assert acc == 0.5 and auc == 1.0  # the logit-0 "same" pair is called different
+    # metric head: threshold pairs give threshold -0.5 (midpoint of -1 and 0); a test pair at distance 0.5
+    # has similarity exactly -0.5 and is called different
+    pos = [0, 0, 1, 5, 5.5, 9]
+    metric = lookup_model(torch.tensor(pos)[:, None])
+    images = index_images(len(pos))
+    thr_pairs = PairBatch(torch.tensor([0, 0]), torch.tensor([1, 2]), torch.tensor([True, False]))
+    assert best_threshold(torch.tensor([0.0, -1.0]), thr_pairs.same) == -0.5
+    pairs = PairBatch(torch.tensor([3, 3]), torch.tensor([4, 5]), torch.tensor([True, False]))
+    acc, auc = verification(metric, images, pairs, threshold_pairs=thr_pairs)
+    assert acc == 0.5 and auc == 1.0
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_best_threshold_never_splits_equal_similarities(flip):
+    # sorted values 0, 1, 1, 2 with labels F, {F, T}, T: splitting between the two 1s would classify all four
+    # correctly, but equal values must fall on the same side, so the best valid cuts (3 of 4 right) are 0.5
+    # and 1.5, and the tie in accuracy goes to the lower one. Both input orders of the tied pair are tried, so
+    # the check does not depend on how argsort orders equal values.
+    s = torch.tensor([0.0, 1.0, 1.0, 2.0])
+    y = torch.tensor([False, True, False, True]) if flip else torch.tensor([False, False, True, True])
+    t = best_threshold(s, y)
+    assert t == 0.5
+    assert ((s > t) == y).float().mean().item() == 0.75
+    # all values equal: the only valid cuts are below or above all of them
+    t = best_threshold(torch.full((4,), 2.0), torch.tensor([True, False, True, True]))
+    assert t < 2.0
+
+
+def test_ci95_is_over_per_episode_accuracies_not_over_queries():
+    # 2-way 1-shot 2-query on 1-D embeddings: support of class 0 at 0, of class 1 at 10; image 2 (at 1) is
+    # always predicted class 0 and image 3 (at 9) class 1, so each query's correctness is set by its image.
+    model = lookup_model(torch.tensor([[0.0], [10.0], [1.0], [9.0]]))
+    queries = [
+        [2, 2, 3, 3],  # 1.0
+        [2, 3, 3, 3],  # 0.75
+        [3, 3, 3, 2],  # 0.25
+        [2, 3, 2, 3],  # 0.5
+        [2, 2, 3, 3],  # 1.0
+        [3, 3, 2, 2],  # 0.0
+    ]
+    eps = episodes([[0, 1]] * len(queries), queries, n_way=2, k_shot=1, n_query=2)
+    res = evaluate_episodes(model, index_images(4), eps, return_correct=True)
+    per_ep = torch.tensor([1.0, 0.75, 0.25, 0.5, 1.0, 0.0], dtype=torch.float64)
+    assert torch.equal(res.per_episode, per_ep)
+    assert res.accuracy == pytest.approx(per_ep.mean().item())
+    expected = 1.96 * per_ep.std().item() / len(queries) ** 0.5  # torch std is ddof=1
+    assert res.ci95 == stats.mean_ci95(per_ep)[1]
+    assert res.ci95 == pytest.approx(expected, rel=1e-12)
+    # premise: the (wrong) CI over the 24 flattened queries is a different number
+    flat = stats.mean_ci95(res.correct.double().flatten())[1]
+    assert abs(flat - res.ci95) > 0.05
+
+
+@pytest.mark.parametrize(
+    ("head", "aggregation"),
+    [("contrastive", "prototype"), ("contrastive", "mean-score"), ("koch", "mean-score")],
+)
+def test_exact_ties_between_classes_go_to_the_lowest_class_index(head, aggregation):
+    # 3-way 1-shot 2-query. Episode 0: all three supports share one embedding, every query ties across all
+    # classes -> class 0. Episode 1: classes 1 and 2 share the embedding closest to every query, class 0 is far
+    # away -> class 1.
+    table = torch.tensor([[0.0, 0.0], [5.0, 5.0], [5.0, 5.0], [5.0, 5.0], [4.0, 4.0]])
+    model = lookup_model(table, head)
+    if head == "koch":
+        with torch.no_grad():  # logit = -|ea - eb|_1: higher for closer embeddings, exact on these integers
+            model.head.fc.weight.fill_(-1.0)
+            model.head.fc.bias.fill_(0.0)
+    support = [[1, 2, 3], [0, 2, 3]]
+    query = [[4, 4, 4, 4, 4, 4], [4, 4, 4, 4, 4, 4]]
+    eps = episodes(support, query, n_way=3, k_shot=1, n_query=2)
+    res = evaluate_episodes(model, index_images(5), eps, aggregation=aggregation, return_correct=True)
+    assert res.correct.tolist() == [
+        [True, True, False, False, False, False],
+        [False, False, True, True, False, False],
+    ]
