@@ -7,7 +7,9 @@ head's `score(q (E, NQ, D), s (E, S, D)) -> (E, NQ, S)`, so no pair ever goes th
 K > 1 aggregation:
   "mean-score"  score every query against every shot, average the K scores of each class;
   "prototype"   score every query against each class's mean embedding (metric heads only: for heads whose
-                score is a learned log-odds of "same", a mean embedding has no meaning);
+                score is a learned log-odds of "same", a mean embedding has no meaning). The mean is over the
+                K embeddings as the backbone outputs them; a head that compares normalised embeddings
+                (`cosine`, `triplet`) normalises that mean, not each shot before averaging;
   "auto"        "prototype" for metric heads, "mean-score" otherwise.
 The prediction is the argmax over the N classes (ties go to the lowest class index).
 
