@@ -135,3 +135,47 @@ def test_runs_on_cuda_with_cuda_generator():
     x = _images().cuda()
     out = AffineDistortion()(x, torch.Generator(device="cuda").manual_seed(0))
     assert out.device == x.device and out.shape == x.shape
+
+
+def test_x_and_y_scales_are_drawn_independently():
+    """Rotation and shear off: the linear part is diag(s_x, s_y), and s_x, s_y are uncorrelated."""
+    aug = AffineDistortion(rotation=0, shear=0, scale=(0.8, 1.2), shift=0, p=1.0)
+    lin = aug.sample(4000, torch.Generator().manual_seed(0))[:, :, :2]
+    assert torch.equal(lin[:, 0, 1], torch.zeros(4000)) and torch.equal(lin[:, 1, 0], torch.zeros(4000))
+    s = torch.stack([lin[:, 0, 0], lin[:, 1, 1]])
+    assert s.min() >= 0.8 and s.max() <= 1.2
+    assert abs(torch.corrcoef(s)[0, 1].item()) < 0.05
+    # with p = 0.5 as well (each scale on or off independently)
+    lin = AffineDistortion(rotation=0, shear=0, shift=0).sample(4000, torch.Generator().manual_seed(1))
+    s = torch.stack([lin[:, 0, 0], lin[:, 1, 1]])
+    assert abs(torch.corrcoef(s)[0, 1].item()) < 0.05
+    assert abs((s[0] == 1).float().mean().item() - 0.5) < 0.05
+    assert abs(((s[0] == 1) & (s[1] == 1)).float().mean().item() - 0.25) < 0.05
+
+
+def test_scale_is_applied_first_rotation_last():
+    """M = R(theta) @ diag(s_x, s_y): the columns are orthogonal, with lengths s_x and s_y (diag(s) @ R would
+    have orthogonal rows instead); with shear, M @ diag(s)^-1 = R @ Shear."""
+    aug = AffineDistortion(shear=0, shift=0, p=1.0)
+    m = aug.sample(500, torch.Generator().manual_seed(0))[:, :, :2].double()
+    sx, sy = m[:, :, 0].norm(dim=1), m[:, :, 1].norm(dim=1)
+    theta = torch.atan2(m[:, 1, 0], m[:, 0, 0])
+    c, s = torch.cos(theta), torch.sin(theta)
+    rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    torch.testing.assert_close(m, rot @ torch.diag_embed(torch.stack([sx, sy], -1)), atol=1e-6, rtol=0)
+    assert (sx - sy).abs().max() > 0.2  # the order matters only when the scales differ
+    # with shear: probe the unit x vector; R @ Shear @ diag(s) @ e_x = s_x * R @ (1, rho_y)
+    aug = AffineDistortion(rotation=10, shear=0.3, scale=(0.8, 1.2), shift=0, p=1.0)
+    gen = torch.Generator().manual_seed(3)
+    u = torch.rand(500, 7, generator=torch.Generator().manual_seed(3))  # the draws `sample` makes first
+    m = aug.sample(500, gen)[:, :, :2].double()
+    u = u.double()
+    theta = (2 * u[:, 0] - 1) * math.radians(10)
+    rho_x, rho_y = (2 * u[:, 1] - 1) * 0.3, (2 * u[:, 2] - 1) * 0.3
+    s_x, s_y = 0.8 + 0.4 * u[:, 3], 0.8 + 0.4 * u[:, 4]
+    c, s = torch.cos(theta), torch.sin(theta)
+    rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    one = torch.ones_like(rho_x)
+    shear = torch.stack([torch.stack([one, rho_x], -1), torch.stack([rho_y, one], -1)], -2)
+    want = rot @ shear @ torch.diag_embed(torch.stack([s_x, s_y], -1))
+    torch.testing.assert_close(m, want, atol=1e-5, rtol=0)

@@ -306,3 +306,156 @@ def test_model_build_uses_registries():
     assert model.head.dim == model.backbone.out_dim == 84 and model.metric and model.objective == "pair"
     assert isinstance(model.head, HEADS.get("contrastive"))
     assert model(torch.rand(3, 1, 8, 8)).shape == (3, 84)
+
+
+def _recording_optimizer(monkeypatch):
+    """Make `train` build its optimizer as usual, recording it and the learning rate of every step."""
+    seen: dict = {"lrs": []}
+    real = train_mod.make_optimizer
+
+    def make(model, config):
+        opt = real(model, config)
+        seen["optimizer"] = opt
+        opt.register_step_pre_hook(lambda o, args, kwargs: seen["lrs"].append(o.param_groups[0]["lr"]))
+        return opt
+
+    monkeypatch.setattr(train_mod, "make_optimizer", make)
+    return seen
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step"])
+def test_optimizer_steps_use_the_scheduled_learning_rates(digits, split, monkeypatch, schedule):
+    """Step s (0-based) of n runs at lr * lr_factor(schedule, s, n): the schedule is applied, not shifted."""
+    seen = _recording_optimizer(monkeypatch)
+    cfg = TrainConfig(train_pairs=256, lr=0.01, schedule=schedule, **FAST)  # 8 steps
+    train(make_model(), digits.images, split[0], cfg)
+    want = [0.01 * lr_factor(schedule, s, 8) for s in range(8)]
+    assert seen["lrs"] == pytest.approx(want, rel=1e-12, abs=1e-15)
+    assert len(set(seen["lrs"])) > 1
+
+
+def test_optimizer_hyperparameters_follow_the_config(digits, split, monkeypatch):
+    model = make_model()
+    n_params = len(list(model.parameters()))
+    adam = train_mod.make_optimizer(model, TrainConfig(optimizer="adam", lr=0.002, weight_decay=0.01))
+    assert isinstance(adam, torch.optim.Adam) and len(adam.param_groups) == 1
+    group = adam.param_groups[0]
+    assert group["lr"] == 0.002 and group["weight_decay"] == 0.01 and len(group["params"]) == n_params
+    cfg = TrainConfig(optimizer="sgd", lr=0.05, momentum=0.7, weight_decay=0.003, schedule="none", **FAST)
+    sgd = train_mod.make_optimizer(model, cfg)
+    assert isinstance(sgd, torch.optim.SGD) and len(sgd.param_groups[0]["params"]) == n_params
+    group = sgd.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.05, 0.7, 0.003)
+    # and `train` trains with exactly such an optimizer
+    seen = _recording_optimizer(monkeypatch)
+    train(make_model(), digits.images, split[0], TrainConfig(**{**cfg.__dict__, "train_pairs": 32}))
+    group = seen["optimizer"].param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.05, 0.7, 0.003)
+
+
+def test_bf16_amp_runs_the_backbone_in_bfloat16(digits, split):
+    model = make_model()
+    dtypes = []
+    model.backbone.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
+    train(model, digits.images, split[0], TrainConfig(train_pairs=64, amp="bf16", **FAST))
+    assert dtypes == [torch.bfloat16, torch.bfloat16]
+    dtypes.clear()
+    train(model, digits.images, split[0], TrainConfig(train_pairs=32, amp="none", **FAST))
+    assert dtypes == [torch.float32]
+
+
+def test_steps_return_detached_losses(digits, split, monkeypatch):
+    """The loss a step hands back (and `train` sums) holds no autograd graph."""
+    model = make_model()
+    batch = sample_pairs(split[0], 16, torch.Generator().manual_seed(0))
+    x = gather(digits.images, torch.cat([batch.a, batch.b]))
+    loss = compute_only_step(model, x, (batch.same,), torch.optim.SGD(model.parameters(), lr=0.01))
+    assert loss.grad_fn is None and not loss.requires_grad and loss.ndim == 0
+    returned = []
+    real = train_mod._step
+
+    def step(*args, **kwargs):
+        out = real(*args, **kwargs)
+        returned.append(out)
+        return out
+
+    monkeypatch.setattr(train_mod, "_step", step)
+    train(make_model(), digits.images, split[0], TrainConfig(train_pairs=64, **FAST))
+    assert len(returned) == 2 and all(r.grad_fn is None and not r.requires_grad for r in returned)
+
+
+def test_train_puts_an_eval_mode_model_in_train_mode(digits, split):
+    """A model handed over in eval mode still trains with batch statistics (BatchNorm stats update)."""
+    images16 = digits.images.repeat_interleave(2, -1).repeat_interleave(2, -2)  # conv4 needs >= 16x16
+    torch.manual_seed(0)
+    model = SiameseModel.build("conv4", "koch", in_channels=1, image_size=16)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns
+    before = [bn.running_mean.clone() for bn in bns]
+    model.eval()
+    train(model, images16, split[0], TrainConfig(train_pairs=64, **FAST))
+    assert model.training
+    assert all(int(bn.num_batches_tracked) == 2 for bn in bns)
+    assert all(not torch.equal(bn.running_mean, b) for bn, b in zip(bns, before, strict=True))
+
+
+def _recorded_distortions(monkeypatch, digits, split, seed):
+    """The forward maps that `train` draws for its distortions (two steps of 16 pairs)."""
+    draws = []
+
+    class Recording(train_mod.AffineDistortion):
+        def sample(self, batch, generator):
+            out = super().sample(batch, generator)
+            draws.append(out)
+            return out
+
+    monkeypatch.setattr(train_mod, "AffineDistortion", Recording)
+    cfg = TrainConfig(train_pairs=32, batch_size=16, log_every=16, val_every=0, distort=True, seed=seed)
+    train(make_model(), digits.images, split[0], cfg)
+    assert len(draws) == 2
+    return torch.cat(draws)
+
+
+def test_distortions_are_seeded_from_the_config_seed(digits, split, monkeypatch):
+    a = _recorded_distortions(monkeypatch, digits, split, seed=0)
+    b = _recorded_distortions(monkeypatch, digits, split, seed=0)
+    c = _recorded_distortions(monkeypatch, digits, split, seed=1)
+    d = _recorded_distortions(monkeypatch, digits, split, seed=7)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c) and not torch.equal(a, d) and not torch.equal(c, d)
+    # their own generator, seeded with seed + 1 (the sampler's generator uses seed itself)
+    gen = torch.Generator().manual_seed(7 + 1)
+    want = torch.cat([train_mod.AffineDistortion().sample(32, gen) for _ in range(2)])
+    assert torch.equal(d, want)
+
+
+def test_channels_last_inputs_reach_the_backbone(digits, split):
+    """With channels_last=True the batch is converted too (3 channels: NCHW is not also channels-last)."""
+    images3 = digits.images.expand(-1, 3, -1, -1).contiguous()
+    torch.manual_seed(0)
+    model = SiameseModel.build("small-cnn", "koch", in_channels=3, image_size=8)
+    layouts = []
+
+    def hook(module, args):
+        layouts.append((args[0].is_contiguous(memory_format=torch.channels_last), args[0].is_contiguous()))
+
+    model.backbone.register_forward_pre_hook(hook)
+    train(model, images3, split[0], TrainConfig(train_pairs=64, channels_last=True, **FAST))
+    assert layouts == [(True, False), (True, False)]
+    assert model.backbone.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_tied_validation_accuracy_keeps_the_first_best(digits, split, monkeypatch):
+    snaps = _scripted_eval(monkeypatch, [0.5, 0.5, 0.5])
+    model = make_model()
+    cfg = TrainConfig(train_pairs=96, batch_size=32, val_every=32, log_every=32, val_way=4)
+    res = train(model, digits.images, split[0], cfg, val=split[1])
+    assert len(snaps) == 3 and res.best_val_accuracy == 0.5 and res.best_step == 32
+    final = model.state_dict()
+    assert all(torch.equal(final[k], snaps[0][k]) for k in final)
+    assert not all(torch.equal(final[k], snaps[2][k]) for k in final)
+    # ties are no improvement: patience counts them
+    snaps = _scripted_eval(monkeypatch, [0.5, 0.5, 0.5, 0.5])
+    cfg = TrainConfig(**{**cfg.__dict__, "train_pairs": 128, "patience": 2})
+    res = train(make_model(), digits.images, split[0], cfg, val=split[1])
+    assert res.stopped_early and res.pairs_seen == 96 and res.best_step == 32

@@ -129,3 +129,14 @@ def test_traced_and_exported_models_record_the_standard_op():
     assert torch.equal(traced(x), net(x))
     exported = torch.export.export(net, (x,))
     assert "max_pool2d" in str(exported.graph) and torch.equal(exported.module()(x), net(x))
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "input_without_grad", "grad"])
+def test_fast_path_output_is_nchw_contiguous(mode):
+    """The fast path pools channels-last but hands back NCHW-contiguous outputs, as nn.MaxPool2d does."""
+    x = torch.randn(2, 4, 10, 10, requires_grad=mode != "input_without_grad")
+    with torch.set_grad_enabled(mode != "no_grad"):
+        out = MaxPool2d(2)(x)
+    ref = nn.MaxPool2d(2)(x)
+    assert out.is_contiguous() and not out.is_contiguous(memory_format=torch.channels_last)
+    assert out.stride() == ref.stride() and torch.equal(out, ref)
