@@ -70,19 +70,20 @@ def test_decoded_images_are_cached_and_rebuilt_when_a_file_changes(
     assert decoded == [1, 1]
 
 
-def test_csv_empty_unparsable_or_blank_cells_named(tmp_path):
-    (tmp_path / "empty.csv").write_text("")
-    with pytest.raises(ValueError, match=r"CSV file .*empty\.csv is empty; it needs a header line"):
-        list_images("csv", tmp_path / "empty.csv")
-    (tmp_path / "bad.csv").write_text('path,label\n"a.png,1\n')
-    with pytest.raises(ValueError, match=r"CSV file .*bad\.csv cannot be read as CSV"):
-        list_images("csv", tmp_path / "bad.csv")
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", r"CSV file .*bad\.csv is empty; it needs a header line"),
+        ('path,label\n"a.png,1\n', r"CSV file .*bad\.csv cannot be read as CSV"),
+        ("path,label\nx.png,0\n,1\nx.png,\n", r"CSV file .*bad\.csv: blank 'path' in row\(s\) 2 "),
+        ("path,label\nx.png,0\nx.png,1\nx.png,\n", r"bad\.csv: blank 'label' in row\(s\) 3 "),
+    ],
+    ids=["empty", "unparsable", "blank-path", "blank-label"],
+)
+def test_csv_empty_unparsable_or_blank_cells_named(tmp_path, content, message):
     Image.new("L", (2, 2), 5).save(tmp_path / "x.png")
-    (tmp_path / "blank.csv").write_text("path,label\nx.png,0\n,1\nx.png,\n")
-    with pytest.raises(ValueError, match=r"CSV file .*blank\.csv: blank 'path' in row\(s\) 2 "):
-        list_images("csv", tmp_path / "blank.csv")
-    (tmp_path / "blank.csv").write_text("path,label\nx.png,0\nx.png,1\nx.png,\n")
-    with pytest.raises(ValueError, match=r"blank\.csv: blank 'label' in row\(s\) 3 "):
-        list_images("csv", tmp_path / "blank.csv")
+    (tmp_path / "bad.csv").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        list_images("csv", tmp_path / "bad.csv")
     (tmp_path / "ok.csv").write_text("path,label\nx.png,0\nx.png,1\n")
     assert [c for _, c, _ in list_images("csv", tmp_path / "ok.csv")] == ["0", "1"]
