@@ -524,12 +524,10 @@ def _run(config: RunConfig, print_summary: bool) -> int:
                 config.out, groups, lambda g: [acc.get(base_row(g, n, k)) for n, k in g["cells"]]
             )
         runner = CellRunner(config)
-        counts = {"wrote": 0, "failed": 0}
+        counts = {"wrote": 0, "failed": 0, "failed_throughput": 0}
         try:
             _run_groups(config, groups, runner, acc, thr, counts)
-        except (
-            BaseException
-        ):  # Ctrl-C or a crash: record the run that wrote rows, for the next resume's checks
+        except BaseException:  # Ctrl-C or a crash: record the run that wrote rows, for the next resume
             if counts["wrote"]:
                 wall = time.perf_counter() - start
                 doc = _config_doc(config, wall, earlier, started, counts["wrote"], interrupted=True)
@@ -543,11 +541,16 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         print(summary.read_text())
     written = "throughput.csv" if config.throughput_only else "accuracy.csv, throughput.csv"
     _log(config, f"wrote {config.out}/{written}, summary.md in {wall:.0f} s")
-    if failed:
-        print(
-            f"{failed} cell(s) failed: see the error column of {acc.path}; fix and re-run with --retry-failed",
-            file=sys.stderr,
+    failures = [
+        f"{n} {what} failed: see the error column of {path}"
+        for n, what, path in (
+            (failed, "cell(s)", acc.path),
+            (counts["failed_throughput"], "throughput measurement(s)", thr.path),
         )
+        if n
+    ]
+    if failures:
+        print("; ".join(failures) + "; fix and re-run with --retry-failed", file=sys.stderr)
         return 1
     return 0
 
@@ -609,6 +612,7 @@ def _run_groups(config: RunConfig, groups: list[dict], runner, acc: Table, thr: 
         for trow in runner.throughput_rows(thr, lambda msg: _log(config, msg)):
             thr.put(trow)
             counts["wrote"] += 1
+            counts["failed_throughput"] += trow["status"] == "error"
             _log(config, f"    {_throughput_text(trow)}")
 
 

@@ -663,3 +663,29 @@ def test_an_interrupted_resume_is_recorded_so_its_rows_keep_their_settings(tmp_p
     with pytest.raises(UserError, match="train_pairs 256 \\(recorded\\) vs 512 \\(now\\)"):
         runner.run(config(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "512"))
     runner.run(config(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "256"))  # resumes
+
+
+def test_a_failed_throughput_measurement_makes_the_run_exit_1(tmp_path, monkeypatch, capsys):
+    from siamese_bench import throughput
+    from siamese_bench.cli import main
+
+    def broken(row, *a, **k):
+        return {**row, "status": "error", "error": "RuntimeError: out of memory"}
+
+    monkeypatch.setattr(throughput, "measure", broken)
+    argv = [
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        "--devices",
+        "cpu",
+        "--heads",
+        "koch",
+    ]
+    argv += ["--throughput-only", "--throughput-batch-sizes", "16"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"1 throughput measurement(s) failed: see the error column of {tmp_path / 'throughput.csv'}" in err
