@@ -22,12 +22,19 @@ _REPO = _PACKAGE.parent
 @cache
 def git_hash() -> str:
     """The checkout's commit, suffixed "-dirty" when the package code (siamese_bench/) has uncommitted
-    changes; "unknown" outside git. $SIAMESE_BENCH_GIT_HASH, when set, is recorded instead: for a copy of
-    the tree on another machine whose .git is missing or stale, set it to the commit the copy came from."""
+    changes; "unknown" when the package is not the siamese_bench/ folder at the top of a git checkout (an
+    installed copy, e.g. in site-packages or a tox environment, or a copy inside some other repository):
+    git could not vouch for that copy's code. $SIAMESE_BENCH_GIT_HASH, when set, is recorded instead: for a
+    copy of the tree on another machine whose .git is missing or stale, set it to the commit it came from."""
     override = os.environ.get("SIAMESE_BENCH_GIT_HASH", "").strip()
     if override:
         return override
     try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=_PACKAGE, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        if not top or Path(top).resolve() != _REPO:
+            return "unknown"
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()

@@ -1,5 +1,7 @@
 """provenance: CPU feature detection (what decides the bf16 warning) and the environment record."""
 
+import os
+
 import pytest
 
 from siamese_bench import provenance
@@ -26,6 +28,32 @@ def test_git_hash_outside_a_checkout_is_unknown(monkeypatch, tmp_path):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     monkeypatch.delenv("SIAMESE_BENCH_GIT_HASH", raising=False)
     assert provenance.git_hash.__wrapped__() == "unknown"
+
+
+def test_git_hash_of_a_copy_below_the_top_of_a_repository_is_unknown(monkeypatch, tmp_path):
+    """An installed copy inside a checkout (a tox or venv site-packages) or inside another repository: git's
+    commit says nothing about that copy's code, so it is not recorded; at the top of a checkout it is."""
+    import subprocess
+
+    repo = tmp_path / "other"
+    repo.mkdir()
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True, env={**os.environ, **env})
+    monkeypatch.delenv("SIAMESE_BENCH_GIT_HASH", raising=False)
+    nested = repo / ".tox" / "lib" / "siamese_bench"
+    top = repo / "siamese_bench"
+    for pkg, expected in ((nested, "unknown"), (top, None)):
+        pkg.mkdir(parents=True)
+        monkeypatch.setattr(provenance, "_PACKAGE", pkg)
+        monkeypatch.setattr(provenance, "_REPO", pkg.parent)
+        h = provenance.git_hash.__wrapped__()
+        assert h == expected if expected else len(h) == 12 and h != "unknown", h
 
 
 @pytest.mark.skipif(not (provenance._REPO / ".git").exists(), reason="not a git checkout")
