@@ -52,14 +52,14 @@ def tutorial_pair_generator(
 
     Yields (a (B,1,H,W) float32, b (B,1,H,W) float32, y (B,) float32) forever: a Python loop per pair picks a
     class, picks images with random.choice and copies them one at a time, alternating positive / negative.
-    copy_images=False skips the copies (a and b stay zero): the loop's index-picking cost alone.
+    copy_images=False skips the images (a and b are None): the loop's index-picking cost alone.
     """
     classes = sorted(set(labels_np.tolist()))
     by_class = {c: list(np.flatnonzero(labels_np == c)) for c in classes}
     shape = (batch_size, 1, *images_np.shape[-2:])
     while True:
-        a = np.zeros(shape, dtype=np.float32)
-        b = np.zeros(shape, dtype=np.float32)
+        a = np.zeros(shape, dtype=np.float32) if copy_images else None
+        b = np.zeros(shape, dtype=np.float32) if copy_images else None
         y = np.zeros(batch_size, dtype=np.float32)
         for k in range(batch_size):
             c = rng.choice(classes)
