@@ -79,7 +79,7 @@ def summary(show):
         n, v = RESULTS["naive"], RESULTS["embed-once"]
         verdict = "meets" if v >= 5 * n else "MISSES"
         lines.append(
-            f"20-way 1-shot episodes/s: naive per-pair {n:,.1f}, embed-once {v:,.1f}: {v / n:.1f}x "
+            f"20-way 1-shot episodes/s (fastest rounds): naive per-pair {n:,.1f}, embed-once {v:,.1f}: {v / n:.1f}x "
             f"({verdict} the 5x target); accuracy naive {ACCURACY['naive']:.4f}, "
             f"embed-once {ACCURACY['embed-once']:.4f}"
         )

@@ -190,12 +190,12 @@ def summary(show):
             t, v = RESULTS["tutorial"], RESULTS[key]
             verdict = "meets" if v >= 2 * t else "MISSES"
             lines.append(
-                f"pairs/s: tutorial loop {t:,.0f}, {what} {v:,.0f}: {v / t:.2f}x ({verdict} the 2x target)"
+                f"pairs/s (fastest rounds): tutorial loop {t:,.0f}, {what} {v:,.0f}: {v / t:.2f}x ({verdict} the 2x target)"
             )
     if "tutorial" in RESULTS and "conv-ceiling" in RESULTS:
         t, c = RESULTS["tutorial"], RESULTS["conv-ceiling"]
         lines.append(
-            f"pairs/s: tutorial loop {t:,.0f}, the two float32 NCHW convolutions alone {c:,.0f}: {c / t:.2f}x "
+            f"pairs/s (fastest rounds): tutorial loop {t:,.0f}, the two float32 NCHW convolutions alone {c:,.0f}: {c / t:.2f}x "
             "(no float32 NCHW train() with these kernels can exceed this ratio)"
         )
     keys = ("compute-only", "train-overhead")
@@ -204,7 +204,7 @@ def summary(show):
         overhead = c / v - 1
         verdict = "meets" if overhead <= 0.10 else "MISSES"
         lines.append(
-            f"pairs/s: compute-only {c:,.0f}, train() {v:,.0f}: overhead {overhead:.1%} "
+            f"pairs/s (fastest rounds): compute-only {c:,.0f}, train() {v:,.0f}: overhead {overhead:.1%} "
             f"({verdict} the 10% target)"
         )
     show(lines)
