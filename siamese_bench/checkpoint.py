@@ -49,8 +49,11 @@ def load(path: Path, device: str = "cpu") -> tuple[SiameseModel, dict]:
         raise FileNotFoundError(f"checkpoint {path} does not exist; write one with `run --checkpoints`")
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    except Exception as e:  # torch's own message (pickle advice and all) would mislead here
+        raise ValueError(
+            f"{path} is not a readable siamese_bench checkpoint ({type(e).__name__}); checkpoints are the .pt "
+            "files that `run --checkpoints` writes under OUT/checkpoints/"
+        ) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{path} is not a siamese_bench checkpoint (written by `run --checkpoints`)")
     if doc["version"] != FORMAT_VERSION:
@@ -88,6 +91,7 @@ def _check_device(device: str) -> None:
 def evaluate_command(args) -> int:
     from siamese_bench.cell import TEST_SEED_OFFSET
     from siamese_bench.datasets import load_dataset
+    from siamese_bench.datasets.own import is_own
     from siamese_bench.episodes.episodes import sample_episodes
     from siamese_bench.episodes.index import ClassIndex
     from siamese_bench.evaluate import evaluate_episodes
@@ -103,6 +107,13 @@ def evaluate_command(args) -> int:
     if proto.name == meta["protocol"] and (
         split.hash != meta.get("split_hash") or proto.version != meta.get("protocol_version")
     ):
+        if is_own(proto.name):
+            raise ValueError(
+                f"the images of {proto.name} changed since {args.checkpoint} was trained on them (split "
+                f"{meta.get('split_hash')} then, {split.hash} now: classes added, removed or renamed), so its "
+                "test classes may include classes the model trained on; evaluate it on the images it was "
+                "trained with, or train it again"
+            )
         raise ValueError(
             f"{args.checkpoint} was trained on {proto.name} version {meta.get('protocol_version')} with split "
             f"{meta.get('split_hash')}, but this siamese_bench defines version {proto.version} with split "

@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--devices", type=_csv(str), help="cpu,cuda (default: cpu, plus cuda when present)")
     run.add_argument("--ways", type=_csv(int), help="N of N-way episodes, e.g. 5,20")
     run.add_argument("--shots", type=_csv(int), help="K of K-shot episodes, e.g. 1,5")
-    run.add_argument("--episodes", type=int, help="test episodes per cell (default: the protocol's, >= 1000)")
+    run.add_argument(
+        "--episodes",
+        type=int,
+        help="test episodes per cell (default: the preset's, else the protocol's 1000; the lake-runs protocols "
+        "always score Lake's 20 official runs and ignore it)",
+    )
     run.add_argument("--seeds", type=_csv(int), help="training and episode seeds, e.g. 0,1,2")
     run.add_argument(
         "--train-pairs",
@@ -150,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("kind", nargs="?", help="only this kind")
 
     data = sub.add_parser("data", help="fetch or verify datasets")
-    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     for name, text in (("verify", "check the files: counts and checksums"), ("fetch", "download (online)")):
         p = dsub.add_parser(name, help=text)
         p.add_argument(

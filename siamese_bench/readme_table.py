@@ -22,6 +22,7 @@ PRESET_ORDER = ("quick", "standard", "paper")
 
 
 PRIVATE_PREFIXES = ("folder-", "csv-")  # results/folder-<name>/: runs on your own images, git-ignored
+PRIVATE_NAMES = ("smoke",)  # results/smoke/: the offline test preset's output, git-ignored
 
 
 def section(results_root: Path = REPO / "results") -> str:
@@ -31,6 +32,7 @@ def section(results_root: Path = REPO / "results") -> str:
         for p in results_root.iterdir()
         if ((p / "accuracy.csv").is_file() or (p / "throughput.csv").is_file())
         and not p.name.startswith(PRIVATE_PREFIXES)
+        and p.name not in PRIVATE_NAMES
     ]
     for d in sorted(dirs, key=_order):
         cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}

@@ -261,6 +261,16 @@ def config_from_args(args) -> RunConfig:
     if not args.snapshot_every >= 0:
         raise UserError(f"--snapshot-every {args.snapshot_every}: seconds must be >= 0 (0 = no snapshots)")
     out = Path(args.out) if args.out is not None else _default_out(args.preset, grids)
+    if args.out is None and out == results_root() / args.preset:
+        extra = sorted(
+            set(cell_settings(grids, strict=False)) - set(cell_settings(preset.grids, strict=False))
+        )
+        if extra:
+            raise UserError(
+                f"this run has cells that are not in the {args.preset} preset (e.g. "
+                f"{'/'.join(map(str, extra[0]))}, protocol/backbone/head/seed), and without --out it would add "
+                f"them to {out}, the preset's results folder; name a folder for them, e.g. --out results/mine"
+            )
     _check_out(out)
     return RunConfig(
         preset=args.preset,
@@ -454,6 +464,13 @@ def plan(config: RunConfig) -> str:
     acc = Table(path, ACCURACY_COLUMNS, CELL_KEY) if path.is_file() else None
     snapshot_path = CellRunner(config).snapshot_path
     groups, lines, todo, total, skipped = expand(config), [], 0, 0, 0
+    config_path = config.out / "config.json"
+    if acc is not None and config_path.exists():  # the checks a real run makes before it starts
+        thr = Table(config.out / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY)
+        doc = _recorded_config(config_path, (acc, thr))
+        if doc is not None:
+            _check_same_kind(config, doc, acc)
+            _check_resume_settings(config.out, doc, groups, lambda g: _finished(acc, g))
     for gi, g in enumerate(groups, 1):
         cells = g["cells"]
         pending = sum(_to_run(acc.get(base_row(g, n, k)) if acc else None, config) for n, k in cells)
@@ -541,6 +558,13 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         print(summary.read_text())
     written = "throughput.csv" if config.throughput_only else "accuracy.csv, throughput.csv"
     _log(config, f"wrote {config.out}/{written}, summary.md in {wall:.0f} s")
+    if not wrote and not fresh and not config.quiet:
+        print(
+            f"nothing was run: every cell of this grid is already in {config.out} (written by the runs its "
+            "config.json lists). To measure them on this machine, write to another folder (add e.g. --out "
+            f"results/mine), or re-run and compare with `python -m siamese_bench reproduce {config.out}`",
+            file=sys.stderr,
+        )
     failures = [
         f"{n} {what} failed: see the error column of {path}"
         for n, what, path in (

@@ -20,3 +20,12 @@ def test_a_throughput_only_folder_is_listed_with_its_table_alone(tmp_path):
     assert "| small-cnn | koch | cpu |" in text and "| pixels | l2 | cpu |" in text
     assert "| protocol | backbone | head |" not in text  # no (empty) accuracy table
     assert "<details>" not in text  # the throughput table is the folder's result, not folded away
+
+
+def test_private_folders_are_left_out(tmp_path):
+    """Runs on your own images and the offline smoke preset's output are not results the README lists."""
+    for name in ("smoke", "folder-mine", "csv-labels", "throughput-cpu"):
+        _run(tmp_path / "results" / name, "--heads", "koch")
+    text = readme_table.section(tmp_path / "results")
+    assert "### `throughput-cpu`" in text
+    assert "`smoke`" not in text and "folder-mine" not in text and "csv-labels" not in text

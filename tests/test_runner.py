@@ -689,3 +689,27 @@ def test_a_failed_throughput_measurement_makes_the_run_exit_1(tmp_path, monkeypa
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert f"1 throughput measurement(s) failed: see the error column of {tmp_path / 'throughput.csv'}" in err
+
+
+def test_without_out_cells_outside_the_preset_are_refused_and_a_finished_grid_says_so(
+    tmp_path, monkeypatch, capsys
+):
+    """Without --out a run writes to results/<preset>/ (the committed results): cells the preset does not
+    have are refused there, and a grid already finished says that nothing was run and how to run it."""
+    monkeypatch.setattr(runner, "results_root", lambda: tmp_path)
+    argv = ["run", "--preset", "smoke", "--train-pairs", "128", "--episodes", "20", "--no-throughput"]
+    argv += ["--devices", "cpu", "--heads", "koch", "--ways", "3"]
+    with pytest.raises(UserError, match="not in the smoke preset .* --out results/mine"):
+        runner.config_from_args(build_parser().parse_args([*argv[:-4], "--heads", "cosine", "--ways", "3"]))
+    config_ = runner.config_from_args(build_parser().parse_args(argv))
+    assert config_.out == tmp_path / "smoke"
+    runner.run(config_)
+    capsys.readouterr()
+    runner.run(config_)
+    assert "nothing was run: every cell of this grid is already in" in capsys.readouterr().err
+
+
+def test_dry_run_makes_the_settings_check_of_a_real_run(tmp_path):
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"))
+    with pytest.raises(UserError, match="train_pairs 128 \\(recorded\\) vs 256 \\(now\\)"):
+        runner.plan(config(tmp_path, "--heads", "koch", "--ways", "3", "--train-pairs", "256"))

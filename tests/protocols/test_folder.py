@@ -194,3 +194,35 @@ def test_a_run_stops_with_one_message_on_an_unreadable_image(tmp_path, digit_fol
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and str(bad) in r.stderr
     assert not (out / "accuracy.csv").exists() or not read_csv(out / "accuracy.csv")
+
+
+def test_evaluate_says_when_your_images_changed_since_the_checkpoint(tmp_path, digit_folder):
+    root = digit_folder(tmp_path / "mine")
+    out = tmp_path / "out"
+    argv = [
+        "--protocols",
+        f"folder:{root}",
+        "--heads",
+        "contrastive",
+        "--train-pairs",
+        "64",
+        "--episodes",
+        "10",
+    ]
+    runner.run(
+        runner.config_from_args(
+            _args(*argv, "--out", str(out), "--quiet", "--no-throughput", "--checkpoints")
+        )
+    )
+    (ckpt,) = (out / "checkpoints").iterdir()
+    (root / "zeta").mkdir()  # a class added since training: another split
+    for i, src in enumerate(sorted((root / "one").iterdir())):
+        (root / "zeta" / f"{i}.png").write_bytes(src.read_bytes())
+    r = subprocess.run(
+        [sys.executable, "-m", "siamese_bench", "evaluate", "--checkpoint", str(ckpt), "--episodes", "5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"the images of folder:{root}" in r.stderr and "changed since" in r.stderr
