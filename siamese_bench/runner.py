@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 import traceback
@@ -714,6 +715,9 @@ def _earlier_runs(doc: dict) -> list[dict]:
 
 
 def error_text(exc: BaseException) -> str:
-    """One line for the CSV: the exception type and message (the traceback goes to stderr)."""
-    traceback.print_exception(exc, file=sys.stderr)
+    """One line for the CSV: the exception type and message. The traceback goes to stderr for an unexpected
+    error; a ValueError names a problem with the cell's settings or data (e.g. more ways than test classes),
+    whose traceback would only bury that line (SIAMESE_BENCH_DEBUG=1 prints it anyway)."""
+    if not isinstance(exc, ValueError) or os.environ.get("SIAMESE_BENCH_DEBUG") == "1":
+        traceback.print_exception(exc, file=sys.stderr)
     return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]

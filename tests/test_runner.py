@@ -624,8 +624,13 @@ def test_an_impossible_way_makes_the_run_exit_1(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cell, "train", _no_training)
     argv = ["run", "--preset", "smoke", "--out", str(tmp_path), "--episodes", "20", "--quiet"]
+    monkeypatch.delenv("SIAMESE_BENCH_DEBUG", raising=False)
     assert main([*argv, "--no-throughput", "--devices", "cpu", "--heads", "koch", "--ways", "50"]) == 1
-    assert "1 cell(s) failed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 cell(s) failed" in err
+    assert "Traceback" not in err  # a cell's ValueError is one line (row and log), not a traceback
+    (row,) = read_csv(tmp_path / "accuracy.csv")
+    assert row["error"].startswith("ValueError: n_way=50")
 
 
 def test_out_must_name_a_folder(tmp_path, monkeypatch):
