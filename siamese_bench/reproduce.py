@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from siamese_bench.presets import recorded_grids
-from siamese_bench.results import CELL_KEY, THROUGHPUT_KEY, key_of, rate_ratios, read_csv
+from siamese_bench.results import CELL_KEY, THROUGHPUT_KEY, key_of, rate_ratio, rate_ratios, read_csv
 
 # The dtype column of a recorded row -> the `amp` setting that makes it again.
 DTYPE_AMP = {"float32": "none", "bfloat16-amp": "bf16"}
@@ -219,16 +219,16 @@ def compare(
         else:
             verdict = f"FAIL ({abs(a_new - a_old) / ci:.1f} CIs off)" if ci > 0 else "FAIL (outside CI)"
         rows.append(
-            [label, recorded, f"{100 * a_new:.2f}", f"±{100 * ci:.2f}", _speed_ratio(old, r), verdict]
+            [
+                label,
+                recorded,
+                f"{100 * a_new:.2f}",
+                f"±{100 * ci:.2f}",
+                rate_ratio(old, r, "train_pairs_per_s"),
+                verdict,
+            ]
         )
     return rows, ok_all
-
-
-def _speed_ratio(old: dict, new: dict) -> str:
-    """new / recorded training pairs/s, e.g. "1.07x"; "–" where either is empty or the recorded one is 0 (a
-    cell run with --train-pairs 0, or a parameter-free pixel baseline, trains nothing)."""
-    a, b = old.get("train_pairs_per_s"), new.get("train_pairs_per_s")
-    return f"{float(b) / float(a):.2f}x" if a and b and float(a) else "–"
 
 
 def _not_rerun_reason(old: dict, planned: set | None) -> str:

@@ -15,8 +15,9 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def file_stem(text: str) -> str:
@@ -82,15 +83,16 @@ THROUGHPUT_KEY = ("backbone", "head", "device", "dtype", "image_size", "batch_si
 RATE_COLUMNS = ("train_pairs_per_s", "eval_images_per_s", "eval_episodes_per_s")
 
 
+def rate_ratio(a: dict, b: dict, column: str) -> str:
+    """b / a of one rate column of two rows, e.g. "1.07x"; "–" where either is empty or a's is 0 (a
+    parameter-free baseline, or a cell run with --train-pairs 0, has no training rate)."""
+    x, y = a.get(column), b.get(column)
+    return f"{float(y) / float(x):.2f}x" if x not in ("", None) and y not in ("", None) and float(x) else "–"
+
+
 def rate_ratios(a: dict, b: dict) -> list[str]:
-    """b / a for each of RATE_COLUMNS of two throughput rows, e.g. "1.07x"; "–" where either is empty or a's is
-    0 (a parameter-free baseline has no training rate)."""
-    return [
-        f"{float(b[c]) / float(a[c]):.2f}x"
-        if a[c] not in ("", None) and b[c] not in ("", None) and float(a[c])
-        else "–"
-        for c in RATE_COLUMNS
-    ]
+    """`rate_ratio` for each of RATE_COLUMNS of two throughput rows."""
+    return [rate_ratio(a, b, c) for c in RATE_COLUMNS]
 
 
 def _read_umask() -> int:
@@ -103,22 +105,28 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that `path` always holds either the old or the new content. The file gets
-    the mode a new file would (0o666 less the umask), not mkstemp's owner-only 0600: results are shared."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
+    """Write `path` through `write(binary file)` so that it always holds either the old or the new content
+    (temp file in the same folder, fsync, os.replace; never half-written). The file gets `mode`, by default the
+    one a new file would (0o666 less the umask), not mkstemp's owner-only 0600: results are shared."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~_UMASK if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """`atomic_write` of `text` as UTF-8 (newlines as given)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _cell(value: object) -> str:

@@ -470,8 +470,7 @@ def plan(config: RunConfig) -> str:
         thr = Table(config.out / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY)
         doc = _recorded_config(config_path, (acc, thr))
         if doc is not None:
-            _check_same_kind(config, doc, acc)
-            _check_resume_settings(config.out, doc, groups, lambda g: _finished(acc, g))
+            _check_resumable(config, doc, acc, groups)
     for gi, g in enumerate(groups, 1):
         cells = g["cells"]
         pending = sum(_to_run(acc.get(base_row(g, n, k)) if acc else None, config) for n, k in cells)
@@ -536,8 +535,7 @@ def _run(config: RunConfig, print_summary: bool) -> int:
             write_json(config_path, _config_doc(config, None, [], started))
         groups = expand(config)
         if not fresh:
-            _check_same_kind(config, doc, acc)
-            _check_resume_settings(config.out, doc, groups, lambda g: _finished(acc, g))
+            _check_resumable(config, doc, acc, groups)
             _check_own_images_unchanged(
                 config.out, groups, lambda g: [acc.get(base_row(g, n, k)) for n, k in g["cells"]]
             )
@@ -639,6 +637,13 @@ def _run_groups(config: RunConfig, groups: list[dict], runner, acc: Table, thr: 
             counts["wrote"] += 1
             counts["failed_throughput"] += trow["status"] == "error"
             _log(config, f"    {_throughput_text(trow)}")
+
+
+def _check_resumable(config: RunConfig, doc: dict, acc: Table, groups: list[dict]) -> None:
+    """The checks of a run into a folder that already has a config.json (`doc`): same kind of run, and no
+    finished cell recorded with other settings (`run` and `run --dry-run` alike)."""
+    _check_same_kind(config, doc, acc)
+    _check_resume_settings(config.out, doc, groups, lambda g: _finished(acc, g))
 
 
 def _finished(acc: Table, group: dict) -> bool:

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from siamese_bench.datasets.imageset import ImageSet
+from siamese_bench.results import atomic_write
 
 FORMAT_VERSION = 1  # bump when decoding changes: every cache file keyed by the old value is ignored
 ENV_DATA = "SIAMESE_BENCH_DATA"
@@ -105,19 +106,7 @@ def md5_file(path: str | os.PathLike) -> str:
 
 
 def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache or download is not private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write, mode=0o644)  # mkstemp makes 0600; a cache or download is not private
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
