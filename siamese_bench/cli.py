@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--datasets",
         type=_csv(str),
-        help="datasets, mapped to their default protocol (mnist, omniglot, digits)",
+        help="datasets, each run with its protocol (`ls datasets` says which: mnist -> mnist-heldout, "
+        "omniglot -> vinyals, digits -> digits-heldout, ...)",
     )
     run.add_argument("--backbones", type=_csv(str), help="e.g. small-cnn,conv4")
     run.add_argument("--heads", type=_csv(str), help="e.g. koch,contrastive,triplet")
@@ -161,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "datasets",
             nargs="*",
-            help="datasets (default: all of mnist omniglot omniglot-runs omniglot-vinyals digits); your own "
-            "images as folder:PATH[@SIZE] or csv:FILE[@SIZE] (decoded, split and counted)",
+            help="datasets, as `ls datasets` lists them (default: all; omniglot-vinyals and omniglot-mnist check "
+            "the files they read); your own images as folder:PATH[@SIZE] or csv:FILE[@SIZE] (decoded, split and "
+            "counted)",
         )
         _add_data_dir(p)
 

@@ -36,13 +36,13 @@ def _guard(fn):
 
 def listing() -> dict[str, list[str]]:
     from siamese_bench.backbones import BACKBONES
-    from siamese_bench.datasets import DATASETS
+    from siamese_bench.datasets import ABOUT
     from siamese_bench.heads import HEADS
     from siamese_bench.presets import PRESETS
     from siamese_bench.protocols import PROTOCOLS
 
     return {
-        "datasets": DATASETS.names(),
+        "datasets": list(ABOUT),
         "protocols": PROTOCOLS.names(),
         "backbones": BACKBONES.names(),
         "heads": HEADS.names(),
@@ -52,8 +52,9 @@ def listing() -> dict[str, list[str]]:
 
 @_guard
 def ls(args) -> int:
+    from siamese_bench.datasets import ABOUT
     from siamese_bench.presets import PRESETS
-    from siamese_bench.protocols import PROTOCOLS
+    from siamese_bench.protocols import DATASET_PROTOCOL, PROTOCOLS
 
     kinds = listing()
     if args.kind:
@@ -64,7 +65,13 @@ def ls(args) -> int:
         print(f"{kind}:")
         for name in names:
             detail = ""
-            if kind == "protocols":
+            if kind == "datasets":
+                what, checks = ABOUT[name]
+                detail = (
+                    f"{what}; files: `data verify {' '.join(checks)}`; "
+                    f"`run --datasets {name}` runs {DATASET_PROTOCOL[name]}"
+                )
+            elif kind == "protocols":
                 p = PROTOCOLS.get(name)
                 detail = f"v{p.version}  {p.description}"
             elif kind == "presets":

@@ -34,7 +34,6 @@ from siamese_bench.results import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-DATASET_PROTOCOL = {"mnist": "mnist-heldout", "omniglot": "vinyals", "digits": "digits-heldout"}
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ def config_from_args(args) -> RunConfig:
     from siamese_bench.backbones import BACKBONES
     from siamese_bench.commands import UserError
     from siamese_bench.heads import HEADS
-    from siamese_bench.protocols import get_protocol
+    from siamese_bench.protocols import DATASET_PROTOCOL, get_protocol
 
     preset = PRESETS.get(args.preset)
     overrides: dict = {}
@@ -187,7 +186,9 @@ def config_from_args(args) -> RunConfig:
                 f"unknown dataset {unknown[0]!r} for --datasets; valid: {', '.join(DATASET_PROTOCOL)} "
                 "(or name protocols with --protocols)"
             )
-        protocols = (protocols or ()) + tuple(DATASET_PROTOCOL[d] for d in args.datasets)
+        protocols = tuple(
+            dict.fromkeys((protocols or ()) + tuple(DATASET_PROTOCOL[d] for d in args.datasets))
+        )
     grids = select_grids(preset.grids, protocols, args.backbones, args.heads)
     for field, value in (
         ("ways", args.ways),

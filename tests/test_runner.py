@@ -388,6 +388,17 @@ def test_names_the_preset_lacks_replace_them_in_every_grid():
     assert len(grids) == 2 and all(g.backbones == ("resnet18",) for g in grids)
 
 
+def test_datasets_run_their_protocols_once_each():
+    from siamese_bench.commands import UserError
+
+    grids = _grids("--preset", "standard", "--datasets", "omniglot,omniglot-vinyals,omniglot-mnist")
+    assert sorted({p for g in grids for p in g.protocols}) == ["mnist-transfer", "vinyals"]
+    (g,) = _grids("--datasets", "omniglot-runs", "--protocols", "lake-runs")
+    assert g.protocols == ("lake-runs",)
+    with pytest.raises(UserError, match="unknown dataset 'cifar' for --datasets; valid: mnist, omniglot, "):
+        _grids("--datasets", "cifar")
+
+
 def test_one_cell_from_two_grids_with_different_settings_is_refused():
     from siamese_bench.commands import UserError
 

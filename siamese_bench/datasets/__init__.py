@@ -8,7 +8,8 @@ Names: "mnist" -> {"train", "test"}; "omniglot" -> {"background", "evaluation"};
 {"background", "evaluation", "mnist-test"} (for transfer; image_size None means 28); your own images
 "folder:PATH" / "csv:FILE" -> {"all"} (own.py).
 `verify(name, data_dir)`, `verify_all(data_dir, names)` -> list[VerifyReport], `fetch(names, data_dir)`
-(downloads what is missing, then verifies) and `format_report(reports)`; verify names: VERIFY_NAMES.
+(downloads what is missing, then verifies) and `format_report(reports)`. verify_all and fetch take any name of
+ABOUT (what `ls` lists) and run the file checks it needs (VERIFY_NAMES: one per group of files).
 """
 
 from __future__ import annotations
@@ -48,9 +49,30 @@ _CHECKS = {
     "digits": (digits, "", ()),
 }
 VERIFY_NAMES = tuple(_CHECKS)
+# Every dataset name that `ls`, `data verify|fetch` and `run --datasets` take: the loaders above, plus
+# omniglot-runs (Lake's runs, read by the lake-runs protocols) -> (what it is, the checks of its files).
+ABOUT: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mnist": ("MNIST: 60,000 train and 10,000 test digits, 28x28 (four IDX files)", ("mnist",)),
+    "omniglot": (
+        "Omniglot: background (30 alphabets, 964 characters) and evaluation (20, 659), 20 drawings each, "
+        "105x105 (two zip archives)",
+        ("omniglot",),
+    ),
+    "omniglot-runs": (
+        "Lake et al.'s 20 official 20-way one-shot runs (all_runs.zip), scored by the lake-runs protocols",
+        ("omniglot-runs",),
+    ),
+    "omniglot-vinyals": (
+        "Omniglot at 28x28 with 90-degree rotations as classes, Vinyals et al.'s split files",
+        ("omniglot", "omniglot-vinyals"),
+    ),
+    "omniglot-mnist": ("Omniglot at 28x28 and the MNIST test digits (transfer)", ("omniglot", "mnist")),
+    "digits": ("scikit-learn's bundled 8x8 digits (1,797 images; works offline)", ("digits",)),
+}
 
 __all__ = [
     "DATASETS",
+    "ABOUT",
     "VERIFY_NAMES",
     "DatasetMissingError",
     "ImageSet",
@@ -82,20 +104,26 @@ def load_dataset(
 
 
 def _names(names: Sequence[str] | None) -> list[str]:
+    """The checks to run for dataset `names` (default: every check), each once, in order."""
     names = list(names if names else VERIFY_NAMES)
-    unknown = [n for n in names if n not in _CHECKS and not is_own(n)]
+    unknown = [n for n in names if n not in ABOUT and not is_own(n)]
     if unknown:
         raise ValueError(
-            f"unknown dataset(s) {unknown}; valid: {', '.join(VERIFY_NAMES)}, or your own images as "
+            f"unknown dataset(s) {unknown}; valid: {', '.join(ABOUT)}, or your own images as "
             "folder:PATH / csv:FILE"
         )
-    return names
+    checks = [c for n in names for c in ((n,) if is_own(n) else ABOUT[n][1])]
+    return list(dict.fromkeys(checks))
 
 
 def verify(name: str, data_dir: str | os.PathLike | None = None) -> VerifyReport:
-    """Check one dataset's files (see VERIFY_NAMES; or your own images, folder:PATH[@SIZE] / csv:FILE[@SIZE]);
-    never raises for missing or bad files, reports them."""
-    name = _names([name])[0]
+    """Check one file check's files (see VERIFY_NAMES; or your own images, folder:PATH[@SIZE] /
+    csv:FILE[@SIZE]); never raises for missing or bad files, reports them."""
+    if name not in _CHECKS and not is_own(name):
+        checks = _names([name])  # raises for an unknown name
+        raise ValueError(
+            f"{name} needs several checks ({', '.join(checks)}): use verify_all(names=[{name!r}])"
+        )
     if is_own(name):
         from siamese_bench.protocols.folder import verify_own
 
@@ -106,7 +134,8 @@ def verify(name: str, data_dir: str | os.PathLike | None = None) -> VerifyReport
 def verify_all(
     data_dir: str | os.PathLike | None = None, names: Sequence[str] | None = None
 ) -> list[VerifyReport]:
-    """verify() for each name (default: all of VERIFY_NAMES)."""
+    """verify() for each check that `names` need (any name of ABOUT or your own images; default: all of
+    VERIFY_NAMES), each check once."""
     return [verify(n, data_dir) for n in _names(names)]
 
 

@@ -26,6 +26,16 @@ from siamese_bench.protocols import (  # noqa: E402,F401
     vinyals,
 )
 
+# `run --datasets NAME` runs this protocol (every dataset name that `ls` lists has one)
+DATASET_PROTOCOL = {
+    "mnist": "mnist-heldout",
+    "omniglot": "vinyals",
+    "omniglot-runs": "lake-runs",
+    "omniglot-vinyals": "vinyals",
+    "omniglot-mnist": "mnist-transfer",
+    "digits": "digits-heldout",
+}
+
 
 def get_protocol(name: str) -> Protocol:
     """PROTOCOLS.get(name), or for 'folder:PATH[@SIZE]' / 'csv:FILE[@SIZE]' the protocol over those images
@@ -35,4 +45,4 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS.get(name)
 
 
-__all__ = ["PROTOCOLS", "Protocol", "get_protocol", "register"]
+__all__ = ["DATASET_PROTOCOL", "PROTOCOLS", "Protocol", "get_protocol", "register"]

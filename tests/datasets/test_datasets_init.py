@@ -43,6 +43,30 @@ def test_unknown_verify_name():
         ds.verify_all(None, ["emnist"])
 
 
+def test_every_listed_name_verifies_and_runs():
+    """The dataset names `ls` lists are the loaders plus omniglot-runs; each names the checks of the files it
+    reads (checks run once each, in order) and the protocol `run --datasets` runs."""
+    from siamese_bench.protocols import DATASET_PROTOCOL, PROTOCOLS
+
+    assert set(ds.ABOUT) == set(ds.DATASETS.names()) | {"omniglot-runs"}
+    assert set(DATASET_PROTOCOL) == set(ds.ABOUT)
+    assert all(p in PROTOCOLS.names() for p in DATASET_PROTOCOL.values())
+    assert {c for _, checks in ds.ABOUT.values() for c in checks} == set(ds.VERIFY_NAMES)
+    assert ds._names(["omniglot-mnist", "mnist", "omniglot-vinyals"]) == [
+        "omniglot",
+        "mnist",
+        "omniglot-vinyals",
+    ]
+    assert ds._names(None) == list(ds.VERIFY_NAMES)
+
+
+def test_verify_derived_names_on_empty_dir(tmp_path):
+    reports = ds.verify_all(tmp_path, ["omniglot-mnist"])
+    assert [(r.name, r.found) for r in reports] == [("omniglot", False), ("mnist", False)]
+    with pytest.raises(ValueError, match="omniglot-mnist needs several checks \\(omniglot, mnist\\)"):
+        ds.verify("omniglot-mnist", tmp_path)
+
+
 @pytest.mark.realdata
 def test_verify_all_real(real_data_dir):
     reports = ds.verify_all(real_data_dir)
