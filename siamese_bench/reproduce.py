@@ -1,8 +1,9 @@
 """`python -m siamese_bench reproduce [results/<preset>]`: re-run a committed results directory and compare.
 
 The recorded configuration (config.json) is run again into a fresh directory, once per dtype the recorded rows
-hold (float32, and bfloat16-amp via --amp bf16; config.json records only the last run's --amp), on the devices
-the recorded rows name; then, cell by cell, an accuracy reproduces when |new - recorded| <= the recorded 95% CI
+hold (float32, and bfloat16-amp via --amp bf16; config.json records only the last run's --amp; a
+throughput-only folder is re-measured once per dtype its throughput table holds), on the devices the recorded
+rows name; then, cell by cell, an accuracy reproduces when |new - recorded| <= the recorded 95% CI
 half-width, and the test episodes must be bit-identical (same episodes hash). Throughput is reported as
 new / recorded, never pass/fail (it depends on the machine).
 
@@ -285,8 +286,11 @@ def command(args) -> int:
             "is nothing to reproduce; drop --no-throughput"
         )
     which = (args.protocols, args.backbones, args.heads, args.devices, args.seeds, args.ways)
-    if config.throughput_only:
-        rows, plans = [], [restrict(config, *which)]
+    if config.throughput_only:  # one re-measurement per recorded dtype, as for cells
+        rows, base = [], restrict(config, *which)
+        recorded = read_csv(Path(args.results) / "throughput.csv")
+        dtypes = [d for d in dict.fromkeys(r["dtype"] for r in recorded) if d in DTYPE_AMP]
+        plans = [dataclasses.replace(base, amp=DTYPE_AMP[d]) for d in dtypes] or [base]
     else:
         rows = recorded_rows(args.results, *which)
         plans = reruns(config, rows)

@@ -95,6 +95,36 @@ def test_reproduce_of_a_throughput_only_folder_needs_the_throughput(tmp_path):
     assert "| cell | recorded % |" not in r.stdout  # no (empty) accuracy comparison
 
 
+def test_reproduce_of_a_throughput_only_folder_remeasures_every_recorded_dtype(tmp_path):
+    """A throughput-only folder measured with and without --amp bf16 (config.json keeps the last --amp) is
+    re-measured at both dtypes."""
+    from siamese_bench import runner
+    from siamese_bench.cli import build_parser
+
+    argv = ["run", "--preset", "smoke", "--out", str(tmp_path), "--quiet", "--devices", "cpu"]
+    argv += ["--throughput-only", "--heads", "koch", "--throughput-batch-sizes", "16"]
+    for amp in ("none", "bf16"):
+        runner.run(runner.config_from_args(build_parser().parse_args([*argv, "--amp", amp])))
+    dtypes = sorted(r["dtype"] for r in read_csv(tmp_path / "throughput.csv"))
+    assert dtypes == ["bfloat16-amp", "float32"]
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "siamese_bench",
+            "reproduce",
+            str(tmp_path),
+            "--quiet",
+            "--out",
+            str(tmp_path / "new"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert sorted(r["dtype"] for r in read_csv(tmp_path / "new" / "throughput.csv")) == dtypes
+
+
 def _record(out: Path, *flags: str) -> None:
     """A tiny smoke run (digits, 3-way, koch, 50 episodes) into `out`, with extra `run` flags."""
     from siamese_bench import runner
