@@ -210,9 +210,14 @@ class CellRunner:
                 print(file=sys.stderr)
             self._add_shape(group, train_ds)
             if cfg.checkpoints:
-                self.save_checkpoint(
-                    model, {**group, "in_channels": channels, "image_size": size}, tcfg, split
-                )
+                # with the run's test cells and episode count: `evaluate` then scores the same episodes
+                meta = {
+                    "in_channels": channels,
+                    "image_size": size,
+                    "test_cells": [list(c) for c in group["cells"]],
+                    "test_episodes": base_row(group, *group["cells"][0])["episodes"],
+                }
+                self.save_checkpoint(model, {**group, **meta}, tcfg, split)
         except (DatasetMissingError, DownloadError, DatasetError):
             raise  # missing or unusable data stops the whole run with one message: no error rows to skip
         except Exception as exc:  # the whole group failed: one error row per cell, the run goes on

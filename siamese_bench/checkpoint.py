@@ -35,6 +35,8 @@ def save(path: Path, model: SiameseModel, group: dict, train_config, split) -> N
         "protocol_version": group["protocol"].version,
         "split_hash": split.hash,
         "seed": group["seed"],
+        "test_cells": group.get("test_cells"),  # [[N-way, K-shot], ...] the run scored
+        "test_episodes": group.get("test_episodes"),  # test episodes per cell in the run
         "train_config": dataclasses.asdict(train_config),
         "git_hash": provenance.git_hash(),
         "torch_version": str(torch.__version__),
@@ -92,7 +94,7 @@ def evaluate_command(args) -> int:
     from siamese_bench.cell import TEST_SEED_OFFSET
     from siamese_bench.datasets import load_dataset
     from siamese_bench.datasets.own import is_own
-    from siamese_bench.episodes.episodes import sample_episodes
+    from siamese_bench.episodes.episodes import episodes_fingerprint, sample_episodes
     from siamese_bench.episodes.index import ClassIndex
     from siamese_bench.evaluate import evaluate_episodes
     from siamese_bench.protocols import get_protocol
@@ -129,6 +131,18 @@ def evaluate_command(args) -> int:
             f"--part {args.part}: protocol {proto.name} is scored on fixed published test episodes only; "
             "use --part test"
         )
+    # defaults: the run's own test episodes (its seed, episode count and cells) when scoring the protocol and
+    # part it was trained and scored on, so the accuracy repeats the run's row
+    own = proto.name == meta["protocol"] and args.part == "test"
+    seed = args.seed if args.seed is not None else meta.get("seed", 0)
+    cells = meta.get("test_cells") if own else None
+    ways = args.ways or (sorted({n for n, _ in cells}) if cells else proto.ways)
+    shots = args.shots or (sorted({k for _, k in cells}) if cells else proto.shots)
+    if cells and not (args.ways or args.shots):
+        todo = [(n, k) for n, k in cells]
+    else:
+        todo = [(n, k) for n in ways for k in shots]
+    n_episodes = args.episodes or (own and meta.get("test_episodes")) or proto.episodes
     part = split.part(args.part)
     ds = data[part.subset]
     if ds.image_shape[1] != meta["image_size"] or ds.image_shape[0] != meta["in_channels"]:
@@ -140,28 +154,27 @@ def evaluate_command(args) -> int:
     print(
         f"protocol {proto.id} split {split.hash}, part {args.part} ({index.num_classes} classes of "
         f"{part.subset}); checkpoint {args.checkpoint} ({meta['backbone']}+{meta['head']}, trained on "
-        f"{meta['protocol']})"
+        f"{meta['protocol']}); episodes seed {seed}"
     )
-    for n in args.ways or proto.ways:
-        for k in args.shots or proto.shots:
-            if proto.fixed_episodes is not None:
-                ep = proto.fixed_episodes(data, split, args.data_dir, n, k)
-            else:
-                ep = sample_episodes(
-                    index.to("cpu"),
-                    n,
-                    k,
-                    proto.n_query,
-                    args.episodes or proto.episodes,
-                    seed=args.seed + TEST_SEED_OFFSET,
-                    within_group=proto.within_group,
-                    split_hash=split.hash,
-                ).to(args.device)
-            r = evaluate_episodes(model, ds.images, ep)
-            print(
-                f"  {n}-way {k}-shot: accuracy {100 * r.accuracy:.2f}% ± {100 * r.ci95:.2f} "
-                f"({len(ep)} episodes, {r.aggregation})"
-            )
+    for n, k in todo:
+        if proto.fixed_episodes is not None:
+            ep = proto.fixed_episodes(data, split, args.data_dir, n, k)
+        else:
+            ep = sample_episodes(
+                index.to("cpu"),
+                n,
+                k,
+                proto.n_query,
+                n_episodes,
+                seed=seed + TEST_SEED_OFFSET,
+                within_group=proto.within_group,
+                split_hash=split.hash,
+            ).to(args.device)
+        r = evaluate_episodes(model, ds.images, ep)
+        print(
+            f"  {n}-way {k}-shot: accuracy {100 * r.accuracy:.2f}% ± {100 * r.ci95:.2f} "
+            f"({len(ep)} episodes, hash {episodes_fingerprint(ep)[:16]}, {r.aggregation})"
+        )
     return 0
 
 

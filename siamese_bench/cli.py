@@ -171,10 +171,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a saved checkpoint on a protocol's test episodes")
     ev.add_argument("--checkpoint", type=Path, required=True)
     ev.add_argument("--protocol", help="default: the protocol it was trained on")
-    ev.add_argument("--ways", type=_csv(int))
-    ev.add_argument("--shots", type=_csv(int))
-    ev.add_argument("--episodes", type=int)
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--ways",
+        type=_csv(int),
+        help="N of N-way episodes, e.g. 5,20 (default: the run's, else the protocol's)",
+    )
+    ev.add_argument(
+        "--shots",
+        type=_csv(int),
+        help="K of K-shot episodes, e.g. 1,5 (default: the run's, else the protocol's)",
+    )
+    ev.add_argument(
+        "--episodes",
+        type=int,
+        help="test episodes per cell (default: the run's count for its own protocol's test part, else the "
+        "protocol's)",
+    )
+    ev.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the test episodes (default: the checkpoint's seed, as its run drew them)",
+    )
     ev.add_argument(
         "--part",
         default="test",

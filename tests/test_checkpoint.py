@@ -35,6 +35,8 @@ def ckpt_dir(tmp_path_factory):
             "8",
             "--heads",
             "koch,contrastive",
+            "--seeds",
+            "0,1",
         ]
     )
     runner.run(runner.config_from_args(args))
@@ -54,7 +56,7 @@ def test_checkpoint_round_trip_and_pair_pictures(ckpt_dir):
     assert meta["backbone"] == "small-cnn" and meta["head"] == "koch" and meta["image_size"] == 8
     assert not model.training
     pngs = sorted((ckpt_dir / "pairs").glob("*.png"))
-    assert len(pngs) == 4 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert len(pngs) == 8 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
 def test_evaluate_command(ckpt_dir):
@@ -69,6 +71,29 @@ def test_evaluate_command(ckpt_dir):
     )
     assert r.returncode == 0, r.stderr
     assert "3-way 1-shot: accuracy" in r.stdout and "prototype" in r.stdout
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_evaluate_by_default_repeats_the_runs_rows(ckpt_dir, seed):
+    """Without options, evaluate scores the run's own test episodes (its seed, count and cells): the same
+    accuracies and episode hashes as the run's accuracy.csv."""
+    from siamese_bench.results import read_csv
+
+    r = cli(
+        "evaluate",
+        "--checkpoint",
+        ckpt_dir / "checkpoints" / f"digits-heldout_small-cnn_koch_cpu_seed{seed}.pt",
+    )
+    assert r.returncode == 0, r.stderr
+    rows = [x for x in read_csv(ckpt_dir / "accuracy.csv") if x["head"] == "koch" and x["seed"] == str(seed)]
+    assert len(rows) == 2  # smoke's 3-way and 5-way 1-shot cells
+    for row in rows:
+        line = (
+            f"  {row['n_way']}-way {row['k_shot']}-shot: accuracy {100 * float(row['accuracy']):.2f}% ± "
+            f"{100 * float(row['ci95']):.2f} ({row['episodes']} episodes, hash {row['episodes_hash']}, "
+        )
+        assert line in r.stdout, (line, r.stdout)
+    assert r.stdout.count("-way ") == 2 and f"episodes seed {seed}" in r.stdout
 
 
 def test_evaluate_on_another_part_of_the_split(ckpt_dir):
