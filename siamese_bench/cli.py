@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="torch CPU threads (default: torch's, one per core). CPU results depend on it: a run repeats bit "
-        "for bit only with the same count (reproduce uses the recorded one); config.json records it",
+        "for bit only with the same count (reproduce uses the recorded one); config.json records it, and a "
+        "results folder keeps one count for its CPU cells",
     )
     run.add_argument(
         "--snapshot-every",

@@ -13,9 +13,11 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,18 +108,68 @@ def _recorded_settings(doc: dict) -> dict[tuple, tuple]:
     ones, the latest run's; without per-run grids: the top-level grids). A later run's settings win: a run
     writes a cell only where no finished row has other settings (`_check_resume_settings`), so a later run that
     differs replaced rows that were errors, skipped or absent. KeyError or TypeError: another version's."""
+    return {key: settings for key, settings, _ in _recorded_cells(doc)}
+
+
+def _recorded_cells(doc: dict) -> Iterator[tuple[tuple, tuple, int | None]]:
+    """(cell key, Grid.settings, torch CPU threads) for every cell each run in config.json asked for, in run
+    order (see `_recorded_settings`); threads None where the record does not say."""
     runs = doc.get("runs") or []
     if not (runs and all(r.get("grids") for r in runs)):
-        runs = [{"grids": doc["grids"]}]
-    out: dict[tuple, tuple] = {}
+        runs = [{"grids": doc["grids"], "cpu_threads": _threads_of(doc)}]
     for run in runs:
         devices = run.get("devices") or [d.rstrip("?") for d in doc["devices"]]
         dtype = run.get("dtype") or _dtype_of(doc.get("amp", "none"))
+        threads = _threads_of(run)
         grids = [Grid.from_json(g) for g in run["grids"]]
         for (protocol, backbone, head, seed), settings in cell_settings(grids, strict=False).items():
             for device in devices:
-                out[protocol, backbone, head, device, dtype, seed] = settings
-    return out
+                yield (protocol, backbone, head, device, dtype, seed), settings, threads
+
+
+def _threads_of(record: dict) -> int | None:
+    """The torch CPU thread count of a config.json run entry (`cpu_threads`, or the count in its `machine`
+    text, as entries written before `cpu_threads` have it) or of a whole config.json (its environment's)."""
+    if record.get("cpu_threads") is not None:
+        return int(record["cpu_threads"])
+    found = re.search(r"\((\d+) threads\)", record.get("machine") or "")
+    if found:
+        return int(found.group(1))
+    env = record.get("environment") or {}
+    return None if env.get("cpu_threads") is None else int(env["cpu_threads"])
+
+
+def _check_same_threads(config: RunConfig, doc: dict, acc: Table, groups: list[dict]) -> None:
+    """Refuse to train CPU cells into a folder whose finished CPU cells were trained with another torch thread
+    count: CPU results depend on it (a run repeats bit for bit only with the same count), and `reproduce`
+    re-runs a folder with the one count config.json records."""
+    from siamese_bench.commands import UserError
+
+    now = config.threads or torch.get_num_threads()
+    trains_cpu = any(
+        g["device"] == "cpu"
+        and not g["unavailable"]
+        and any(_to_run(acc.get(base_row(g, n, k)), config) for n, k in g["cells"])
+        for g in groups
+    )
+    if not trains_cpu:
+        return
+    try:
+        recorded = {key: threads for key, _, threads in _recorded_cells(doc)}
+    except (TypeError, KeyError, AttributeError):  # a config.json of another version
+        return
+    for row in acc.rows:
+        if row["device"] != "cpu" or row["status"] != "ok":
+            continue
+        key = (row["protocol"], row["backbone"], row["head"], "cpu", row["dtype"], int(row["seed"]))
+        then = recorded.get(key)
+        if then is not None and then != now:
+            raise UserError(
+                f"{config.out} holds CPU cells trained with {then} torch thread(s) (e.g. "
+                f"{'/'.join(map(str, key[:3]))} seed {key[5]}), and this run would train CPU cells with {now}: "
+                "CPU results depend on the thread count, so the folder would mix them (and reproduce re-runs "
+                f"it with one count). Add --threads {then}, or write this run to another --out directory"
+            )
 
 
 def _check_resume_settings(out: Path, doc: dict, groups: list[dict], done) -> None:
@@ -645,6 +697,7 @@ def _check_resumable(config: RunConfig, doc: dict, acc: Table, groups: list[dict
     finished cell recorded with other settings (`run` and `run --dry-run` alike)."""
     _check_same_kind(config, doc, acc)
     _check_resume_settings(config.out, doc, groups, lambda g: _finished(acc, g))
+    _check_same_threads(config, doc, acc, groups)
 
 
 def _finished(acc: Table, group: dict) -> bool:
@@ -703,6 +756,7 @@ def _run_entry(
         "command": env.get("command"),
         "git_hash": env.get("git_hash"),
         "torch": env.get("torch"),
+        "cpu_threads": env.get("cpu_threads"),
         "machine": f"{env.get('cpu')} ({env.get('cpu_threads')} threads)"
         + (f", GPUs: {', '.join(gpus)}" if gpus else ""),
         "rows_written": rows_written,

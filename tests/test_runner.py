@@ -353,6 +353,35 @@ def test_resuming_with_other_training_settings_is_refused_before_anything_runs(t
     assert {r["head"] for r in read_csv(tmp_path / "accuracy.csv")} == {"koch", "contrastive"}
 
 
+def test_training_cpu_cells_with_another_thread_count_into_a_folder_is_refused(tmp_path):
+    """CPU results depend on the torch thread count: a folder keeps one, so that reproduce (which re-runs
+    with the recorded count) can repeat every cell. Entries written before `cpu_threads` was recorded give
+    it in their `machine` text."""
+    import json
+
+    from siamese_bench.commands import UserError
+
+    runner.run(config(tmp_path, "--heads", "koch", "--threads", "1"), print_summary=False)
+    before = (tmp_path / "accuracy.csv").read_text()
+    with pytest.raises(UserError, match=r"trained with 1 torch thread\(s\).* with 2: .*Add --threads 1"):
+        runner.run(
+            config(tmp_path, "--heads", "koch", "--seeds", "0,1", "--threads", "2"), print_summary=False
+        )
+    assert (tmp_path / "accuracy.csv").read_text() == before
+    # nothing to train on the CPU (every cell done): nothing mixed, nothing refused
+    runner.run(config(tmp_path, "--heads", "koch", "--threads", "2"), print_summary=False)
+    # an older config.json: the count from the run entry's machine text
+    path = tmp_path / "config.json"
+    doc = json.loads(path.read_text())
+    assert [r["cpu_threads"] for r in doc["runs"]] == [1]
+    del doc["runs"][0]["cpu_threads"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"trained with 1 torch thread"):
+        runner.run(config(tmp_path, "--heads", "contrastive", "--threads", "2"), print_summary=False)
+    runner.run(config(tmp_path, "--heads", "koch", "--seeds", "0,1", "--threads", "1"), print_summary=False)
+    assert {r["seed"] for r in read_csv(tmp_path / "accuracy.csv")} == {"0", "1"}
+
+
 def _grids(*argv):
     args = build_parser().parse_args(["run", *argv, "--devices", "cpu", "--out", "unused"])
     return runner.config_from_args(args).grids
