@@ -112,7 +112,7 @@ def evaluate_command(args) -> int:
         if is_own(proto.name):
             raise ValueError(
                 f"the images of {proto.name} changed since {args.checkpoint} was trained on them (split "
-                f"{meta.get('split_hash')} then, {split.hash} now: classes added, removed or renamed), so its "
+                f"{meta.get('split_hash')} then, {split.hash} now: images or classes added, removed, renamed or edited), so its "
                 "test classes may include classes the model trained on; evaluate it on the images it was "
                 "trained with, or train it again"
             )

@@ -202,8 +202,8 @@ def _check_resume_settings(out: Path, doc: dict, groups: list[dict], done) -> No
 
 def _check_own_images_unchanged(out: Path, groups: list[dict], rows) -> None:
     """Refuse to resume a run on your own images (folder:/csv: protocols) when their split changed since its
-    finished cells: classes were added, removed or renamed. The finished cells would be kept and the new ones
-    scored on another split, in one table. rows(group) gives the recorded rows of the group's cells (or None)."""
+    finished cells: images or classes were added, removed, renamed or edited (the split hash digests them).
+    The finished cells would be kept and the new ones scored on other images, in one table. rows(group) gives the recorded rows of the group's cells (or None)."""
     from siamese_bench.commands import UserError
     from siamese_bench.datasets.own import is_own
 
@@ -216,7 +216,7 @@ def _check_own_images_unchanged(out: Path, groups: list[dict], rows) -> None:
         if old - {now}:
             raise UserError(
                 f"the images of {proto.name} changed since {out} was written (split {', '.join(sorted(old))} "
-                f"then, {now} now: classes added, removed or renamed); write this run to a new --out "
+                f"then, {now} now: images or classes added, removed, renamed or edited); write this run to a new --out "
                 "directory (or delete that folder to start over)"
             )
 

@@ -48,6 +48,9 @@ class ClassSplit:
     parts: tuple[tuple[str, SplitPart], ...]  # ordered (part name, part), e.g. ("train", ...)
     disjoint: str  # "images" | "classes" | "groups" | "heldout"
     groups: tuple[tuple[str, str], ...] = ()  # (class, group) for every class, when disjoint == "groups"
+    # digest of the images themselves, for your own images (protocols/folder.py): the hash then changes when
+    # an image is added, removed, renamed or edited; "" for the built-in datasets, checked by checksums
+    images: str = ""
 
     def __post_init__(self) -> None:
         if self.disjoint not in ("images", "classes", "groups", "heldout"):
@@ -72,6 +75,8 @@ class ClassSplit:
             "disjoint": self.disjoint,
             "parts": [[k, p.subset, list(p.classes)] for k, p in self.parts],
         }
+        if self.images:
+            doc["images"] = self.images
         blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -311,6 +311,15 @@ def _dataframe_items(
     absent = [p for p in paths if not p.is_file()]
     if absent:
         raise FileNotFoundError(f"{len(absent)} image file(s) not found, e.g. {absent[0]}")
+    first: dict[Path, int] = {}
+    for row, p in enumerate(paths, 1):
+        seen = first.setdefault(p.resolve(), row)
+        if seen != row:  # a copy would be its own query's support (or a class of its own twin)
+            labels = df[label_col].tolist()
+            raise ValueError(
+                f"{where}: rows {seen} and {row} list the same image file {p} (labels {labels[seen - 1]!r} "
+                f"and {labels[row - 1]!r}; data rows counted from 1); list each image once, under one label"
+            )
     labels = _whole_floats_as_int(df[label_col]).tolist()
     try:
         ordered = sorted(set(labels))

@@ -11,8 +11,10 @@ Split, pinned without a random generator: the classes are ordered by the sha256 
 20 / 20 / 60 into test / val / train (at least 2 classes in each). With groups (at least 3 of them), the
 groups are cut the same way instead, so that no group is in two parts (like Omniglot's alphabets). The order
 depends only on the names, not on the file system or the machine, and the split hash goes into every result
-row. Adding, removing or renaming a class can move other classes between parts, and it changes the hash; a
-resume into results made before such a change is refused (runner.py `_check_own_images_unchanged`).
+row. Adding, removing or renaming a class can move other classes between parts. The hash also covers a digest
+of the images (names and contents, `images_digest`), so adding, removing, renaming or editing any image
+changes it: a resume into results made before such a change is refused (runner.py
+`_check_own_images_unchanged`), and so is `evaluate` of a checkpoint trained on other images.
 
 Episodes: N-way 1-shot with N = 5 (or every test class, when there are fewer), Q = min(5, smallest class - 1)
 queries per class, 1,000 episodes; model selection on `val_way`-way 1-shot episodes of the val part.
@@ -51,9 +53,17 @@ def _cut(units: list[str], minimum: int) -> dict[str, list[str]]:
     return parts
 
 
-def build_split(name: str, dataset: str, class_groups: dict[str, str]) -> ClassSplit:
-    """The pinned split of `class_groups` ({class name: group name}); ValueError when a part would have
-    fewer than 2 classes."""
+def images_digest(items) -> str:
+    """sha256 (16 hex digits) over every (group, class, file) item's group, class, file name and file content,
+    in a fixed order: it changes when an image is added, removed, renamed or edited, not when the folder
+    moves."""
+    lines = sorted(f"{g}\0{c}\0{f.name}\0{store.sha256_file(f)}\n" for g, c, f in items)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
+
+
+def build_split(name: str, dataset: str, class_groups: dict[str, str], images: str = "") -> ClassSplit:
+    """The pinned split of `class_groups` ({class name: group name}), its hash covering `images` (a digest of
+    the images, `images_digest`); ValueError when a part would have fewer than 2 classes."""
     groups = sorted(set(class_groups.values()))
     by_group = len(groups) >= 3
     units = _by_hash(groups if by_group else class_groups)
@@ -77,7 +87,7 @@ def build_split(name: str, dataset: str, class_groups: dict[str, str]) -> ClassS
         parts.append((key, SplitPart("all", classes)))
     # "groups": no group in two parts; when the cut is by class, each class is its own group
     pairs = tuple(sorted((c, g if by_group else c) for c, g in class_groups.items()))
-    return ClassSplit(name, dataset, tuple(parts), "groups", pairs)
+    return ClassSplit(name, dataset, tuple(parts), "groups", pairs, images)
 
 
 @functools.cache
@@ -96,8 +106,9 @@ def folder_protocol(spec: str) -> Protocol:
             "support + 1 query) and positive pairs need 2; add images or remove the class"
         )
     dataset = f"{kind}:{root}"
-    # the split names the folder (file), not its location: the same images elsewhere give the same split hash
-    split = build_split(f"{kind}-{root.stem}", f"{kind}:{root.name}", class_groups)
+    # the split names the folder (file) and digests its images, not its location: the same images elsewhere
+    # give the same split hash; changed images give another (a resume or `evaluate` then refuses)
+    split = build_split(f"{kind}-{root.stem}", f"{kind}:{root.name}", class_groups, images_digest(items))
     n_test, n_val = (len(split.part(k).classes) for k in ("test", "val"))
     return Protocol(
         name=spec,

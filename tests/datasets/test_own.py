@@ -82,8 +82,30 @@ def test_decoded_images_are_cached_and_rebuilt_when_a_file_changes(
 )
 def test_csv_empty_unparsable_or_blank_cells_named(tmp_path, content, message):
     Image.new("L", (2, 2), 5).save(tmp_path / "x.png")
+    Image.new("L", (2, 2), 6).save(tmp_path / "y.png")
     (tmp_path / "bad.csv").write_text(content)
     with pytest.raises(ValueError, match=message):
         list_images("csv", tmp_path / "bad.csv")
-    (tmp_path / "ok.csv").write_text("path,label\nx.png,0\nx.png,1\n")
+    (tmp_path / "ok.csv").write_text("path,label\nx.png,0\ny.png,1\n")
     assert [c for _, c, _ in list_images("csv", tmp_path / "ok.csv")] == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "shown"),
+    [
+        ("x.png,0\ny.png,1\nx.png,0\n", "rows 1 and 3 list the same image file"),  # a duplicate row
+        (
+            "x.png,0\ny.png,1\nsub/../x.png,1\n",
+            "rows 1 and 3 list the same image file",
+        ),  # one file, two labels
+    ],
+    ids=["duplicate-row", "two-labels"],
+)
+def test_a_csv_that_lists_one_file_twice_is_refused(tmp_path, rows, shown):
+    """A copy of an image would be its own query's support (accuracy inflated), or a class's twin."""
+    (tmp_path / "sub").mkdir()
+    Image.new("L", (2, 2), 5).save(tmp_path / "x.png")
+    Image.new("L", (2, 2), 6).save(tmp_path / "y.png")
+    (tmp_path / "dup.csv").write_text("path,label\n" + rows)
+    with pytest.raises(ValueError, match=shown + ".*list each image once"):
+        list_images("csv", tmp_path / "dup.csv")

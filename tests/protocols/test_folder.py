@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from siamese_bench import runner
 from siamese_bench.cli import build_parser
@@ -159,7 +160,29 @@ def test_data_verify_reports_your_images(tmp_path, digit_folder):
     assert r.returncode == 1 and "FAILED" in r.stdout and "notes.txt" in r.stdout
 
 
-def test_a_resume_after_the_classes_changed_is_refused(tmp_path, digit_folder):
+def _edit_pixels(root):
+    """Every image's pixels changed, names kept."""
+    for f in root.rglob("*.png"):
+        Image.open(f).point(lambda v: 255 - v).save(f)
+
+
+def _add_image(root):
+    src = next((root / "one").iterdir())
+    (root / "one" / "copy.png").write_bytes(src.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda root: (root / "nine").rename(root / "ten"),  # a class renamed: the split moves
+        _edit_pixels,  # same names, other images: the split's image digest changes
+        _add_image,  # one more image: other episodes (and queries per class)
+    ],
+    ids=["class-renamed", "pixels-edited", "image-added"],
+)
+def test_a_resume_after_the_images_changed_is_refused(tmp_path, digit_folder, change):
+    """Also when every cell is already done: the same command must not report the old images' rows as the
+    current ones ("nothing was run")."""
     from siamese_bench.commands import UserError
     from siamese_bench.protocols import folder
 
@@ -169,10 +192,11 @@ def test_a_resume_after_the_classes_changed_is_refused(tmp_path, digit_folder):
     argv += ["--out", str(out), "--devices", "cpu", "--quiet", "--no-throughput"]
     runner.run(runner.config_from_args(_args(*argv)))
     before = (out / "accuracy.csv").read_text()
-    (root / "nine").rename(root / "ten")  # a class renamed: the split moves
+    change(root)
     folder.folder_protocol.cache_clear()  # a new process would list the folder again
-    with pytest.raises(UserError, match="changed since"):
-        runner.run(runner.config_from_args(_args(*argv, "--heads", "koch,contrastive")))
+    for more in ([], ["--heads", "koch,contrastive"]):
+        with pytest.raises(UserError, match="changed since"):
+            runner.run(runner.config_from_args(_args(*argv, *more)))
     assert (out / "accuracy.csv").read_text() == before
 
 
