@@ -47,6 +47,11 @@ def save(path: Path, model: SiameseModel, group: dict, train_config, split) -> N
 def load(path: Path, device: str = "cpu") -> tuple[SiameseModel, dict]:
     """(model in eval mode on `device`, metadata); a clear error for a missing or foreign file."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"checkpoint {path} is a folder; name a .pt file in it, e.g. one of {path}/checkpoints/*.pt written by "
+            "`run --checkpoints`"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; write one with `run --checkpoints`")
     try:
@@ -100,6 +105,10 @@ def evaluate_command(args) -> int:
     from siamese_bench.protocols import get_protocol
 
     _check_device(args.device)
+    if args.episodes is not None and args.episodes < 2:
+        raise ValueError(f"--episodes {args.episodes}: must be >= 2, as the 95% CI is over episodes")
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: seeds must be >= 0")
     model, meta = load(args.checkpoint, args.device)
     proto = get_protocol(args.protocol or meta["protocol"])
     data = {

@@ -358,8 +358,11 @@ def _check_numbers(g: Grid) -> None:
     for s in g.seeds:
         if s < 0:
             raise UserError(f"--seeds {s}: seeds must be >= 0")
-    if g.episodes is not None and g.episodes < 1:
-        raise UserError(f"--episodes {g.episodes}: must be >= 1 (omit it for the protocol's default)")
+    if g.episodes is not None and g.episodes < 2:
+        raise UserError(
+            f"--episodes {g.episodes}: must be >= 2, as the 95% CI is over episodes (omit it for the "
+            "protocol's default)"
+        )
     if g.train_pairs < 0:
         raise UserError(f"--train-pairs {g.train_pairs}: must be >= 0 (0 = evaluate without training)")
     if g.batch_size < 2 or g.batch_size % 2:
@@ -593,7 +596,7 @@ def _run(config: RunConfig, print_summary: bool) -> int:
                 config.out, groups, lambda g: [acc.get(base_row(g, n, k)) for n, k in g["cells"]]
             )
         runner = CellRunner(config)
-        counts = {"wrote": 0, "failed": 0, "failed_throughput": 0}
+        counts = {"wrote": 0, "failed_throughput": 0}
         try:
             _run_groups(config, groups, runner, acc, thr, counts)
         except BaseException:  # Ctrl-C or a crash: record the run that wrote rows, for the next resume
@@ -602,7 +605,18 @@ def _run(config: RunConfig, print_summary: bool) -> int:
                 doc = _config_doc(config, wall, earlier, started, counts["wrote"], interrupted=True)
                 write_json(config_path, doc)
             raise
-        wall, wrote, failed = time.perf_counter() - start, counts["wrote"], counts["failed"]
+        wall, wrote = time.perf_counter() - start, counts["wrote"]
+        # every cell of this grid whose row is an error, whether it failed now or in an earlier run that this
+        # one skipped (without --retry-failed): the folder is not complete, and the exit code says so
+        failed = (
+            0
+            if config.throughput_only
+            else sum(
+                (acc.get(base_row(g, n, k)) or {}).get("status") == "error"
+                for g in groups
+                for n, k in g["cells"]
+            )
+        )
         if wrote or fresh:
             write_json(config_path, _config_doc(config, wall, earlier, started, wrote))
         summary = write_summary(config.out, published_lookup())
@@ -610,7 +624,7 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         print(summary.read_text())
     written = "throughput.csv" if config.throughput_only else "accuracy.csv, throughput.csv"
     _log(config, f"wrote {config.out}/{written}, summary.md in {wall:.0f} s")
-    if not wrote and not fresh and not config.quiet:
+    if not wrote and not fresh and not failed and not config.quiet:
         print(
             f"nothing was run: every cell of this grid is already in {config.out} (written by the runs its "
             "config.json lists). To measure them on this machine, write to another folder (add e.g. --out "
@@ -633,8 +647,8 @@ def _run(config: RunConfig, print_summary: bool) -> int:
 
 def _run_groups(config: RunConfig, groups: list[dict], runner, acc: Table, thr: Table, counts: dict) -> None:
     """Run every group's missing cells (and then the throughput table), writing each row as it comes and
-    counting in `counts` the rows written ("wrote") and the cells that failed ("failed") as it goes, so that
-    an interrupted run still knows what it wrote."""
+    counting in `counts` the rows written ("wrote") and the throughput measurements that failed
+    ("failed_throughput") as it goes, so that an interrupted run still knows what it wrote."""
     cells_total, done = sum(len(g["cells"]) for g in groups), 0
     for gi, group in enumerate(groups, 1):
         label = (
@@ -674,7 +688,6 @@ def _run_groups(config: RunConfig, groups: list[dict], runner, acc: Table, thr: 
             acc.put(row)
             done += 1
             counts["wrote"] += 1
-            counts["failed"] += row["status"] == "error"
             status = (
                 f"accuracy {100 * float(row['accuracy']):.2f}% ± {100 * float(row['ci95']):.2f}"
                 if row["status"] == "ok"

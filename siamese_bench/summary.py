@@ -136,8 +136,8 @@ def paired_comparisons(out_dir: Path, rows: list[dict], n_boot: int = 2000) -> s
         rs = sorted(groups[k], key=lambda r: r["head"])
         for i, a in enumerate(rs):
             for b in rs[i + 1 :]:
-                if a["episodes_hash"] != b["episodes_hash"]:
-                    continue  # not the same episodes: no paired comparison
+                if a["episodes_hash"] != b["episodes_hash"] or int(a["episodes"]) < 2:
+                    continue  # not the same episodes (or one episode, no interval): no paired comparison
                 pa, pb = per_episode_path(out_dir, a), per_episode_path(out_dir, b)
                 if not (pa.exists() and pb.exists()):
                     continue

@@ -167,6 +167,24 @@ def test_evaluate_refuses_a_checkpoint_of_another_split_or_protocol_version(ckpt
         assert shown in r.stderr and "may include classes the model trained on" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--episodes", "1"), "--episodes 1: must be >= 2"),
+        (("--seed", "-5"), "--seed -5: seeds must be >= 0"),
+    ],
+)
+def test_evaluate_refuses_numbers_no_run_uses(ckpt_dir, argv, message):
+    ckpt = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt"
+    r = cli("evaluate", "--checkpoint", ckpt, *argv)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_folder_given_as_checkpoint_is_named_as_one(ckpt_dir):
+    r = cli("evaluate", "--checkpoint", ckpt_dir)
+    assert r.returncode == 2 and "is a folder; name a .pt file in it" in r.stderr
+
+
 def test_weights_that_do_not_fit_and_unknown_devices_are_clear_errors(ckpt_dir, tmp_path):
     src = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt"
     wrong = _edited(src, tmp_path / "w.pt", backbone="conv4")

@@ -610,8 +610,9 @@ def test_skipped_cells_run_once_their_device_is_available(tmp_path, monkeypatch)
         (("--lr", "nan"), "--lr nan: must be a finite number > 0"),
         (("--lr", "-1"), "--lr -1.0: must be a finite number > 0"),
         (("--lr", "inf"), "--lr inf: must be a finite number > 0"),
-        (("--episodes", "0"), "--episodes 0: must be >= 1"),
-        (("--episodes", "-5"), "--episodes -5: must be >= 1"),
+        (("--episodes", "0"), "--episodes 0: must be >= 2"),
+        (("--episodes", "1"), "--episodes 1: must be >= 2, as the 95% CI is over episodes"),
+        (("--episodes", "-5"), "--episodes -5: must be >= 2"),
         (("--train-pairs", "-1"), "--train-pairs -1: must be >= 0"),
         (("--batch-size", "0"), "--batch-size 0: must be even"),
         (("--seeds", "-1"), "--seeds -1: seeds must be >= 0"),
@@ -626,8 +627,8 @@ def test_bad_numbers_are_refused_up_front_naming_the_flag(tmp_path, argv, messag
 
 
 def test_episodes_given_is_used_as_is(tmp_path):
-    (group, *_) = runner.expand(config(tmp_path, "--episodes", "1"))
-    assert runner.base_row(group, 3, 1)["episodes"] == 1
+    (group, *_) = runner.expand(config(tmp_path, "--episodes", "2"))
+    assert runner.base_row(group, 3, 1)["episodes"] == 2
 
 
 def test_a_run_with_failed_cells_exits_1_and_its_error_rows_never_block_a_retry(
@@ -649,6 +650,10 @@ def test_a_run_with_failed_cells_exits_1_and_its_error_rows_never_block_a_retry(
         f"2 cell(s) failed: see the error column of {tmp_path / 'accuracy.csv'}; fix and re-run with "
         "--retry-failed"
     ) in err
+    # the same command again skips the error rows: still exit 1, saying so (not "nothing was run")
+    assert main([*argv, "--train-pairs", "128"]) == 1
+    err = capsys.readouterr().err
+    assert "2 cell(s) failed" in err and "--retry-failed" in err and "nothing was run" not in err
     monkeypatch.setattr(cell, "train", real_train)
     # other settings: the recorded cells are only errors, so nothing would be skipped
     assert main([*argv, "--train-pairs", "256", "--retry-failed"]) == 0

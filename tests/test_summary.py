@@ -30,3 +30,30 @@ def test_seeds_aggregate_within_one_protocol_version_and_split_only():
     mixed = accuracy_table([_row(0, 0.8), _row(1, 0.9, version="2", split="bbbb")])
     assert "| vinyals v1 (split aaaa) |" in mixed and "| vinyals v2 (split bbbb) |" in mixed
     assert "| 85.0 |" not in mixed  # never averaged across versions
+
+
+def test_heads_are_compared_on_two_or_more_shared_episodes_only(tmp_path):
+    """A paired comparison needs at least 2 episodes: a folder with one-episode cells (older runs allowed
+    --episodes 1) still gets its summary, without that comparison."""
+    import torch
+
+    from siamese_bench.summary import paired_comparisons, per_episode_path
+
+    def rows(episodes):
+        out = []
+        for head, correct in (
+            ("koch", [[True, False], [True, True]]),
+            ("triplet", [[False, False], [True, False]]),
+        ):
+            r = {**_row(0, 0.5), "head": head, "episodes": str(episodes), "episodes_hash": "h"}
+            path = per_episode_path(tmp_path, r)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(torch.tensor(correct[:episodes]), path)
+            out.append(r)
+        return out
+
+    assert "koch − triplet" in paired_comparisons(tmp_path, rows(2), n_boot=50)
+    assert (
+        paired_comparisons(tmp_path, rows(1), n_boot=50)
+        == "_No pair of heads was scored on the same episodes._"
+    )
