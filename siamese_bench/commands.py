@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,10 @@ def _user_errors():
     return (UserError, UnknownNameError, DatasetMissingError, DownloadError, FileNotFoundError, ValueError)
 
 
+# a file that cannot be written or read for want of room or permission: the user's to fix, not a bug
+_ROOM_OR_PERMISSION = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
 def _guard(fn):
     """Turn fixable errors into UserError, unless SIAMESE_BENCH_DEBUG=1 asks for the traceback."""
 
@@ -29,6 +34,14 @@ def _guard(fn):
             if os.environ.get("SIAMESE_BENCH_DEBUG") == "1" or isinstance(e, UserError):
                 raise
             raise UserError(str(e)) from e
+        except OSError as e:
+            if os.environ.get("SIAMESE_BENCH_DEBUG") == "1" or e.errno not in _ROOM_OR_PERMISSION:
+                raise
+            raise UserError(
+                f"{e.strerror}: {e.filename or '(no file named)'}; make room or fix the permissions (or choose "
+                "another --out / --data-dir), then run the command again (a run resumes, keeping the rows it "
+                "wrote)"
+            ) from e
 
     wrapped.__doc__ = fn.__doc__
     return wrapped

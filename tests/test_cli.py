@@ -1,5 +1,6 @@
 """The CLI end to end on scikit-learn digits (offline) and on real MNIST with a tiny budget."""
 
+import errno
 import json
 import subprocess
 import sys
@@ -227,3 +228,28 @@ def test_summarize_checks_the_rows_and_names_an_unreadable_config(tmp_path):
     (folder / "config.json").write_text("{ not json")
     r = cli("summarize", folder)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "config.json cannot be read" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("err", "shown"),
+    [
+        (OSError(errno.EROFS, "Read-only file system", "ro/.lock"), "Read-only file system: ro/.lock"),
+        (OSError(errno.ENOSPC, "No space left on device", "out/config.json"), "No space left on device"),
+    ],
+)
+def test_a_folder_that_cannot_be_written_is_one_line_exit_2(monkeypatch, capsys, err, shown):
+    """A read-only --out or a full disk is the user's to fix: one line (no traceback), exit 2; other OS
+    errors stay tracebacks (bugs)."""
+    from siamese_bench import runner
+    from siamese_bench.cli import main
+
+    def fail(*a, **k):
+        raise err
+
+    monkeypatch.setattr(runner, "run", fail)
+    assert main(["run", "--preset", "smoke", "--out", "unused", "--devices", "cpu"]) == 2
+    out = capsys.readouterr().err
+    assert shown in out and "run the command again" in out and "Traceback" not in out
+    monkeypatch.setattr(runner, "run", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError):
+        main(["run", "--preset", "smoke", "--out", "unused", "--devices", "cpu"])
