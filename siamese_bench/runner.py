@@ -312,6 +312,13 @@ def config_from_args(args) -> RunConfig:
         raise UserError(f"--save-pairs {args.save_pairs}: must be >= 0 (0 = no picture of pairs)")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be >= 1 (omit it for torch's default)")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if args.threads is not None and args.threads > cores:
+        print(
+            f"warning: --threads {args.threads} is more than the {cores} core(s) this process may use: threads "
+            "then wait for each other, and training can be many times slower",
+            file=sys.stderr,
+        )
     if not args.snapshot_every >= 0:
         raise UserError(f"--snapshot-every {args.snapshot_every}: seconds must be >= 0 (0 = no snapshots)")
     out = Path(args.out) if args.out is not None else _default_out(args.preset, grids)

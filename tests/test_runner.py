@@ -626,6 +626,13 @@ def test_bad_numbers_are_refused_up_front_naming_the_flag(tmp_path, argv, messag
         config(tmp_path, *argv)
 
 
+def test_more_threads_than_cores_warns(tmp_path, capsys):
+    config(tmp_path, "--threads", "4096")
+    assert "warning: --threads 4096 is more than the" in capsys.readouterr().err
+    config(tmp_path, "--threads", "1")
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_episodes_given_is_used_as_is(tmp_path):
     (group, *_) = runner.expand(config(tmp_path, "--episodes", "2"))
     assert runner.base_row(group, 3, 1)["episodes"] == 2

@@ -217,9 +217,18 @@ def list_folder(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
                     raise ValueError(f"{c} is a file; group folder {g} must hold only class folders")
                 if not files:
                     raise ValueError(f"class folder {c} is empty; add images or remove it")
+                deeper = [f for f in files if f.is_dir()]
+                if deeper:
+                    raise ValueError(
+                        f"{deeper[0]} is a folder inside class folder {c}: three levels of folders; use "
+                        "root/<class>/<image> or root/<group>/<class>/<image>"
+                    )
                 items += [(g.name, f"{g.name}/{c.name}", f) for f in files]
     else:
         items = [("all", c.name, f) for c in subs for f in _visible(c)]
+    broken = [f for _, _, f in items if not f.exists()]
+    if broken:
+        raise ValueError(f"{broken[0]} is a broken link (to {os.readlink(broken[0])}); fix or remove it")
     return items
 
 

@@ -43,7 +43,7 @@ def parse(spec: str) -> tuple[str, Path, int]:
     path, at, size = body.rpartition("@")
     if at and size.isdigit():
         if int(size) < 4:
-            raise ValueError(f"{spec!r}: image size {size} is too small; use @28 or more")
+            raise ValueError(f"{spec!r}: image size {size} is too small; use @4 or more (the default is 28)")
         return kind, Path(path).expanduser(), int(size)
     return kind, Path(body).expanduser(), DEFAULT_SIZE
 

@@ -115,6 +115,24 @@ def test_mixed_layouts(tmp_path):
         load_folder(root)
 
 
+def test_three_levels_of_folders_named(tmp_path):
+    for g in ("g1", "g2"):
+        for c in ("a", "b"):
+            save(tmp_path / "r" / g / c / "x.png")
+    save(tmp_path / "r" / "g1" / "a" / "deeper" / "y.png")
+    with pytest.raises(
+        ValueError, match="deeper is a folder inside class folder .*a: three levels of folders"
+    ):
+        load_folder(tmp_path / "r")
+
+
+def test_a_broken_link_is_named_as_one(tmp_path):
+    root = one_level(tmp_path / "r")
+    (root / "dog" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(ValueError, match="gone.png is a broken link .*nowhere.png.*; fix or remove it"):
+        load_folder(root)
+
+
 def test_unreadable_image_named(tmp_path):
     root = one_level(tmp_path / "r")
     (root / "dog" / "broken.png").write_bytes(b"\x89PNG not really")

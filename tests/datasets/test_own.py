@@ -21,7 +21,11 @@ def test_parse_path_and_size():
     assert parse("folder:imgs@64") == ("folder", Path("imgs"), 64)
     assert parse("folder:a@b/imgs") == ("folder", Path("a@b/imgs"), 28)  # a non-size '@' is in the path
     assert parse("csv:labels.csv@32") == ("csv", Path("labels.csv"), 32)
-    for bad, match in (("folder:", "folder:PATH"), ("folder:imgs@2", "too small"), ("zip:x", "csv:FILE")):
+    for bad, match in (
+        ("folder:", "folder:PATH"),
+        ("folder:imgs@2", "too small; use @4 or more"),
+        ("zip:x", "csv:FILE"),
+    ):
         with pytest.raises(ValueError, match=match):
             parse(bad)
 
