@@ -176,6 +176,9 @@ def _row_problem(row: dict, columns: tuple[str, ...]) -> str | None:
     return None
 
 
+_REPORTED: set[tuple] = set()  # the truncated rows this process warned about
+
+
 class Table:
     """An append-mostly CSV table kept in memory and rewritten atomically after every change.
 
@@ -199,12 +202,23 @@ class Table:
             if problem is None:
                 continue
             if i == len(rows) - 1 and None not in row and None in row.values():  # cut short
-                cell = "/".join(v or "?" for v in key_of(row, self.key))
-                print(
-                    f"warning: {self.path}: dropped its truncated last row (line {line}, cell {cell}: "
-                    f"{problem}), as left by an interrupted write or copy; that cell will be re-run",
-                    file=sys.stderr,
-                )
+                key = key_of(row, self.key)
+                if all(key):  # the row names its cell
+                    what, then = f"cell {'/'.join(key)}", "that cell will be re-run"
+                else:
+                    text = ",".join(v for v in row.values() if v is not None)
+                    what, then = (
+                        repr(text[:60]) + ("..." if len(text) > 60 else ""),
+                        "the cell it began, if any, will be re-run",
+                    )
+                seen = (str(self.path), self.path.stat().st_mtime_ns, line, what)
+                if seen not in _REPORTED:  # once per process and file version (run and summary read it)
+                    _REPORTED.add(seen)
+                    print(
+                        f"warning: {self.path}: dropped its truncated last row (line {line}, {what}: {problem}), "
+                        f"as left by an interrupted write or copy; {then}",
+                        file=sys.stderr,
+                    )
                 rows.pop()
                 break
             raise ValueError(

@@ -135,6 +135,16 @@ def test_a_truncated_last_row_is_dropped_with_a_warning(tmp_path, capsys):
     capsys.readouterr()
     Table(p, ACCURACY_COLUMNS, CELL_KEY)
     assert "p/d/b/h/cpu/float32/5/1/0" in capsys.readouterr().err  # the cell, by its key
+    Table(p, ACCURACY_COLUMNS, CELL_KEY)  # read again (as run, then its summary): no second warning
+    assert capsys.readouterr().err == ""
+    p.write_text(text[:last] + "hello\n")  # garbage, not the start of a cell: shown as it is
+    Table(p, ACCURACY_COLUMNS, CELL_KEY)
+    err = capsys.readouterr().err
+    assert (
+        "(line 4, 'hello': " in err
+        and "the cell it began, if any, will be re-run" in err
+        and "hello/?" not in err
+    )
 
 
 def test_a_malformed_row_before_the_last_is_an_error_naming_the_line(tmp_path):
