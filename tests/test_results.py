@@ -141,7 +141,7 @@ def test_a_truncated_last_row_is_dropped_with_a_warning(tmp_path, capsys):
     Table(p, ACCURACY_COLUMNS, CELL_KEY)
     err = capsys.readouterr().err
     assert (
-        "(line 4, 'hello': " in err
+        "(line 3, 'hello': " in err
         and "the cell it began, if any, will be re-run" in err
         and "hello/?" not in err
     )
