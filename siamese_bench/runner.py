@@ -10,20 +10,17 @@ row with status=error and the message; the run goes on.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import re
 import sys
 import time
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from siamese_bench import allocator, provenance
+from siamese_bench import allocator, provenance, resume
 from siamese_bench.presets import PRESETS, Grid, cell_settings, select_grids
 from siamese_bench.results import (
     ACCURACY_COLUMNS,
@@ -62,163 +59,6 @@ class RunConfig:
     threads: int | None = None
     # seconds of training between snapshots of a group's training state (OUT/snapshots/; 0 = none)
     snapshot_every: float = 600.0
-
-
-def _recorded_config(config_path: Path, tables: tuple[Table, ...]) -> dict | None:
-    """The config.json of a directory being resumed; None when it cannot be read but no table has rows (it is
-    then written anew). Unreadable beside rows, it is a UserError: it records the settings those rows were
-    made with, and without them a resume could silently mix rows of other settings into the table."""
-    from siamese_bench.commands import UserError
-
-    try:
-        doc = json.loads(config_path.read_text(encoding="utf-8"))
-        if not isinstance(doc, dict):
-            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
-        return doc
-    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        rows = sum(len(t.rows) for t in tables)
-        if not rows:
-            return None
-        raise UserError(
-            f"{config_path} cannot be read ({err}), and {config_path.parent} holds {rows} row(s) made with the "
-            "settings it records, which a resume must compare with this run's; restore it (e.g. `git checkout "
-            f"-- {config_path}` when it is committed), or move {config_path.parent} away or write this run "
-            "to another --out directory"
-        ) from None
-
-
-def _check_same_kind(config: RunConfig, doc: dict, acc: Table) -> None:
-    """Refuse a `--throughput-only` run into a directory of a full run and vice versa: config.json would then
-    describe only the last kind, and the summary of a throughput-only table leaves accuracy rows out."""
-    from siamese_bench.commands import UserError
-
-    recorded = bool(doc.get("throughput_only", False))
-    if recorded == config.throughput_only or not (acc.rows or recorded):
-        return
-    what = "a throughput-only table" if recorded else f"{len(acc.rows)} accuracy row(s) of a full run"
-    raise UserError(
-        f"{config.out} holds {what}; write this {'full' if recorded else 'throughput-only'} run to another "
-        "--out directory"
-    )
-
-
-def _recorded_settings(doc: dict) -> dict[tuple, tuple]:
-    """(protocol, backbone, head, device, dtype, seed) -> the `Grid.settings` it was run with, from config.json:
-    each run's grids on that run's available devices and dtype (a run recorded without them: the top-level
-    ones, the latest run's; without per-run grids: the top-level grids). A later run's settings win: a run
-    writes a cell only where no finished row has other settings (`_check_resume_settings`), so a later run that
-    differs replaced rows that were errors, skipped or absent. KeyError or TypeError: another version's."""
-    return {key: settings for key, settings, _ in _recorded_cells(doc)}
-
-
-def _recorded_cells(doc: dict) -> Iterator[tuple[tuple, tuple, int | None]]:
-    """(cell key, Grid.settings, torch CPU threads) for every cell each run in config.json asked for, in run
-    order (see `_recorded_settings`); threads None where the record does not say."""
-    runs = doc.get("runs") or []
-    if not (runs and all(r.get("grids") for r in runs)):
-        runs = [{"grids": doc["grids"], "cpu_threads": _threads_of(doc)}]
-    for run in runs:
-        devices = run.get("devices") or [d.rstrip("?") for d in doc["devices"]]
-        dtype = run.get("dtype") or _dtype_of(doc.get("amp", "none"))
-        threads = _threads_of(run)
-        grids = [Grid.from_json(g) for g in run["grids"]]
-        for (protocol, backbone, head, seed), settings in cell_settings(grids, strict=False).items():
-            for device in devices:
-                yield (protocol, backbone, head, device, dtype, seed), settings, threads
-
-
-def _threads_of(record: dict) -> int | None:
-    """The torch CPU thread count of a config.json run entry (`cpu_threads`, or the count in its `machine`
-    text, as entries written before `cpu_threads` have it) or of a whole config.json (its environment's)."""
-    if record.get("cpu_threads") is not None:
-        return int(record["cpu_threads"])
-    found = re.search(r"\((\d+) threads\)", record.get("machine") or "")
-    if found:
-        return int(found.group(1))
-    env = record.get("environment") or {}
-    return None if env.get("cpu_threads") is None else int(env["cpu_threads"])
-
-
-def _check_same_threads(config: RunConfig, doc: dict, acc: Table, groups: list[dict]) -> None:
-    """Refuse to train CPU cells into a folder whose finished CPU cells were trained with another torch thread
-    count: CPU results depend on it (a run repeats bit for bit only with the same count), and `reproduce`
-    re-runs a folder with the one count config.json records."""
-    from siamese_bench.commands import UserError
-
-    now = config.threads or torch.get_num_threads()
-    trains_cpu = any(
-        g["device"] == "cpu"
-        and not g["unavailable"]
-        and any(_to_run(acc.get(base_row(g, n, k)), config) for n, k in g["cells"])
-        for g in groups
-    )
-    if not trains_cpu:
-        return
-    try:
-        recorded = {key: threads for key, _, threads in _recorded_cells(doc)}
-    except (TypeError, KeyError, AttributeError):  # a config.json of another version
-        return
-    for row in acc.rows:
-        if row["device"] != "cpu" or row["status"] != "ok":
-            continue
-        key = (row["protocol"], row["backbone"], row["head"], "cpu", row["dtype"], int(row["seed"]))
-        then = recorded.get(key)
-        if then is not None and then != now:
-            raise UserError(
-                f"{config.out} holds CPU cells trained with {then} torch thread(s) (e.g. "
-                f"{'/'.join(map(str, key[:3]))} seed {key[5]}), and this run would train CPU cells with {now}: "
-                "CPU results depend on the thread count, so the folder would mix them (and reproduce re-runs "
-                f"it with one count). Add --threads {then}, or write this run to another --out directory"
-            )
-
-
-def _check_resume_settings(out: Path, doc: dict, groups: list[dict], done) -> None:
-    """Refuse to resume into a directory whose finished cells were made with other training settings than this
-    run asks for: re-running would skip them, and the table would silently answer a different question.
-    done(group) says whether any cell of the group has a finished (status ok) row: error and skipped rows are
-    re-run, so their settings do not matter. The recorded settings: `_recorded_settings` of config.json."""
-    from siamese_bench.commands import UserError
-
-    try:
-        recorded = _recorded_settings(doc)
-    except (TypeError, KeyError, AttributeError):  # a config.json of another version
-        return
-    for group in groups:
-        name = (group["protocol"].name, group["backbone"], group["head"], group["seed"])
-        key = (*name[:3], group["device"], group["dtype"], group["seed"])
-        want = group["grid"].settings
-        if key in recorded and recorded[key] != want and done(group):
-            diff = ", ".join(
-                f"{n} {a!r} (recorded) vs {b!r} (now)"
-                for n, a, b in zip(Grid.SETTINGS, recorded[key], want, strict=True)
-                if a != b
-            )
-            raise UserError(
-                f"{out} already holds {'/'.join(map(str, name))} (protocol/backbone/head/seed) on "
-                f"{group['device']} {group['dtype']} made with other settings: {diff}. Resuming would skip "
-                "those cells; write this run to a new --out directory (or delete the folder to start over)"
-            )
-
-
-def _check_own_images_unchanged(out: Path, groups: list[dict], rows) -> None:
-    """Refuse to resume a run on your own images (folder:/csv: protocols) when their split changed since its
-    finished cells: images or classes were added, removed, renamed or edited (the split hash digests them).
-    The finished cells would be kept and the new ones scored on other images, in one table. rows(group) gives the recorded rows of the group's cells (or None)."""
-    from siamese_bench.commands import UserError
-    from siamese_bench.datasets.own import is_own
-
-    for group in groups:
-        proto = group["protocol"]
-        if not is_own(proto.name):
-            continue
-        now = proto.split({}, None).hash
-        old = {r["split_hash"] for r in rows(group) if r and r.get("split_hash")}
-        if old - {now}:
-            raise UserError(
-                f"the images of {proto.name} changed since {out} was written (split {', '.join(sorted(old))} "
-                f"then, {now} now: images or classes added, removed, renamed or edited); write this run to a new --out "
-                "directory (or delete that folder to start over)"
-            )
 
 
 def config_from_args(args) -> RunConfig:
@@ -447,10 +287,10 @@ def _devices(config: RunConfig) -> list[tuple[str, str | None]]:
 
 
 def _dtype(config: RunConfig) -> str:
-    return _dtype_of(config.amp)
+    return dtype_of(config.amp)
 
 
-def _dtype_of(amp: str) -> str:
+def dtype_of(amp: str) -> str:
     """The dtype column of the rows of a run with this --amp."""
     return "bfloat16-amp" if amp == "bf16" else "float32"
 
@@ -531,9 +371,9 @@ def plan(config: RunConfig) -> str:
     config_path = config.out / "config.json"
     if acc is not None and config_path.exists():  # the checks a real run makes before it starts
         thr = Table(config.out / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY)
-        doc = _recorded_config(config_path, (acc, thr))
+        doc = resume.recorded_config(config_path, (acc, thr))
         if doc is not None:
-            _check_resumable(config, doc, acc, groups)
+            resume.check_resumable(config, doc, acc, groups)
     for gi, g in enumerate(groups, 1):
         cells = g["cells"]
         pending = sum(_to_run(acc.get(base_row(g, n, k)) if acc else None, config) for n, k in cells)
@@ -590,18 +430,15 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         # config.json describes the run that wrote the rows: a resume that finds every cell done must not
         # replace the recorded git hash, hardware and wall time with its own
         config_path, wrote, failed = config.out / "config.json", 0, 0
-        doc = _recorded_config(config_path, (acc, thr)) if config_path.exists() else None
+        doc = resume.recorded_config(config_path, (acc, thr)) if config_path.exists() else None
         fresh = doc is None  # no config.json, or an unreadable one beside no rows: written anew
-        earlier = [] if fresh else _earlier_runs(doc)
+        earlier = [] if fresh else resume.earlier_runs(doc)
         started = provenance.timestamp()
         if fresh:
-            write_json(config_path, _config_doc(config, None, [], started))
+            write_json(config_path, resume.config_doc(config, None, [], started))
         groups = expand(config)
         if not fresh:
-            _check_resumable(config, doc, acc, groups)
-            _check_own_images_unchanged(
-                config.out, groups, lambda g: [acc.get(base_row(g, n, k)) for n, k in g["cells"]]
-            )
+            resume.check_resumable(config, doc, acc, groups)
         runner = CellRunner(config)
         counts = {"wrote": 0, "failed_throughput": 0}
         try:
@@ -609,7 +446,7 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         except BaseException:  # Ctrl-C or a crash: record the run that wrote rows, for the next resume
             if counts["wrote"]:
                 wall = time.perf_counter() - start
-                doc = _config_doc(config, wall, earlier, started, counts["wrote"], interrupted=True)
+                doc = resume.config_doc(config, wall, earlier, started, counts["wrote"], interrupted=True)
                 write_json(config_path, doc)
             raise
         wall, wrote = time.perf_counter() - start, counts["wrote"]
@@ -625,7 +462,7 @@ def _run(config: RunConfig, print_summary: bool) -> int:
             )
         )
         if wrote or fresh:
-            write_json(config_path, _config_doc(config, wall, earlier, started, wrote))
+            write_json(config_path, resume.config_doc(config, wall, earlier, started, wrote))
         summary = write_summary(config.out, published_lookup())
     if print_summary and not config.quiet:
         print(summary.read_text())
@@ -710,88 +547,6 @@ def _run_groups(config: RunConfig, groups: list[dict], runner, acc: Table, thr: 
             counts["wrote"] += 1
             counts["failed_throughput"] += trow["status"] == "error"
             _log(config, f"    {_throughput_text(trow)}")
-
-
-def _check_resumable(config: RunConfig, doc: dict, acc: Table, groups: list[dict]) -> None:
-    """The checks of a run into a folder that already has a config.json (`doc`): same kind of run, and no
-    finished cell recorded with other settings (`run` and `run --dry-run` alike)."""
-    _check_same_kind(config, doc, acc)
-    _check_resume_settings(config.out, doc, groups, lambda g: _finished(acc, g))
-    _check_same_threads(config, doc, acc, groups)
-
-
-def _finished(acc: Table, group: dict) -> bool:
-    """Whether any cell of the group has a finished row (status ok) in the accuracy table."""
-    rows = (acc.get(base_row(group, n, k)) for n, k in group["cells"])
-    return any(r is not None and r["status"] == "ok" for r in rows)
-
-
-def _config_doc(
-    config: RunConfig,
-    wall: float | None,
-    earlier: list[dict],
-    started: str,
-    rows_written: int = 0,
-    interrupted: bool = False,
-) -> dict:
-    """The resolved config and this run's environment, plus `runs`: one entry per run that wrote rows into
-    this directory (a resumed grid keeps the provenance of its earlier parts; a run stopped by Ctrl-C or an
-    error is marked `interrupted`, so that the next resume checks its rows' settings too), and their total
-    wall time."""
-    doc = dataclasses.asdict(config)
-    out = config.out.resolve()
-    doc["out"] = str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out)
-    doc["data_dir"] = str(config.data_dir) if config.data_dir else None
-    env = provenance.environment()
-    doc["environment"] = env
-    doc["wall_seconds"] = None if wall is None else round(wall, 1)
-    devices = [d for d, reason in _devices(config) if reason is None]
-    this = _run_entry(env, started, rows_written, doc["wall_seconds"], doc["grids"], devices, _dtype(config))
-    if interrupted:
-        this["interrupted"] = True
-    doc["runs"] = [*earlier, this] if wall is not None else list(earlier)
-    walls = [r["wall_seconds"] for r in doc["runs"]]
-    doc["wall_seconds_total"] = round(sum(walls), 1) if walls and None not in walls else None
-    return doc
-
-
-def _run_entry(
-    env: dict,
-    started: str | None,
-    rows_written: int | None,
-    wall: float | None,
-    grids: list | None = None,
-    devices: list[str] | None = None,
-    dtype: str | None = None,
-) -> dict:
-    """One entry of config.json's `runs`, from a run's environment record, resolved grids (the cells and
-    training settings that run asked for), the devices it had and its dtype (None for runs recorded before
-    these were kept per run)."""
-    gpus = env.get("gpus")
-    return {
-        "grids": grids,
-        "devices": devices,
-        "dtype": dtype,
-        "started": started,
-        "command": env.get("command"),
-        "git_hash": env.get("git_hash"),
-        "torch": env.get("torch"),
-        "cpu_threads": env.get("cpu_threads"),
-        "machine": f"{env.get('cpu')} ({env.get('cpu_threads')} threads)"
-        + (f", GPUs: {', '.join(gpus)}" if gpus else ""),
-        "rows_written": rows_written,
-        "wall_seconds": wall,
-    }
-
-
-def _earlier_runs(doc: dict) -> list[dict]:
-    """The `runs` recorded in an existing config.json; for one written before runs were recorded, a single
-    entry rebuilt from its environment and wall time."""
-    if "runs" in doc:
-        return list(doc["runs"])
-    if doc.get("wall_seconds") is None:
-        return []
-    return [_run_entry(doc.get("environment", {}), None, None, doc["wall_seconds"])]
 
 
 def error_text(exc: BaseException) -> str:

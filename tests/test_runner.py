@@ -1,4 +1,5 @@
-"""The runner: resume after an interruption, error rows, CUDA skip rows (in-process, on digits)."""
+"""The runner: resume after an interruption, error rows, CUDA skip rows (in-process, on digits). The resume
+checks of resume.py are tested here too, through `run` and `run --dry-run`, where users meet them."""
 
 import argparse
 import dataclasses
