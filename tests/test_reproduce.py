@@ -64,32 +64,21 @@ def test_reproduce_refuses_a_negative_tolerance(tmp_path):
     assert r.returncode == 2 and "--tolerance" in r.stderr and "Traceback" not in r.stderr
 
 
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "siamese_bench", *map(str, args)], capture_output=True, text=True
+    )
+
+
 def test_reproduce_of_a_throughput_only_folder_needs_the_throughput(tmp_path):
     from siamese_bench import runner
     from siamese_bench.cli import build_parser
 
     argv = ["run", "--preset", "smoke", "--out", str(tmp_path), "--quiet", "--devices", "cpu"]
     runner.run(runner.config_from_args(build_parser().parse_args([*argv, "--throughput-only"])))
-    r = subprocess.run(
-        [sys.executable, "-m", "siamese_bench", "reproduce", str(tmp_path), "--no-throughput"],
-        capture_output=True,
-        text=True,
-    )
+    r = _cli("reproduce", tmp_path, "--no-throughput")
     assert r.returncode == 2 and "holds a throughput table only" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "siamese_bench",
-            "reproduce",
-            str(tmp_path),
-            "--quiet",
-            "--out",
-            str(tmp_path / "new"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = _cli("reproduce", tmp_path, "--quiet", "--out", tmp_path / "new")
     assert r.returncode == 0, r.stderr
     assert "| small-cnn+koch cpu b64 |" in r.stdout and "throughput re-measured" in r.stdout
     assert "| cell | recorded % |" not in r.stdout  # no (empty) accuracy comparison
@@ -107,20 +96,7 @@ def test_reproduce_of_a_throughput_only_folder_remeasures_every_recorded_dtype(t
         runner.run(runner.config_from_args(build_parser().parse_args([*argv, "--amp", amp])))
     dtypes = sorted(r["dtype"] for r in read_csv(tmp_path / "throughput.csv"))
     assert dtypes == ["bfloat16-amp", "float32"]
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "siamese_bench",
-            "reproduce",
-            str(tmp_path),
-            "--quiet",
-            "--out",
-            str(tmp_path / "new"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = _cli("reproduce", tmp_path, "--quiet", "--out", tmp_path / "new")
     assert r.returncode == 0, r.stderr
     assert sorted(r["dtype"] for r in read_csv(tmp_path / "new" / "throughput.csv")) == dtypes
 
