@@ -387,3 +387,9 @@ def test_exact_ties_between_classes_go_to_the_lowest_class_index(head, aggregati
         [True, True, False, False, False, False],
         [False, False, True, True, False, False],
     ]
+
+
+def test_an_index_equal_to_the_image_count_is_named():
+    with pytest.raises(ValueError, match=r"must lie in \[0, 3\)"):
+        ev._check_indices(torch.tensor([0, 3]), 3, "episodes")
+    ev._check_indices(torch.tensor([0, 2]), 3, "episodes")

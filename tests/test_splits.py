@@ -75,3 +75,28 @@ def test_trainval_may_repeat_train_and_val_in_any_order(order):
 def test_group_split_names_a_class_without_a_group():
     with pytest.raises(ValueError, match="no group given for class 'a'"):
         ClassSplit("x", "d", _parts(train=("a",), test=("c",)), "groups", (("c", "C"),))
+
+
+def test_rotations_are_one_character_but_other_characters_are_not():
+    ok = ClassSplit(
+        "s",
+        "d",
+        (
+            ("train", SplitPart("x", ("A/char01", "A/char03/rot000"))),
+            ("test", SplitPart("x", ("A/char02", "A/char04/rot000"))),
+        ),
+        "classes",
+    )
+    assert ok.part("test").classes == ("A/char02", "A/char04/rot000")  # other characters of one alphabet
+    with pytest.raises(ValueError, match="share 1 class"):
+        ClassSplit(
+            "s",
+            "d",
+            (("train", SplitPart("x", ("A/char01/rot000",))), ("test", SplitPart("x", ("A/char01/rot090",)))),
+            "classes",
+        )
+
+
+def test_by_groups_refuses_an_unknown_group():
+    with pytest.raises(ValueError, match="unknown groups \\['Atlantis'\\]"):
+        by_groups("s", "d", "x", {"A/c1": "A", "B/c2": "B"}, {"train": ("A",), "test": ("Atlantis",)})

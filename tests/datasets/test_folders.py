@@ -315,3 +315,29 @@ def test_dataframe_blank_cells_name_the_rows(tmp_path):
     assert load_dataframe(df, root=root).class_names == ("0", "1")
     with pytest.raises(ValueError, match=r"blank 'g' in row\(s\) 2"):
         load_dataframe(df, group_col="g", root=root)
+
+
+def test_transparency_is_rounded_onto_white(tmp_path):
+    """1 at alpha 200 onto white: (1 * 200 + 255 * 55) / 255 = 55.78, stored as 56 (not truncated to 55)."""
+    Image.new("LA", (2, 2), (1, 200)).save(tmp_path / "x.png")
+    assert load_images([tmp_path / "x.png"]).unique().tolist() == [56]
+
+
+def test_a_palette_image_is_grayscale_only_when_every_colour_is_gray(tmp_path):
+    for name, colour in (("gray", (90, 90, 90)), ("blue", (90, 90, 200))):
+        im = Image.new("P", (2, 2), 0)
+        im.putpalette(list(colour) + [0] * 765)
+        im.save(tmp_path / f"{name}.png")
+    assert load_images([tmp_path / "gray.png"]).shape[1] == 1
+    blue = load_images([tmp_path / "blue.png"])
+    assert blue.shape[1] == 3 and blue[0, :, 0, 0].tolist() == [90, 90, 200]
+
+
+def test_a_zero_image_size_and_labels_that_collide_as_names_are_refused(tmp_path):
+    save(tmp_path / "x.png")
+    save(tmp_path / "y.png", value=30)
+    with pytest.raises(ValueError, match="image_size must be a positive int, got 0"):
+        load_images([tmp_path / "x.png"], image_size=0)
+    df = pd.DataFrame({"path": [str(tmp_path / "x.png"), str(tmp_path / "y.png")], "label": [1, "1"]})
+    with pytest.raises(ValueError, match="collide as class names"):
+        load_dataframe(df)

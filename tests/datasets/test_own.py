@@ -113,3 +113,51 @@ def test_a_csv_that_lists_one_file_twice_is_refused(tmp_path, rows, shown):
     (tmp_path / "dup.csv").write_text("path,label\n" + rows)
     with pytest.raises(ValueError, match=shown + ".*list each image once"):
         list_images("csv", tmp_path / "dup.csv")
+
+
+def test_parse_keeps_an_at_sign_in_the_path_and_expands_home():
+    assert parse("folder:a@b/imgs@64") == ("folder", Path("a@b/imgs"), 64)
+    assert parse("folder:~/imgs@64") == ("folder", Path.home() / "imgs", 64)
+    assert parse("folder:~/imgs") == ("folder", Path.home() / "imgs", 28)
+
+
+def _uniform(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (8, 8), value).save(path)
+
+
+def test_the_cache_key_covers_image_size_same_size_edits_and_csv_labels(tmp_path, own_cache):
+    """Each of these changes what load_own must return; a key without it would serve stale tensors."""
+    for c, v in (("a", 10), ("b", 20), ("c", 30)):
+        for i in range(2):
+            _uniform(tmp_path / "r" / c / f"{i}.png", v + i)
+    spec = f"folder:{tmp_path / 'r'}"
+    assert load_own(spec, 16).images.shape[-1] == 16
+    assert load_own(spec, 8).images.shape[-1] == 8  # another size: decoded again, not the 16x16 tensors
+    f = tmp_path / "r" / "a" / "0.png"
+    size = f.stat().st_size
+    _uniform(f, 200)  # other pixels, the same number of bytes: only the modification time tells
+    assert f.stat().st_size == size
+    os.utime(f, ns=(10**18, 10**18))
+    store.clear_memory_cache()
+    assert int(load_own(spec, 8).images[0].max()) == 200
+    # a CSV relabelled (same images, same files): the labels follow the CSV
+    csv = tmp_path / "l.csv"
+    rows = [f"r/{c}/{i}.png,{c}" for c in "abc" for i in range(2)]
+    csv.write_text("path,label\n" + "\n".join(rows) + "\n")
+    assert load_own(f"csv:{csv}", 8).class_names == ("a", "b", "c")
+    csv.write_text("path,label\n" + "\n".join(r.replace(",a", ",z") for r in rows) + "\n")
+    store.clear_memory_cache()
+    assert load_own(f"csv:{csv}", 8).class_names == ("b", "c", "z")
+
+
+def test_a_csv_group_column_gives_the_groups(tmp_path, own_cache):
+    for c in "abcdef":
+        for i in range(2):
+            _uniform(tmp_path / c / f"{i}.png", 10 * i)
+    csv = tmp_path / "g.csv"
+    rows = [f"{c}/{i}.png,{c},g{'abcdef'.index(c) // 2}" for c in "abcdef" for i in range(2)]
+    csv.write_text("path,label,group\n" + "\n".join(rows) + "\n")
+    assert {g for g, _, _ in list_images("csv", csv)} == {"g0", "g1", "g2"}
+    ds = load_own(f"csv:{csv}", 8)
+    assert ds.group_names == ("g0", "g1", "g2") and ds.groups.tolist() == [0, 0, 1, 1, 2, 2]

@@ -250,3 +250,52 @@ def test_evaluate_says_when_your_images_changed_since_the_checkpoint(tmp_path, d
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"the images of folder:{root}" in r.stderr and "changed since" in r.stderr
+
+
+def _tiny_folder(root, classes: dict[str, int], per_class: int):
+    """root/<class>/<i>.png (8x8, distinct pixels), `classes` mapping a class path (maybe group/class) to
+    a value."""
+    for name, v in classes.items():
+        for i in range(per_class):
+            path = root / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("L", (8, 8), (v * 7 + i) % 256).save(path)
+    return root
+
+
+def test_a_large_folder_gets_the_documented_episode_caps(tmp_path):
+    """30 classes of 8 images: 5-way (of 6 test classes), 5 queries (of 7 possible), 1000 episodes,
+    5-way validation."""
+    root = _tiny_folder(tmp_path / "big", {f"c{i:02d}": i for i in range(30)}, per_class=8)
+    proto = folder_protocol(f"folder:{root}")
+    split = proto.split({}, None)
+    assert [len(split.part(k).classes) for k in ("test", "val", "train")] == [6, 6, 18]
+    assert (proto.ways, proto.n_query, proto.episodes, proto.val_way) == ((5,), 5, 1000, 5)
+
+
+def test_validation_ways_follow_the_val_part_and_small_folders_split_two_each(tmp_path):
+    sizes = {"g0": 2, "g1": 3, "g2": 4, "g3": 6}  # whole groups per part: every part a different size
+    classes = {f"{g}/c{i}": 10 * int(g[1]) + i for g, n in sizes.items() for i in range(n)}
+    proto = folder_protocol(f"folder:{_tiny_folder(tmp_path / 'grouped', classes, per_class=3)}")
+    split = proto.split({}, None)
+    n_test, n_val = (len(split.part(k).classes) for k in ("test", "val"))
+    assert n_test != n_val and proto.ways == (min(5, n_test),) and proto.val_way == min(5, n_val)
+    six = folder_protocol(
+        f"folder:{_tiny_folder(tmp_path / 'six', {c: i for i, c in enumerate('abcdef')}, 3)}"
+    )
+    assert [len(six.split({}, None).part(k).classes) for k in ("test", "val", "train")] == [2, 2, 2]
+
+
+def test_a_group_split_with_a_one_class_part_is_refused():
+    classes = {"g0/a": "g0", "g1/b": "g1", "g1/c": "g1", "g2/d": "g2", "g2/e": "g2"}
+    with pytest.raises(ValueError, match="part got 1 class"):
+        build_split("s", "folder:/x", classes)
+
+
+def test_the_image_digest_covers_the_class_of_each_image(tmp_path):
+    from siamese_bench.protocols.folder import images_digest
+
+    f = tmp_path / "x.png"
+    Image.new("L", (2, 2), 5).save(f)
+    assert images_digest([("all", "a", f)]) != images_digest([("all", "b", f)])
+    assert images_digest([("g1", "a", f)]) != images_digest([("g2", "a", f)])
