@@ -68,3 +68,82 @@ def test_throughput_tables_are_compared_as_ratios(tmp_path):
     assert "| small-cnn+koch | 8 | 16 | cpu float32 | cpu bfloat16-amp |" in report
     with pytest.raises(ValueError, match="no finished accuracy cells or throughput rows in common"):
         compare(a, _run(tmp_path / "acc", "--episodes", "20"))
+
+
+def _directory(out, accuracy_rows, throughput_rows=()):
+    """A results directory written here: config.json, the two CSVs in the given row order, and per-episode
+    correctness files (each accuracy row's "correct": an (episodes, queries) bool list)."""
+    import json
+
+    import torch
+
+    from siamese_bench.results import ACCURACY_COLUMNS, THROUGHPUT_COLUMNS, write_csv
+    from siamese_bench.summary import per_episode_path
+
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({}))
+    base = dict(protocol="p", backbone="b", head="h", device="cpu", dtype="float32", n_way=5, k_shot=1)
+    rows = []
+    for r in accuracy_rows:
+        row = {**base, "episodes_hash": "e", "status": "ok", "git_hash": "g", **r}
+        correct = torch.tensor(row.pop("correct"))
+        row["accuracy"] = float(correct.float().mean())
+        path = per_episode_path(out, row)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(correct, path)
+        rows.append(row)
+    write_csv(out / "accuracy.csv", rows, ACCURACY_COLUMNS)
+    thr = [
+        {
+            "backbone": "b",
+            "head": "h",
+            "device": "cpu",
+            "dtype": "float32",
+            "image_size": 8,
+            "batch_size": 16,
+            "status": "ok",
+            "git_hash": "g",
+            **t,
+        }
+        for t in throughput_rows
+    ]
+    write_csv(out / "throughput.csv", thr, THROUGHPUT_COLUMNS)
+    return out
+
+
+def test_differences_counts_and_ratios_are_b_against_a_cell_by_cell(tmp_path):
+    """Known per-episode correctness: each matched cell's B - A, the mean over the compared cells, the CI
+    counts, seeds and dtypes kept apart, and throughput as B / A."""
+    yes, no = [[True] * 5] * 20, [[False] * 5] * 20
+    mixed, flipped = [[i % 2 == 0] * 5 for i in range(20)], [[i % 2 == 1] * 5 for i in range(20)]
+    a = _directory(
+        tmp_path / "a",
+        [
+            {"seed": 0, "correct": no},
+            {"seed": 1, "correct": yes},
+            {"seed": 2, "correct": no},
+            {"seed": 3, "correct": no},  # not in B: not compared
+            {"seed": 4, "correct": mixed},
+        ],
+        [{"train_pairs_per_s": 100, "eval_images_per_s": 0, "eval_episodes_per_s": 50}],
+    )
+    b = _directory(
+        tmp_path / "b",
+        [
+            {"seed": 1, "correct": no, "dtype": "bfloat16-amp"},  # first: B holds two dtypes
+            {"seed": 0, "correct": yes},
+            {"seed": 1, "correct": no},
+            {"seed": 2, "correct": yes},
+            {"seed": 4, "correct": flipped},
+            {"seed": 0, "correct": no, "dtype": "bfloat16-amp"},  # last: never paired with A's float32 cells
+        ],
+        [{"train_pairs_per_s": 200, "eval_images_per_s": 7, "eval_episodes_per_s": 25}],
+    )
+    report, counts = compare(a, b, n_boot=200)
+    assert counts["compared"] == 4 and counts["b_higher"] == 2 and counts["b_lower"] == 1
+    for seed, diff in ((0, "+100.00"), (1, "-100.00"), (2, "+100.00"), (4, "+0.00")):
+        assert f"| 5-way 1-shot | {seed} |" in report and f"| {diff} |" in report
+    line = {s: next(x for x in report.splitlines() if f"| 5-way 1-shot | {s} |" in x) for s in (0, 1, 2, 4)}
+    assert "| 0.00 | 100.00 | +100.00 |" in line[0] and "| 100.00 | 0.00 | -100.00 |" in line[1]
+    assert "mean B − A +25.00 points" in report  # (100 - 100 + 100 + 0) / 4 compared cells
+    assert "| 2.00x | – | 0.50x |" in report  # B / A; A's eval images/s is 0: no ratio
