@@ -86,12 +86,14 @@ def _directory(out, accuracy_rows, throughput_rows=()):
     rows = []
     for r in accuracy_rows:
         row = {**base, "episodes_hash": "e", "status": "ok", "git_hash": "g", **r}
+        rows.append(row)
+        if "correct" not in row:  # an error row: no correctness file
+            continue
         correct = torch.tensor(row.pop("correct"))
         row["accuracy"] = float(correct.float().mean())
         path = per_episode_path(out, row)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(correct, path)
-        rows.append(row)
     write_csv(out / "accuracy.csv", rows, ACCURACY_COLUMNS)
     thr = [
         {
@@ -124,6 +126,7 @@ def test_differences_counts_and_ratios_are_b_against_a_cell_by_cell(tmp_path):
             {"seed": 2, "correct": no},
             {"seed": 3, "correct": no},  # not in B: not compared
             {"seed": 4, "correct": mixed},
+            {"seed": 5, "status": "error"},  # failed in both: not a cell to compare
         ],
         [{"train_pairs_per_s": 100, "eval_images_per_s": 0, "eval_episodes_per_s": 50}],
     )
@@ -135,6 +138,7 @@ def test_differences_counts_and_ratios_are_b_against_a_cell_by_cell(tmp_path):
             {"seed": 1, "correct": no},
             {"seed": 2, "correct": yes},
             {"seed": 4, "correct": flipped},
+            {"seed": 5, "status": "error"},
             {"seed": 0, "correct": no, "dtype": "bfloat16-amp"},  # last: never paired with A's float32 cells
         ],
         [{"train_pairs_per_s": 200, "eval_images_per_s": 7, "eval_episodes_per_s": 25}],
@@ -146,4 +150,5 @@ def test_differences_counts_and_ratios_are_b_against_a_cell_by_cell(tmp_path):
     line = {s: next(x for x in report.splitlines() if f"| 5-way 1-shot | {s} |" in x) for s in (0, 1, 2, 4)}
     assert "| 0.00 | 100.00 | +100.00 |" in line[0] and "| 100.00 | 0.00 | -100.00 |" in line[1]
     assert "mean B − A +25.00 points" in report  # (100 - 100 + 100 + 0) / 4 compared cells
+    assert "left out" not in report and counts["missing_per_episode"] == 0
     assert "| 2.00x | – | 0.50x |" in report  # B / A; A's eval images/s is 0: no ratio
