@@ -47,8 +47,17 @@ def test_compare_flags_a_cell_outside_the_ci_and_changed_episodes(tmp_path):
     verdicts = [t[-1] for t in compare(QUICK, tmp_path, None)[0]]
     assert "FAIL (2.0 CIs off)" in verdicts and "FAIL (episodes differ)" in verdicts
     cells = {key_of(r, CELL_KEY) for r in moved}
-    verdicts = [t[-1] for t in compare(QUICK, tmp_path, cells, tolerance=2.5)[0]]
-    assert verdicts == ["ok", "FAIL (episodes differ)"]  # a tolerance never excuses other episodes
+    table, ok = compare(QUICK, tmp_path, cells)  # only the cells the new run has: each verdict counts
+    assert [t[-1] for t in table] == ["FAIL (2.0 CIs off)", "FAIL (episodes differ)"] and not ok
+    table, ok = compare(QUICK, tmp_path, cells, tolerance=2.5)
+    assert [t[-1] for t in table] == [
+        "ok",
+        "FAIL (episodes differ)",
+    ]  # a tolerance never excuses other episodes
+    assert not ok
+    write_csv(tmp_path / "accuracy.csv", [moved[0], rows[1]], ACCURACY_COLUMNS)
+    assert compare(QUICK, tmp_path, cells, tolerance=2.5)[1]  # within 2.5 CIs, same episodes: reproduced
+    assert not compare(QUICK, tmp_path, cells, tolerance=1.5)[1]  # 2 CIs off: not reproduced
     nudged = [dict(r, accuracy=str(float(r["accuracy"]) - 0.5 * float(r["ci95"]))) for r in rows]
     write_csv(tmp_path / "accuracy.csv", nudged, ACCURACY_COLUMNS)
     table, ok = compare(QUICK, tmp_path, cells)
@@ -62,6 +71,8 @@ def test_reproduce_refuses_a_negative_tolerance(tmp_path):
         text=True,
     )
     assert r.returncode == 2 and "--tolerance" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("reproduce", QUICK, "--tolerance", "nan")
+    assert r.returncode == 2 and "--tolerance is a number of CIs >= 0, got nan" in r.stderr
 
 
 def _cli(*args):
