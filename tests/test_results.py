@@ -173,3 +173,6 @@ def test_an_extra_column_is_named_as_extra(tmp_path):
     p.write_text(",".join(ACCURACY_COLUMNS[1:]) + "\n")
     with pytest.raises(ValueError, match=r"different schema \(missing columns \['protocol'\]\)"):
         Table(p, ACCURACY_COLUMNS, CELL_KEY)
+    p.write_text(",".join(["proto", *ACCURACY_COLUMNS[1:]]) + "\n")  # a column renamed: same count
+    with pytest.raises(ValueError, match=r"missing columns \['protocol'\]; extra columns \['proto'\]"):
+        Table(p, ACCURACY_COLUMNS, CELL_KEY)

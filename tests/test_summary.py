@@ -57,3 +57,32 @@ def test_heads_are_compared_on_two_or_more_shared_episodes_only(tmp_path):
         paired_comparisons(tmp_path, rows(1), n_boot=50)
         == "_No pair of heads was scored on the same episodes._"
     )
+
+
+def test_error_rows_stay_out_of_the_seed_groups_and_two_seeds_get_a_std():
+    from siamese_bench.summary import failures
+
+    rows = [_row(0, 0.8), _row(1, 0.9), {**_row(2, 0.0), "status": "error", "accuracy": "", "error": "boom"}]
+    table = accuracy_table(rows)
+    assert "| 85.0 |" in table and "| 2 |" in table  # mean and seed count of the ok rows only
+    assert "| 7.1 |" in table  # the seed std (sample std of 80 and 90 points) with two seeds
+    skipped = {**_row(3, 0.0), "status": "skipped", "error": "no CUDA"}
+    listed = failures([*rows, skipped])
+    assert "- error: vinyals conv4 koch cpu 5-way 1-shot: boom" in listed and "- skipped: " in listed
+
+
+def test_heads_scored_on_other_episodes_are_not_compared(tmp_path):
+    import torch
+
+    from siamese_bench.summary import paired_comparisons, per_episode_path
+
+    rows = []
+    for head, hash_ in (("koch", "h1"), ("triplet", "h2")):
+        r = {**_row(0, 0.5), "head": head, "episodes": "2", "episodes_hash": hash_}
+        path = per_episode_path(tmp_path, r)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(torch.tensor([[True, False], [True, True]]), path)
+        rows.append(r)
+    assert (
+        paired_comparisons(tmp_path, rows, n_boot=50) == "_No pair of heads was scored on the same episodes._"
+    )
