@@ -59,9 +59,29 @@ def test_compare_flags_a_cell_outside_the_ci_and_changed_episodes(tmp_path):
     assert compare(QUICK, tmp_path, cells, tolerance=2.5)[1]  # within 2.5 CIs, same episodes: reproduced
     assert not compare(QUICK, tmp_path, cells, tolerance=1.5)[1]  # 2 CIs off: not reproduced
     nudged = [dict(r, accuracy=str(float(r["accuracy"]) - 0.5 * float(r["ci95"]))) for r in rows]
+    nudged[0]["train_pairs_per_s"] = str(2 * float(rows[0]["train_pairs_per_s"]))  # trained twice as fast now
     write_csv(tmp_path / "accuracy.csv", nudged, ACCURACY_COLUMNS)
     table, ok = compare(QUICK, tmp_path, cells)
     assert ok and [t[-1] for t in table] == ["ok", "ok"]
+    assert [t[4] for t in table] == ["2.00x", "1.00x"]  # train speed now / recorded
+
+
+def test_recorded_error_cells_are_reproduced_too_and_throughput_is_new_over_recorded(tmp_path):
+    from siamese_bench.reproduce import recorded_rows, throughput_ratios
+    from siamese_bench.results import THROUGHPUT_COLUMNS
+
+    rows = [r for r in read_csv(QUICK / "accuracy.csv") if r["status"] == "ok"][:2]
+    rows[1] = dict(rows[1], status="error", error="boom", accuracy="")
+    write_csv(tmp_path / "accuracy.csv", rows, ACCURACY_COLUMNS)
+    assert [r["status"] for r in recorded_rows(tmp_path)] == ["ok", "error"]  # an error gets a verdict too
+    old = [r for r in read_csv(QUICK / "throughput.csv") if r["status"] == "ok"][:1]
+    new = [dict(old[0], train_pairs_per_s=str(2 * float(old[0]["train_pairs_per_s"])))]
+    (tmp_path / "new").mkdir()
+    write_csv(tmp_path / "old.csv", old, THROUGHPUT_COLUMNS)
+    write_csv(tmp_path / "throughput.csv", old, THROUGHPUT_COLUMNS)
+    write_csv(tmp_path / "new" / "throughput.csv", new, THROUGHPUT_COLUMNS)
+    (ratio,) = throughput_ratios(tmp_path, tmp_path / "new")
+    assert ratio[1:] == ["2.00x", "1.00x", "1.00x"]
 
 
 def test_reproduce_refuses_a_negative_tolerance(tmp_path):

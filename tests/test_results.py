@@ -176,3 +176,10 @@ def test_an_extra_column_is_named_as_extra(tmp_path):
     p.write_text(",".join(["proto", *ACCURACY_COLUMNS[1:]]) + "\n")  # a column renamed: same count
     with pytest.raises(ValueError, match=r"missing columns \['protocol'\]; extra columns \['proto'\]"):
         Table(p, ACCURACY_COLUMNS, CELL_KEY)
+
+
+def test_file_stems_keep_the_size_of_your_images_protocol():
+    from siamese_bench.results import file_stem
+
+    assert file_stem("folder:data/faces@64") == "folder_data_faces@64"
+    assert file_stem("csv:a b.csv@28+x-y") == "csv_a_b.csv@28+x-y"

@@ -144,3 +144,10 @@ def test_paired_bootstrap_ci_is_the_95_percent_percentile_interval():
     half = 1.96 * d.std() / math.sqrt(n)
     assert low == pytest.approx(mean - half, abs=0.03 * 2 * half)
     assert high == pytest.approx(mean + half, abs=0.03 * 2 * half)
+
+
+def test_a_paired_bootstrap_needs_two_episodes():
+    import torch
+
+    with pytest.raises(ValueError, match="need at least 2 paired episodes, got 1"):
+        stats.paired_bootstrap(torch.tensor([1.0]), torch.tensor([0.0]), n_boot=10)
