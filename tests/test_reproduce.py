@@ -320,3 +320,14 @@ def test_committed_summary_is_what_summarize_generates(folder, tmp_path):
     assert new == (src / "summary.md").read_text(), (
         f"run `python -m siamese_bench summarize results/{folder}`"
     )
+
+
+def test_a_ways_restriction_narrows_grids_that_list_their_ways():
+    import dataclasses
+
+    config = load_config(Path(__file__).resolve().parents[1] / "results" / "standard")
+    listed = dataclasses.replace(
+        config, grids=tuple(dataclasses.replace(g, ways=(5, 20)) for g in config.grids)
+    )
+    assert {g.ways for g in restrict(listed, ways={5}).grids} == {(5,)}
+    assert {g.ways for g in restrict(config, ways={5}).grids} == {None}  # the protocols' own ways
