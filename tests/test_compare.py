@@ -152,3 +152,15 @@ def test_differences_counts_and_ratios_are_b_against_a_cell_by_cell(tmp_path):
     assert "mean B − A +25.00 points" in report  # (100 - 100 + 100 + 0) / 4 compared cells
     assert "left out" not in report and counts["missing_per_episode"] == 0
     assert "| 2.00x | – | 0.50x |" in report  # B / A; A's eval images/s is 0: no ratio
+
+
+def test_a_cell_with_one_side_s_per_episode_file_missing_is_counted_not_compared(tmp_path):
+    yes, no = [[True] * 5] * 4, [[False] * 5] * 4
+    a = _directory(tmp_path / "a", [{"seed": 0, "correct": no}, {"seed": 1, "correct": no}])
+    b = _directory(tmp_path / "b", [{"seed": 0, "correct": yes}, {"seed": 1, "correct": yes}])
+    from siamese_bench.summary import per_episode_path
+
+    per_episode_path(b, {**read_csv(b / "accuracy.csv")[1]}).unlink()
+    report, counts = compare(a, b, n_boot=50)
+    assert counts["compared"] == 1 and counts["missing_per_episode"] == 1
+    assert "1 matched cell(s) left out: per_episode/*.pt missing on one side." in report

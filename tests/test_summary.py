@@ -86,3 +86,26 @@ def test_heads_scored_on_other_episodes_are_not_compared(tmp_path):
     assert (
         paired_comparisons(tmp_path, rows, n_boot=50) == "_No pair of heads was scored on the same episodes._"
     )
+
+
+def test_the_throughput_table_shows_measured_rows_in_batch_order():
+    from siamese_bench.summary import throughput_table
+
+    def row(batch, status="ok"):
+        return {
+            "backbone": "conv4",
+            "head": "koch",
+            "device": "cpu",
+            "dtype": "float32",
+            "image_size": "28",
+            "batch_size": str(batch),
+            "train_pairs_per_s": "100",
+            "eval_images_per_s": "10",
+            "eval_episodes_per_s": "1",
+            "peak_memory_mb": "",
+            "status": status,
+        }
+
+    table = throughput_table([row(512), row(64), row(128, "error")])
+    lines = [x for x in table.splitlines() if x.startswith("| conv4")]
+    assert [x.split(" | ")[5] for x in lines] == ["64", "512"]  # numeric order; the failed row left out
