@@ -145,11 +145,11 @@ def evaluate_command(args) -> int:
     own = proto.name == meta["protocol"] and args.part == "test"
     seed = args.seed if args.seed is not None else meta.get("seed", 0)
     cells = meta.get("test_cells") if own else None
-    ways = args.ways or (sorted({n for n, _ in cells}) if cells else proto.ways)
-    shots = args.shots or (sorted({k for _, k in cells}) if cells else proto.shots)
     if cells and not (args.ways or args.shots):
         todo = [(n, k) for n, k in cells]
-    else:
+    else:  # a --ways or --shots given: the other from the run's cells, else from the protocol
+        ways = args.ways or (sorted({n for n, _ in cells}) if cells else proto.ways)
+        shots = args.shots or (sorted({k for _, k in cells}) if cells else proto.shots)
         todo = [(n, k) for n in ways for k in shots]
     n_episodes = args.episodes or (own and meta.get("test_episodes")) or proto.episodes
     part = split.part(args.part)

@@ -66,18 +66,14 @@ def _check_same_kind(config: RunConfig, doc: dict, acc: Table) -> None:
     )
 
 
-def _recorded_settings(doc: dict) -> dict[tuple, tuple]:
-    """(protocol, backbone, head, device, dtype, seed) -> the `Grid.settings` it was run with, from config.json:
-    each run's grids on that run's available devices and dtype (a run recorded without them: the top-level
-    ones, the latest run's; without per-run grids: the top-level grids). A later run's settings win: a run
-    writes a cell only where no finished row has other settings (`_check_resume_settings`), so a later run that
-    differs replaced rows that were errors, skipped or absent. KeyError or TypeError: another version's."""
-    return {key: settings for key, settings, _ in _recorded_cells(doc)}
-
-
 def _recorded_cells(doc: dict) -> Iterator[tuple[tuple, tuple, int | None]]:
-    """(cell key, Grid.settings, torch CPU threads) for every cell each run in config.json asked for, in run
-    order (see `_recorded_settings`); threads None where the record does not say."""
+    """(cell key, Grid.settings, torch CPU threads) for every cell each run in config.json asked for: the key
+    (protocol, backbone, head, device, dtype, seed), each run's grids on that run's available devices and dtype
+    (a run recorded without them: the top-level ones, the latest run's; without per-run grids: the top-level
+    grids); threads None where the record does not say. In run order, so that in a dict a later run's entry
+    wins: a run writes a cell only where no finished row has other settings (`_check_resume_settings`), so a
+    later run that differs replaced rows that were errors, skipped or absent. KeyError or TypeError: a
+    config.json of another version."""
     from siamese_bench.runner import dtype_of
 
     runs = doc.get("runs") or []
@@ -105,10 +101,10 @@ def _threads_of(record: dict) -> int | None:
     return None if env.get("cpu_threads") is None else int(env["cpu_threads"])
 
 
-def _check_same_threads(config: RunConfig, doc: dict, acc: Table, groups: list[dict]) -> None:
+def _check_same_threads(config: RunConfig, recorded: dict, acc: Table, groups: list[dict]) -> None:
     """Refuse to train CPU cells into a folder whose finished CPU cells were trained with another torch thread
-    count: CPU results depend on it (a run repeats bit for bit only with the same count), and `reproduce`
-    re-runs a folder with the one count config.json records."""
+    count (`recorded`: cell key -> threads): CPU results depend on it (a run repeats bit for bit only with the
+    same count), and `reproduce` re-runs a folder with the one count config.json records."""
     from siamese_bench.commands import UserError
     from siamese_bench.runner import _to_run, base_row
 
@@ -120,10 +116,6 @@ def _check_same_threads(config: RunConfig, doc: dict, acc: Table, groups: list[d
         for g in groups
     )
     if not trains_cpu:
-        return
-    try:
-        recorded = {key: threads for key, _, threads in _recorded_cells(doc)}
-    except (TypeError, KeyError, AttributeError):  # a config.json of another version
         return
     for row in acc.rows:
         if row["device"] != "cpu" or row["status"] != "ok":
@@ -139,17 +131,13 @@ def _check_same_threads(config: RunConfig, doc: dict, acc: Table, groups: list[d
             )
 
 
-def _check_resume_settings(out: Path, doc: dict, groups: list[dict], done) -> None:
+def _check_resume_settings(out: Path, recorded: dict, groups: list[dict], done) -> None:
     """Refuse to resume into a directory whose finished cells were made with other training settings than this
-    run asks for: re-running would skip them, and the table would silently answer a different question.
-    done(group) says whether any cell of the group has a finished (status ok) row: error and skipped rows are
-    re-run, so their settings do not matter. The recorded settings: `_recorded_settings` of config.json."""
+    run asks for (`recorded`: cell key -> Grid.settings): re-running would skip them, and the table would
+    silently answer a different question. done(group) says whether any cell of the group has a finished
+    (status ok) row: error and skipped rows are re-run, so their settings do not matter."""
     from siamese_bench.commands import UserError
 
-    try:
-        recorded = _recorded_settings(doc)
-    except (TypeError, KeyError, AttributeError):  # a config.json of another version
-        return
     for group in groups:
         name = (group["protocol"].name, group["backbone"], group["head"], group["seed"])
         key = (*name[:3], group["device"], group["dtype"], group["seed"])
@@ -170,7 +158,8 @@ def _check_resume_settings(out: Path, doc: dict, groups: list[dict], done) -> No
 def _check_own_images_unchanged(out: Path, groups: list[dict], rows) -> None:
     """Refuse to resume a run on your own images (folder:/csv: protocols) when their split changed since its
     finished cells: images or classes were added, removed, renamed or edited (the split hash digests them).
-    The finished cells would be kept and the new ones scored on other images, in one table. rows(group) gives the recorded rows of the group's cells (or None)."""
+    The finished cells would be kept and the new ones scored on other images, in one table. rows(group) gives
+    the recorded rows of the group's cells (or None)."""
     from siamese_bench.commands import UserError
     from siamese_bench.datasets.own import is_own
 
@@ -197,9 +186,16 @@ def check_resumable(config: RunConfig, doc: dict, acc: Table, groups: list[dict]
     def rows(group: dict) -> list[dict | None]:
         return [acc.get(base_row(group, n, k)) for n, k in group["cells"]]
 
+    def done(group: dict) -> bool:
+        return any(r and r["status"] == "ok" for r in rows(group))
+
+    try:
+        cells = list(_recorded_cells(doc))
+    except (TypeError, KeyError, AttributeError):  # a config.json of another version: nothing to compare
+        cells = []
     _check_same_kind(config, doc, acc)
-    _check_resume_settings(config.out, doc, groups, lambda g: any(r and r["status"] == "ok" for r in rows(g)))
-    _check_same_threads(config, doc, acc, groups)
+    _check_resume_settings(config.out, {key: settings for key, settings, _ in cells}, groups, done)
+    _check_same_threads(config, {key: threads for key, _, threads in cells}, acc, groups)
     _check_own_images_unchanged(config.out, groups, rows)
 
 

@@ -13,7 +13,7 @@ groups are cut the same way instead, so that no group is in two parts (like Omni
 depends only on the names, not on the file system or the machine, and the split hash goes into every result
 row. Adding, removing or renaming a class can move other classes between parts. The hash also covers a digest
 of the images (names and contents, `images_digest`), so adding, removing, renaming or editing any image
-changes it: a resume into results made before such a change is refused (runner.py
+changes it: a resume into results made before such a change is refused (resume.py
 `_check_own_images_unchanged`), and so is `evaluate` of a checkpoint trained on other images.
 
 Episodes: N-way 1-shot with N = 5 (or every test class, when there are fewer), Q = min(5, smallest class - 1)
