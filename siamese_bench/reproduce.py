@@ -66,7 +66,11 @@ def load_config(results_dir: Path):
 
 def restrict(config, protocols=None, backbones=None, heads=None, devices=None, seeds=None, ways=None):
     """Only the named cells: each argument, when given, keeps the grid entries it lists. A device named in
-    `devices` is then required (no "?": reported unavailable rather than silently left out)."""
+    `devices` is then required (no "?": reported unavailable rather than silently left out). A grid that runs
+    its protocols' own ways is split per protocol when `ways` is given, each keeping the wanted ones among its
+    protocol's ways (so the re-run makes no cell the restriction leaves out)."""
+
+    from siamese_bench.protocols import get_protocol
 
     def keep(values, wanted):
         return tuple(v for v in values if wanted is None or v in wanted)
@@ -79,10 +83,19 @@ def restrict(config, protocols=None, backbones=None, heads=None, devices=None, s
             backbones=keep(g.backbones, backbones),
             heads=keep(g.heads, heads),
             seeds=keep(g.seeds, seeds),
-            ways=keep(g.ways, ways) if g.ways is not None else g.ways,
         )
-        if g2.protocols and g2.backbones and g2.heads and g2.seeds and (g2.ways is None or g2.ways):
+        if not (g2.protocols and g2.backbones and g2.heads and g2.seeds):
+            continue
+        if ways is None:
             grids.append(g2)
+        elif g2.ways is not None:
+            if keep(g2.ways, ways):
+                grids.append(dataclasses.replace(g2, ways=keep(g2.ways, ways)))
+        else:  # the protocols' own ways: one grid per protocol, with the wanted ones among its ways
+            for p in g2.protocols:
+                own = keep(get_protocol(p).ways, ways)
+                if own:
+                    grids.append(dataclasses.replace(g2, protocols=(p,), ways=own))
     if not grids:
         raise ValueError("the restriction leaves no cell to reproduce; check the names against accuracy.csv")
     if devices is None:

@@ -330,4 +330,10 @@ def test_a_ways_restriction_narrows_grids_that_list_their_ways():
         config, grids=tuple(dataclasses.replace(g, ways=(5, 20)) for g in config.grids)
     )
     assert {g.ways for g in restrict(listed, ways={5}).grids} == {(5,)}
-    assert {g.ways for g in restrict(config, ways={5}).grids} == {None}  # the protocols' own ways
+    # grids that run their protocols' own ways: one grid per protocol among whose ways 5 is, with only 5
+    # (lake-runs is 20-way, mnist-transfer and mnist-pairs 10-way: the re-run leaves them out)
+    assert {g.ways for g in config.grids} == {None}
+    own = restrict(config, ways={5})
+    assert {g.ways for g in own.grids} == {(5,)} and all(len(g.protocols) == 1 for g in own.grids)
+    assert {g.protocols[0] for g in own.grids} == {"mnist-heldout", "vinyals"}
+    assert {g.protocols[0] for g in restrict(config, ways={20}).grids} == {"vinyals", "lake-runs"}
