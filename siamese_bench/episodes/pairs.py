@@ -69,7 +69,7 @@ def sample_pairs(
     """
     _check_batch_size(batch_size, even=True)
     weights = class_weights(index, strategy, class_probs)
-    _check_classes(index, weights, positives=True)
+    _check_classes(index, weights)
     half = batch_size // 2
     n_hard = _hard_count(hard_negatives, half)
     host = index.host
@@ -135,7 +135,7 @@ def _hard_count(hard_negatives: float, n_neg: int) -> int:
     return math.floor(float(hard_negatives) * n_neg + 0.5)  # nearest count, halves up (2.5 -> 3)
 
 
-def _check_classes(index: ClassIndex, weights: torch.Tensor | None, positives: bool) -> None:
+def _check_classes(index: ClassIndex, weights: torch.Tensor | None) -> None:
     """Every class that can be drawn as an anchor must have >= 2 images (positives), and at least two classes
     must be drawable (negatives)."""
     if weights is None:
@@ -143,7 +143,7 @@ def _check_classes(index: ClassIndex, weights: torch.Tensor | None, positives: b
             raise ValueError(
                 f"{index.name}: negatives need at least 2 classes, the index has {index.num_classes}"
             )
-        if not positives or index.min_count >= 2:
+        if index.min_count >= 2:
             return
         small = index.counts < 2
     else:
@@ -153,8 +153,6 @@ def _check_classes(index: ClassIndex, weights: torch.Tensor | None, positives: b
             raise ValueError(
                 f"{index.name}: negatives need at least 2 classes with nonzero probability, got {n_live}"
             )
-        if not positives:
-            return
         small = (index.counts < 2) & live
     if bool(small.any()):
         bad = torch.nonzero(small).squeeze(1).tolist()

@@ -65,7 +65,7 @@ def sample_triplets(
     """
     _check_batch_size(batch_size, even=False)
     weights = class_weights(index, strategy, class_probs)
-    _check_classes(index, weights, positives=True)
+    _check_classes(index, weights)
     n_hard = _hard_count(hard_negatives, batch_size)
     host = index.host
     r = _rand_ints(generator, (5, batch_size))

@@ -161,3 +161,129 @@ def test_verify_official_md5(real_data_dir):
     r = lake_runs.verify(real_data_dir)
     assert r.ok and r.check == "official md5"
     assert r.counts == {"runs": 20, "training images": 400, "test images": 400}
+
+
+def runs_zip(path, size=4, labels=None, skip=()):
+    """A synthetic all_runs.zip (white PNGs of size x size, answer of item i = class i) in the official
+    layout; `labels` {run: text} replaces class_labels.txt texts, `skip` leaves entries out."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size, size), 255, np.uint8)).convert("1").save(buf, "PNG")
+    white = buf.getvalue()
+    labels = labels or {}
+    with zipfile.ZipFile(path, "w") as z:
+        for r in range(1, 21):
+            for i in range(1, 21):
+                for name in (f"run{r:02d}/training/class{i:02d}.png", f"run{r:02d}/test/item{i:02d}.png"):
+                    if name not in skip:
+                        z.writestr(name, white)
+            text = "".join(
+                f"run{r:02d}/test/item{i:02d}.png run{r:02d}/training/class{i:02d}.png\n"
+                for i in range(1, 21)
+            )
+            if f"run{r:02d}/class_labels.txt" not in skip:
+                z.writestr(f"run{r:02d}/class_labels.txt", labels.get(r, text))
+    return path
+
+
+def test_read_all_runs_on_a_synthetic_archive(tmp_path):
+    good = "\n".join(f"run01/test/item{i:02d}.png run01/training/class{21 - i:02d}.png" for i in range(1, 21))
+    runs = lake_runs.read_all_runs(runs_zip(tmp_path / "ok.zip", labels={1: "\n" + good + "\n\n"}))
+    assert runs.train.shape == (20, 20, 1, 4, 4) and int(runs.train.max()) == 0  # white background -> 0
+    assert runs.answer[0].tolist() == list(range(19, -1, -1)) and runs.answer[1].tolist() == list(range(20))
+    cases = [
+        ({"labels": {2: good}}, r"run02/class_labels.txt: unexpected line 'run01/test/item01.png"),
+        (
+            {"labels": {3: good.replace("run01", "run03").rsplit("\n", 1)[0]}},
+            "run03/class_labels.txt has no answer for test item20",
+        ),
+        ({"skip": ("run04/training/class05.png",)}, r"missing entry run04/training/class05\.png"),
+        ({"skip": ("run05/class_labels.txt",)}, r"missing entry run05/class_labels\.txt"),
+    ]
+    for kw, message in cases:
+        with pytest.raises(ValueError, match=message):
+            lake_runs.read_all_runs(runs_zip(tmp_path / "bad.zip", **kw))
+    (tmp_path / "folder.zip").mkdir()
+    with pytest.raises(ValueError, match="not a readable zip archive"):
+        lake_runs.read_all_runs(tmp_path / "folder.zip")
+
+
+def test_verify_names_the_check_that_passed_and_the_image_size(tmp_path):
+    (tmp_path / "omniglot").mkdir()
+    runs_zip(tmp_path / "omniglot" / "all_runs.zip", size=105)
+    r = lake_runs.verify(tmp_path)
+    assert r.ok and r.check.startswith("structure: 20 runs")  # re-packed: md5 is not the official one
+    runs_zip(tmp_path / "omniglot" / "all_runs.zip", size=4)
+    r = lake_runs.verify(tmp_path)
+    assert r.found and not r.ok and r.detail == "images are (4, 4), expected (105, 105)"
+
+
+def test_match_images_the_last_fingerprint_is_not_a_duplicate():
+    g = torch.Generator().manual_seed(0)
+    hay = torch.randint(0, 256, (50, 1, 6, 6), generator=g, dtype=torch.uint8)
+    assert torch.equal(lake_runs.match_images(hay, hay), torch.arange(50))
+
+
+def synthetic_evaluation():
+    """An evaluation-like ImageSet (400 classes, run r's 20 classes in alphabet LAKE_RUN_ALPHABETS[r % 10],
+    3 distinct drawings each) and LakeRuns taking drawing 0 as training and drawing 1 as test image, with
+    a random answer permutation per run."""
+    from siamese_bench.datasets.imageset import ImageSet
+
+    n = 400 * 3
+    ids = torch.arange(n)
+    images = torch.stack([ids % 256, ids // 256, torch.zeros(n, dtype=torch.int64)], 1).to(torch.uint8)
+    images = images.repeat(1, 3)[:, :4].view(n, 1, 2, 2)
+    alphabets = tuple(LAKE_RUN_ALPHABETS[:10])
+    ev = ImageSet(
+        "ev",
+        images,
+        torch.arange(400).repeat_interleave(3),
+        tuple(f"c{k}" for k in range(400)),
+        (torch.arange(400) // 20) % len(alphabets),
+        alphabets,
+    )
+    g = torch.Generator().manual_seed(0)
+    answer = torch.stack([torch.randperm(20, generator=g) for _ in range(20)])
+    cls = torch.arange(400).view(20, 20)
+    train = images[3 * cls]
+    test = images[3 * cls.gather(1, answer) + 1]
+    return ev, lake_runs.LakeRuns(train, test, answer)
+
+
+def test_runs_as_episodes_checks_on_synthetic_runs():
+    import dataclasses
+
+    ev, runs = synthetic_evaluation()
+    ep = lake_runs.lake_runs_as_episodes(ev, runs, split_hash="abc")
+    assert ep.split_hash == "abc" and torch.equal(ev.labels[ep.query], ep.classes)
+
+    def fails(message, evaluation=ev, native=None, **change):
+        with pytest.raises(ValueError, match=message):
+            lake_runs.lake_runs_as_episodes(evaluation, dataclasses.replace(runs, **change), native=native)
+
+    answer = runs.answer.clone()
+    answer[0, 1] = answer[0, 0]
+    fails("must be a permutation", answer=answer)
+    test = runs.test.clone()
+    test[0, [0, 1]] = test[0, [1, 0]]
+    fails("a test image's class differs", test=test)
+    train, test = runs.train.clone(), runs.test.clone()
+    c = int(runs.answer[0, 0])  # run 0: class 0's third drawing as the training image of class c
+    train[0, c] = ev.images[2]
+    test[0, 0] = ev.images[1]
+    test[0, (runs.answer[0] == 0).nonzero()[0]] = ev.images[1]
+    fails("two training images of one class", train=train, test=test)
+    mixed = dataclasses.replace(
+        ev, groups=ev.groups.clone().index_put_((torch.tensor([5]),), torch.tensor(3))
+    )
+    fails("mixes alphabets", evaluation=mixed)
+    renamed = dataclasses.replace(ev, group_names=("Klingon", *ev.group_names[1:]))
+    fails(r"alphabets \['Klingon'\] are not among", evaluation=renamed)
+    shuffled = dataclasses.replace(ev, labels=ev.labels.flip(0))
+    fails("same evaluation set", native=shuffled)

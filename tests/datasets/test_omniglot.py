@@ -187,3 +187,79 @@ def test_verify_reports_structure_check(real_data_dir, omniglot):
     assert r.counts["background characters"] == 964 and r.counts["evaluation alphabets"] == 20
     # the archives here are re-packed (md5 differs from the official), so the structure check is what passed
     assert "structure: 30 alphabets, 964 characters, 20 drawings each" in r.check
+
+
+def test_read_zip_skips_non_png_entries_and_needs_some_png(tmp_path):
+    path = tiny_zip(tmp_path / "bg.zip", extra={"images_background/README.txt": b"notes", "Thumbs.db": b"x"})
+    assert len(og.read_omniglot_zip(path, "background")) == 8
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as z:
+        z.writestr("images_background/README.txt", b"no images here")
+    with pytest.raises(ValueError, match=r"empty\.zip: no images_background/\.\.\./\*\.png entries"):
+        og.read_omniglot_zip(tmp_path / "empty.zip", "background")
+
+
+def test_read_zip_width_mismatch_named(tmp_path):
+    wide = png(np.ones((6, 7), dtype=bool))
+    path = tiny_zip(tmp_path / "bg.zip", extra={"images_background/Zeta/character09/0099_01.png": wide})
+    with pytest.raises(ValueError, match=r"0099_01\.png: size \(6, 7\) differs from \(6, 6\)"):
+        og.read_omniglot_zip(path, "background")
+
+
+def test_read_zip_truncated_png_and_unopenable_archive_named(tmp_path):
+    cut = png(np.random.default_rng(0).random((40, 40)) > 0.5)[:60]  # valid header, data cut off: OSError
+    path = tiny_zip(tmp_path / "bg.zip", extra={"images_background/Zeta/character09/0099_01.png": cut})
+    with pytest.raises(ValueError, match=r"0099_01\.png: not a readable PNG"):
+        og.read_omniglot_zip(path, "background")
+    (tmp_path / "folder.zip").mkdir()  # an OSError (not BadZipFile) on opening
+    with pytest.raises(ValueError, match=r"folder\.zip: not a readable zip archive"):
+        og.read_omniglot_zip(tmp_path / "folder.zip", "background")
+
+
+def test_check_structure_reports_every_problem():
+    from siamese_bench.datasets.imageset import ImageSet
+
+    labels = torch.tensor([0] * 20 + [1] * 19)
+    s = ImageSet(
+        "x",
+        torch.zeros(39, 1, 5, 5, dtype=torch.uint8),
+        labels,
+        ("A/c1", "A/c2"),
+        torch.tensor([0, 0]),
+        ("A",),
+    )
+    assert og.check_structure(s, "evaluation") == (
+        "1 alphabets / 2 characters / 39 images, expected 20 / 659 / 13180; "
+        "A/c2 has 19 drawings, expected 20; image shape (1, 5, 5), expected (1, 105, 105)"
+    )
+
+
+def test_load_and_verify_on_tiny_official_layout(tmp_path, monkeypatch):
+    """With the expected structure patched to the tiny zips: both subsets load; image_size=SIZE is the
+    unresized set (one cache file); verify says which check passed (official md5 only when both zips have
+    it); the cache key follows the zips' bytes, so a replaced zip is read again."""
+    monkeypatch.setattr(og, "EXPECTED", {"background": (2, 4, 8), "evaluation": (2, 4, 8)})
+    monkeypatch.setattr(og, "DRAWERS", 2)
+    monkeypatch.setattr(og, "SIZE", 6)
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    store.clear_memory_cache()
+    folder = tmp_path / "omniglot"
+    folder.mkdir()
+    bg = tiny_zip(folder / "images_background.zip", "background")
+    ev = tiny_zip(folder / "images_evaluation.zip", "evaluation")
+    sets = og.load_omniglot(tmp_path, image_size=6)
+    assert sorted(sets) == ["background", "evaluation"] and len(sets["evaluation"]) == 8
+    assert og.load_omniglot(tmp_path) is sets
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    md5 = {"images_background.zip": store.md5_file(bg), "images_evaluation.zip": store.md5_file(ev)}
+    monkeypatch.setattr(og, "OFFICIAL_MD5", md5)
+    assert og.verify(tmp_path).check.startswith("official md5")
+    monkeypatch.setattr(og, "OFFICIAL_MD5", {**md5, "images_evaluation.zip": "0" * 32})
+    r = og.verify(tmp_path)
+    assert r.ok and r.check.startswith("structure: 2 alphabets, 4 characters, 2 drawings each")
+    tiny_zip(
+        bg, "background", extra={"images_background/Zeta/character03/0009_01.png": png(np.ones((6, 6), bool))}
+    )
+    store.clear_memory_cache()
+    with pytest.raises(ValueError, match="not the official Omniglot background set"):
+        og.load_omniglot(tmp_path)
+    store.clear_memory_cache()

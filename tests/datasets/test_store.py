@@ -323,3 +323,102 @@ def test_format_report():
     assert lines[0] == "data directory: /d"
     assert "OK" in lines[1] and "train 60,000" in text and "check passed: official md5" in text
     assert "MISSING" in text and "missing x.zip" in text and "FAILED" in text and "bad sha256" in text
+
+
+def test_empty_data_dir_argument_means_not_given(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.ENV_DATA, str(tmp_path / "env"))
+    assert store.resolve_data_dir("") == (tmp_path / "env", f"environment variable {store.ENV_DATA}")
+
+
+def test_checksum_memo_sees_same_size_and_same_mtime_changes(tmp_path):
+    """The memo key holds both size and mtime: a same-size rewrite (new mtime) and a different-size rewrite
+    (mtime set back) are both hashed again."""
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"hello world")
+    os.utime(p, ns=(10**18, 10**18))
+    assert store.sha256_file(p) == hashlib.sha256(b"hello world").hexdigest()
+    p.write_bytes(b"HELLO WORLD")  # same size
+    os.utime(p, ns=(2 * 10**18, 2 * 10**18))
+    assert store.sha256_file(p) == hashlib.sha256(b"HELLO WORLD").hexdigest()
+    p.write_bytes(b"hi")  # other size, same mtime as before
+    os.utime(p, ns=(2 * 10**18, 2 * 10**18))
+    assert store.md5_file(p) == hashlib.md5(b"hi").hexdigest()
+    assert store.sha256_file(p) == hashlib.sha256(b"hi").hexdigest()
+
+
+def test_clear_memory_cache_forgets_checksums(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"aaaa")
+    os.utime(p, ns=(10**18, 10**18))
+    assert store.md5_file(p) == hashlib.md5(b"aaaa").hexdigest()
+    p.write_bytes(b"bbbb")  # same size and mtime: only clearing the memo reveals the change
+    os.utime(p, ns=(10**18, 10**18))
+    assert store.md5_file(p) == hashlib.md5(b"aaaa").hexdigest()
+    store.clear_memory_cache()
+    assert store.md5_file(p) == hashlib.md5(b"bbbb").hexdigest()
+
+
+def test_download_is_world_readable_and_checks_sha256(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload")
+    dest = tmp_path / "dl" / "out.bin"
+    store.download(src.as_uri(), dest)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644
+    with pytest.raises(store.DownloadError, match="sha256 .* != expected 0{64}"):
+        store.download(src.as_uri(), tmp_path / "dl" / "bad.bin", sha256="0" * 64)
+    assert sorted(x.name for x in dest.parent.iterdir()) == ["out.bin"]
+
+
+def test_mismatched_checks_md5(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "m.zip").write_bytes(b"not it")
+    rf = store.RemoteFile("m.zip", ("https://example.org/m.zip",), md5=hashlib.md5(b"official").hexdigest())
+    found = store.require_files("toy", tmp_path, [rf])
+    assert store.mismatched(found, [rf]) == [rf]
+
+
+def test_read_zip_entry_names_undecompressable_data(tmp_path):
+    import zipfile
+
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("entry.bin", bytes(range(256)) * 40)
+    raw = bytearray(path.read_bytes())
+    start = 30 + int.from_bytes(raw[26:28], "little") + int.from_bytes(raw[28:30], "little")
+    raw[start] |= 0b110  # deflate block type 3 (reserved): zlib.error, not a CRC mismatch
+    path.write_bytes(bytes(raw))
+    with zipfile.ZipFile(path) as zf, pytest.raises(ValueError, match="entry entry.bin is damaged"):
+        store.read_zip_entry(zf, path, "entry.bin", "toy")
+
+
+def test_cache_key_ignores_dict_order_and_paths_differ_per_key(tmp_cache):
+    assert store.cache_key({"a": 1, "b": {"x": 1, "y": 2}}) == store.cache_key(
+        {"b": {"y": 2, "x": 1}, "a": 1}
+    )
+    paths = {store.cache_path({"i": i}, "toy") for i in range(300)}
+    assert len(paths) == 300  # no two keys share a cache file
+
+
+def test_cache_file_with_other_format_version_is_rebuilt(tmp_cache):
+    key = {"dataset": "toy"}
+    path = store.cache_path(key, "toy")
+    blob = {"key": store.cache_key(key), "format_version": store.FORMAT_VERSION - 1, "sets": {}}
+    store.atomic_torch_save(blob, path)
+    with pytest.warns(UserWarning, match="key mismatch"):
+        got = store.cached(key, lambda: {"x": tiny_set()}, name="toy")
+    assert_same(got["x"], tiny_set())
+
+
+def test_resize_images_rejects_non_4d():
+    with pytest.raises(ValueError, match=r"needs \(N, C, H, W\) uint8"):
+        store.resize_images(torch.zeros(1, 8, 8, dtype=torch.uint8), 4)
+
+
+def test_require_files_does_not_download_unless_allowed(tmp_path):
+    src = tmp_path / "remote" / "thing.zip"
+    src.parent.mkdir()
+    src.write_bytes(b"zipzip")
+    rf = store.RemoteFile("thing.zip", (src.as_uri(),))
+    with pytest.raises(store.DatasetMissingError, match="chosen by: given explicitly"):
+        store.require_files("toy", tmp_path / "data", [rf])
+    assert not (tmp_path / "data").exists()

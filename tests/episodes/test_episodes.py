@@ -308,3 +308,63 @@ PINNED_EPISODES = {  # change only on purpose: every committed result's test epi
 def test_episode_stream_is_pinned(make_set, within_group):
     ep = sample_episodes(ClassIndex.build(make_set()), 5, 1, 1, 50, seed=7, within_group=within_group)
     assert episodes_fingerprint(ep) == PINNED_EPISODES[within_group]
+
+
+def test_episodes_validation_checks_dtype_and_query_width():
+    def make(support, query, classes, k=1, q=1):
+        return Episodes(support, query, classes, 3, k, q, seed=0)
+
+    ok = torch.zeros(2, 3, dtype=torch.long)
+    make(ok, ok, ok)
+    with pytest.raises(
+        ValueError, match=r"Episodes.support must be int64 of shape \(2, 3\).*got torch.int32"
+    ):
+        make(ok.int(), ok, ok)
+    with pytest.raises(ValueError, match=r"Episodes.query must be int64 of shape \(2, 6\)"):
+        make(ok, ok, ok, q=2)
+
+
+def test_to_keeps_provenance(ds):
+    ep = sample_episodes(ClassIndex.build(ds), 5, 1, 1, 4, seed=3, within_group=True, split_hash="h")
+    moved = ep.to("cpu")
+    assert (moved.seed, moved.split_hash, moved.within_group) == (3, "h", True)
+    assert (moved.n_way, moved.k_shot, moved.n_query) == (5, 1, 1)
+
+
+def test_bool_sizes_are_rejected(ds):
+    ix = ClassIndex.build(ds)
+    with pytest.raises(ValueError, match="k_shot must be an int >= 1, got True"):
+        sample_episodes(ix, 5, True, 1, 10, seed=0)
+    with pytest.raises(ValueError, match="n_episodes must be an int >= 1, got True"):
+        sample_episodes(ix, 5, 1, 1, True, seed=0)
+
+
+def test_files_keep_int64_values_outside_int32(tmp_path):
+    """Values that int32 cannot hold are stored as int64 (no silent wrap-around), the int32 bounds
+    themselves as int32; an empty record saves too."""
+    big = torch.tensor([[2**31 - 1, -(2**31)], [2**31, 0]])
+    low = torch.tensor([[0, 1], [-(2**31) - 1, 2]])
+    fits = torch.tensor([[2**31 - 1, -(2**31)], [5, 0]])
+    ep = Episodes(big, low, fits, 2, 1, 1, seed=0)
+    ep.save(tmp_path / "big.pt")
+    blob = torch.load(tmp_path / "big.pt", weights_only=True)
+    assert [blob[k].dtype for k in ("support", "query", "classes")] == [torch.int64, torch.int64, torch.int32]
+    back = Episodes.load(tmp_path / "big.pt")
+    for k in ("support", "query", "classes"):
+        assert torch.equal(getattr(back, k), getattr(ep, k))
+    none = torch.zeros(0, 2, dtype=torch.long)
+    Episodes(none, none, none, 2, 1, 1, seed=0).save(tmp_path / "empty.pt")
+    assert len(Episodes.load(tmp_path / "empty.pt")) == 0
+
+
+def test_load_refuses_malformed_fields(ds, tmp_path):
+    """A float index tensor, a scalar `classes` or a missing field is a corrupt file (ValueError), even
+    where the fingerprint of the values would still match."""
+    ep = sample_episodes(ClassIndex.build(ds), 3, 1, 1, 5, seed=1)
+    ep.save(tmp_path / "good.pt")
+    blob = torch.load(tmp_path / "good.pt", weights_only=True)
+    without = {k: v for k, v in blob.items() if k != "within_group"}
+    for bad in ({**blob, "support": blob["support"].double()}, {**blob, "classes": torch.tensor(3)}, without):
+        torch.save(bad, tmp_path / "bad.pt")
+        with pytest.raises(ValueError, match="corrupt episodes file"):
+            Episodes.load(tmp_path / "bad.pt")

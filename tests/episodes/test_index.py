@@ -107,3 +107,33 @@ def test_build_on_cuda_matches_cpu(ds, decode):
         assert torch.equal(getattr(ixc, f).cpu(), getattr(ix, f))
     idx = torch.tensor([9, 8, 1])
     assert torch.equal(decode(gather(ds.images.cuda(), idx)).cpu(), idx)
+
+
+def test_build_rejects_bad_class_ids(ds):
+    """Negative ids (which would wrap around), bools (int subclasses) and bool / 2-D tensors are refused."""
+    with pytest.raises(ValueError, match=r"class ids \[-1\] out of range"):
+        ClassIndex.build(ds, [0, -1])
+    with pytest.raises(ValueError, match="all names"):
+        ClassIndex.build(ds, [True, False])
+    with pytest.raises(ValueError, match="integer tensor, got torch.bool"):
+        ClassIndex.build(ds, torch.tensor([True, False]))
+    with pytest.raises(ValueError, match=r"integer tensor, got torch.int64 \(2, 2\)"):
+        ClassIndex.build(ds, torch.tensor([[1, 2], [3, 4]]))
+
+
+def test_build_empty_class_error_names_the_selected_class(make_set):
+    """The empty class is found at any position of the selection (also last, past every image's label) and
+    reported by its own name, not by its local position."""
+    empty = make_set(n_classes=4, n_groups=1, counts=[3, 0, 2, 5])
+    with pytest.raises(ValueError, match="class 'G0/c01' has no images"):
+        ClassIndex.build(empty, [1, 0])
+    last = make_set(n_classes=4, n_groups=1, counts=[3, 2, 5, 0])
+    with pytest.raises(ValueError, match=r"class 'G0/c03' has no images \(1 empty"):
+        ClassIndex.build(last)
+
+
+def test_to_keeps_groups_apart_from_class_ids(ds):
+    ix = ClassIndex.build(ds, [7, 13, 2])  # groups 2, 3, 2 (c % 5): differ from the class ids
+    moved = ix.to("cpu")
+    assert moved.groups.tolist() == [2, 3, 2] and moved.class_ids.tolist() == [7, 13, 2]
+    assert moved.name == ix.name and moved.group_names == ix.group_names

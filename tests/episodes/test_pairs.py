@@ -19,7 +19,7 @@ from siamese_bench.episodes import (
     sample_pairs,
     sample_triplets,
 )
-from siamese_bench.episodes.pairs import _hard_count, to_device
+from siamese_bench.episodes.pairs import _hard_count, class_weights, to_device
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 ROOT = Path(__file__).resolve().parents[2]
@@ -347,3 +347,48 @@ def test_batch_size_error_suggests_only_valid_sizes(ds):
         sample_pairs(ix, 1, g)
     with pytest.raises(ValueError, match=r"got 7; use 8 or 6$"):
         sample_pairs(ix, 7, g)
+
+
+def test_hard_negative_count_is_exact(make_set):
+    """n_hard = round(0.25 * 4) = 1 of the 4 negatives is hard, no more: with 20 groups of 2 classes an
+    ordinary negative rarely shares the anchor's group, so most batches hold exactly one same-group
+    negative."""
+    ds = make_set(n_classes=40, n_groups=20, counts=[3] * 40)
+    ix = ClassIndex.build(ds)
+    g = torch.Generator().manual_seed(0)
+    same_group = []
+    for _ in range(60):
+        b = sample_pairs(ix, 8, g, hard_negatives=0.25)
+        neg = ~b.same
+        ga, gb = ds.groups[ds.labels[b.a[neg]]], ds.groups[ds.labels[b.b[neg]]]
+        same_group.append(int((ga == gb).sum()))
+    assert min(same_group) == 1
+    assert same_group.count(1) > 40
+
+
+def test_class_weights_are_normalised_probabilities(ds):
+    ix = ClassIndex.build(ds)
+    assert class_weights(ix, "uniform") is None
+    p = class_weights(ix, "proportional")
+    assert p.dtype == torch.float64 and p.shape == (30,)
+    assert torch.allclose(p, ix.counts.double() / ix.counts.sum())
+    assert abs(float(p.sum()) - 1) < 1e-12
+    q = class_weights(ix, "custom", [2.0] + [0.0] * 28 + [6.0])
+    assert q[0] == 0.25 and q[29] == 0.75 and float(q.sum()) == 1.0
+
+
+def test_class_probs_must_be_one_dimensional(ds):
+    ix, g = ClassIndex.build(ds), torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"class_probs must have shape \(30,\).*got \(30, 1\)"):
+        sample_pairs(ix, 8, g, strategy="custom", class_probs=torch.ones(30, 1))
+
+
+def test_single_image_class_rejected_by_weighted_strategies(make_set):
+    """The single-image check also guards "proportional" and "custom" (nonzero probability), not only the
+    uniform fast path."""
+    single = ClassIndex.build(make_set(n_classes=3, n_groups=1, counts=[3, 1, 2]))
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="class 'G0/c01' has a single image"):
+        sample_pairs(single, 8, g, strategy="proportional")
+    with pytest.raises(ValueError, match="class 'G0/c01' has a single image"):
+        sample_triplets(single, 8, g, strategy="custom", class_probs=[1.0, 0.5, 1.0])

@@ -34,6 +34,12 @@ def test_odd_batch_size_allowed(ds):
     assert len(t) == 7
 
 
+def test_bool_batch_size_is_rejected(ds):
+    """True is an int subclass equal to 1 (a valid odd triplet batch size), but not a batch size."""
+    with pytest.raises(ValueError, match="positive int, got True"):
+        sample_triplets(ClassIndex.build(ds), True, torch.Generator().manual_seed(0))
+
+
 def test_global_class_ids_on_subset(ds):
     ix = ClassIndex.build(ds, [29, 4, 11])
     t = _many(ix, 20)
