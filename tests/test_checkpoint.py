@@ -212,3 +212,136 @@ def test_checkpoints_of_another_dtype_get_their_own_name(tmp_path, monkeypatch):
         "digits-heldout_small-cnn_koch_cpu_seed0.pt",
         "digits-heldout_small-cnn_koch_cpu_bfloat16-amp_seed0.pt",
     ]
+
+
+def test_a_checkpoint_of_another_format_or_version_is_named_as_such(ckpt_dir, tmp_path):
+    import torch
+
+    other = tmp_path / "other.pt"
+    torch.save({"weights": [1, 2]}, other)  # readable, but not ours
+    with pytest.raises(ValueError, match="is not a siamese_bench checkpoint"):
+        checkpoint.load(other)
+    src = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt"
+    with pytest.raises(ValueError, match="has checkpoint format v2; this siamese_bench reads v1"):
+        checkpoint.load(_edited(src, tmp_path / "v2.pt", version=2))
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(checkpoint.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"--device cuda: torch.cuda.is_available\(\) is False"):
+        checkpoint._check_device("cuda")
+    checkpoint._check_device("cpu")
+
+
+def test_evaluate_on_another_part_defaults_to_the_protocols_episode_count(ckpt_dir, capsys):
+    """The run's own episode count (20 here) is the default only for the part it scored (test); another
+    part gets the protocol's (digits-heldout: 1000)."""
+    ckpt = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt"
+    for part, episodes in (("test", 20), ("train", 1000)):
+        args = build_parser().parse_args(
+            ["evaluate", "--checkpoint", str(ckpt), "--part", part, "--ways", "3"]
+        )
+        assert checkpoint.evaluate_command(args) == 0
+        out = capsys.readouterr().out
+        assert "3-way 1-shot: accuracy" in out and f"({episodes} episodes, hash" in out, (part, out)
+
+
+def _hand_made(path, model, head, image_size=8, protocol="digits-heldout"):
+    """A checkpoint of `model` (pixels backbone) as `run --checkpoints` writes one."""
+    from types import SimpleNamespace
+
+    from siamese_bench.train import TrainConfig
+
+    group = {
+        "backbone": "pixels",
+        "head": head,
+        "in_channels": 1,
+        "image_size": image_size,
+        "protocol": SimpleNamespace(name=protocol, version=1),
+        "seed": 0,
+    }
+    checkpoint.save(path, model, group, TrainConfig(), SimpleNamespace(hash="0" * 16))
+    return path
+
+
+def test_weights_of_another_head_are_a_clear_error(ckpt_dir, tmp_path):
+    src = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt"
+    with pytest.raises(
+        ValueError, match=r"its weights do not fit small-cnn\+koch as this siamese_bench builds it"
+    ):
+        checkpoint.load(_edited(src, tmp_path / "h.pt", head="koch"))  # koch's fc weights are missing
+
+
+def test_evaluate_refuses_a_protocol_of_another_image_size(tmp_path):
+    from siamese_bench.model import SiameseModel
+
+    model = SiameseModel.build("pixels", "l2", in_channels=1, image_size=16)
+    path = _hand_made(tmp_path / "m.pt", model, "l2", image_size=16, protocol="another")
+    args = build_parser().parse_args(
+        ["evaluate", "--checkpoint", str(path), "--protocol", "digits-heldout", "--episodes", "5"]
+    )
+    with pytest.raises(ValueError, match="expects 1x16x16 images but protocol digits-heldout gives 1x8x8"):
+        checkpoint.evaluate_command(args)
+
+
+@pytest.mark.parametrize("head", ["koch", "l2"])
+def test_predict_scores_the_class_mean_score_or_the_prototype(tmp_path, capsys, head):
+    """A gallery of 1 image of one class and 4 of another: a pair head's class score is the mean of its
+    scores with the class's images (not their sum), a metric head's the score with the mean embedding."""
+    import torch
+
+    from siamese_bench.datasets.folders import load_folder, load_images
+    from siamese_bench.evaluate import embed_all
+    from siamese_bench.model import SiameseModel
+
+    d = load_digits()
+    gallery = tmp_path / "gallery"
+    for c, n in ((5, 1), (6, 4)):
+        (gallery / str(c)).mkdir(parents=True)
+        for i in np.flatnonzero(d.target == c)[:n]:
+            Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).save(gallery / str(c) / f"{i}.png")
+    query = tmp_path / "query.png"
+    Image.fromarray((d.images[np.flatnonzero(d.target == 5)[1]] * 255 / 16).astype(np.uint8)).save(query)
+    model = SiameseModel.build("pixels", head, in_channels=1, image_size=8)
+    if head == "koch":  # logits around +10: summed instead of averaged, the 4-image class would win
+        with torch.no_grad():
+            model.head.fc.weight.fill_(-0.01)
+            model.head.fc.bias.fill_(10.0)
+    path = _hand_made(tmp_path / "model.pt", model, head)
+    assert (
+        checkpoint.predict_command(
+            build_parser().parse_args(
+                ["predict", "--checkpoint", str(path), "--gallery", str(gallery), str(query)]
+            )
+        )
+        == 0
+    )
+    _, label, score = capsys.readouterr().out.strip().split("\t")
+
+    g = load_folder(gallery, image_size=8, channels=1)
+    with torch.no_grad():
+        ge = embed_all(model, g.images, torch.arange(len(g)))
+        qe = embed_all(model, load_images([query], image_size=8, channels=1), torch.arange(1))
+        by_class = []
+        for c in range(g.num_classes):
+            members = ge[g.labels == c]
+            if model.metric:
+                by_class.append(float(model.head.similarity(qe, members.mean(0, keepdim=True))[0]))
+            else:
+                by_class.append(float(model.head.similarity(qe.expand_as(members), members).mean()))
+    best = max(range(g.num_classes), key=by_class.__getitem__)
+    assert label == g.class_names[best] and float(score) == pytest.approx(by_class[best], abs=2e-4)
+
+
+def test_a_checkpoint_records_the_runs_test_cells_and_evaluate_scores_those(ckpt_dir, tmp_path, capsys):
+    """The cells a run scored are recorded (smoke: 3- and 5-way 1-shot, 20 episodes), and evaluate's
+    default is the recorded cells, not the protocol's."""
+    src = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_koch_cpu_seed0.pt"
+    _, meta = checkpoint.load(src)
+    assert meta["test_cells"] == [[3, 1], [5, 1]] and meta["test_episodes"] == 20
+    edited = _edited(src, tmp_path / "c.pt", test_cells=[[5, 1]])
+    assert (
+        checkpoint.evaluate_command(build_parser().parse_args(["evaluate", "--checkpoint", str(edited)])) == 0
+    )
+    out = capsys.readouterr().out
+    assert out.count("-way ") == 1 and "5-way 1-shot: accuracy" in out and "(20 episodes" in out

@@ -567,6 +567,129 @@ def test_an_unreadable_config_json_refuses_a_resume_naming_it(tmp_path):
     assert json.loads((empty / "config.json").read_text())["runs"]
 
 
+def test_a_config_json_that_is_not_an_object_refuses_a_resume_naming_it(tmp_path):
+    """Valid JSON of another shape (a list) beside rows is as unreadable as a truncated file: a UserError
+    naming it, not a crash on its first lookup."""
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
+    path = tmp_path / "config.json"
+    path.write_text("[]")
+    with pytest.raises(UserError, match=r"cannot be read \(a JSON list, not an object\)"):
+        runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
+
+
+def test_a_config_json_of_an_older_version_is_still_checked(tmp_path):
+    """A config.json written before `throughput_only` and `runs` were recorded is a full run's, and its
+    top-level grids still say what its rows were made with; so does it after a resume added a run entry
+    (the rebuilt entry of the older run has no grids)."""
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
+    path = tmp_path / "config.json"
+    doc = json.loads(path.read_text())
+    del doc["throughput_only"], doc["runs"]
+    path.write_text(json.dumps(doc))
+    assert ", 0 to run" in runner.plan(config(tmp_path, "--heads", "koch", "--ways", "3"))
+    with pytest.raises(UserError, match=r"koch/0 .*train_pairs 128 \(recorded\) vs 256 \(now\)"):
+        runner.plan(config(tmp_path, "--heads", "koch", "--ways", "3", "--train-pairs", "256"))
+    threads = doc["environment"]["cpu_threads"]  # the older run's torch thread count
+    with pytest.raises(UserError, match=f"trained with {threads} torch thread"):
+        runner.plan(
+            config(
+                tmp_path, "--heads", "koch", "--ways", "3", "--seeds", "0,1", "--threads", str(threads + 1)
+            )
+        )
+    runner.run(config(tmp_path, "--heads", "contrastive", "--ways", "3"), print_summary=False)
+    assert [r["grids"] is None for r in json.loads(path.read_text())["runs"]] == [True, False]
+    with pytest.raises(UserError, match=r"contrastive/0 .*train_pairs 128 \(recorded\) vs 256 \(now\)"):
+        runner.plan(config(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "256"))
+
+
+def test_the_thread_count_compared_is_this_runs_and_failed_cells_hold_none(tmp_path, monkeypatch):
+    """--threads N is compared with the recorded count (not the count torch has before the run applies N);
+    and CPU cells that failed hold no count: their retry may train with another one."""
+    import torch
+
+    n = torch.get_num_threads() + 1
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3", "--threads", str(n)), print_summary=False)
+    runner.plan(config(tmp_path, "--heads", "koch", "--ways", "3", "--seeds", "0,1", "--threads", str(n)))
+
+    def failed_rows(self, group, cells):
+        for n_way, k in cells:
+            yield {**runner.base_row(group, n_way, k), "status": "error", "error": "boom", "timestamp": "t"}
+
+    failed = tmp_path / "failed"
+    monkeypatch.setattr(cell.CellRunner, "run_group", failed_rows)
+    runner.run(config(failed, "--heads", "koch", "--ways", "3", "--threads", "1"), print_summary=False)
+    assert "1 to run" in runner.plan(
+        config(failed, "--heads", "koch", "--ways", "3", "--threads", "2", "--retry-failed")
+    )
+
+
+def test_a_run_stopped_before_writing_a_row_records_no_run(tmp_path, monkeypatch):
+    """The config.json a fresh run writes before its first row has no `runs` entry; a run stopped before
+    any row leaves it so, and the run that then writes the rows is the folder's one run, with its wall time."""
+
+    def stopped(self, group, cells):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(cell.CellRunner, "run_group", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert doc["runs"] == [] and doc["wall_seconds_total"] is None
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert [r["rows_written"] for r in doc["runs"]] == [1]
+    assert doc["wall_seconds_total"] is not None
+    assert doc["wall_seconds_total"] == doc["runs"][0]["wall_seconds"]
+
+
+def test_an_older_config_json_without_a_wall_time_adds_no_run_entry(tmp_path, monkeypatch):
+    """A config.json from before `runs` were recorded, of a run that never finished (no wall time): no entry
+    is rebuilt from it, so the resume's own entry and wall time are the folder's total."""
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
+    path = tmp_path / "config.json"
+    doc = json.loads(path.read_text())
+    del doc["runs"]
+    doc["wall_seconds"] = None
+    path.write_text(json.dumps(doc))
+    runner.run(config(tmp_path, "--heads", "koch,contrastive", "--ways", "3"), print_summary=False)
+    doc = json.loads(path.read_text())
+    assert [r["rows_written"] for r in doc["runs"]] == [1]
+    assert doc["wall_seconds_total"] is not None
+    assert doc["wall_seconds_total"] == doc["runs"][0]["wall_seconds"]
+
+
+def test_run_entries_without_devices_use_the_recorded_devices_less_the_optional_mark(tmp_path, monkeypatch):
+    """Run entries written before devices were kept per run: the cells are on the top-level devices, where an
+    optional GPU is "cuda?" but its rows say "cuda"; their settings are still compared."""
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    argv = ("--heads", "koch", "--ways", "3", "--devices", "cuda?")
+    runner.run(config(tmp_path, *argv), print_summary=False)
+    path = tmp_path / "config.json"
+    doc = json.loads(path.read_text())
+    assert doc["devices"] == ["cuda?"]
+    for run in doc["runs"]:
+        del run["devices"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"koch/0 .*on cuda float32 .*train_pairs 128 \(recorded\) vs 256"):
+        runner.plan(config(tmp_path, *argv, "--train-pairs", "256"))
+
+
+def test_a_config_json_without_the_settings_of_its_rows_is_not_compared(tmp_path, monkeypatch):
+    """A config.json of another version, without grids: nothing to compare the settings with, no crash."""
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
+    path = tmp_path / "config.json"
+    doc = json.loads(path.read_text())
+    del doc["runs"], doc["grids"]
+    path.write_text(json.dumps(doc))
+    assert ", 0 to run" in runner.plan(config(tmp_path, "--heads", "koch", "--ways", "3"))
+
+
 def test_a_truncated_last_row_is_dropped_with_a_warning_and_its_cell_re_run(tmp_path, capsys):
     runner.run(config(tmp_path, "--heads", "koch"), print_summary=False)
     path = tmp_path / "accuracy.csv"
@@ -771,3 +894,115 @@ def test_dry_run_makes_the_settings_check_of_a_real_run(tmp_path):
     runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"))
     with pytest.raises(UserError, match="train_pairs 128 \\(recorded\\) vs 256 \\(now\\)"):
         runner.plan(config(tmp_path, "--heads", "koch", "--ways", "3", "--train-pairs", "256"))
+
+
+def test_a_groups_snapshot_is_named_by_its_cell_and_records_what_it_must_match(tmp_path):
+    """One snapshot file per protocol/backbone/head/device/dtype/seed, and an identity holding everything a
+    resumed training must share with the interrupted one."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from siamese_bench.train import TrainConfig
+
+    runner_ = cell.CellRunner(SimpleNamespace(out=tmp_path, snapshot_every=60.0, quiet=True))
+    proto = SimpleNamespace(name="digits-heldout", version=1)
+    paths = set()
+    for dtype in ("float32", "bfloat16-amp"):
+        for seed in (0, 1):
+            group = {
+                "protocol": proto,
+                "backbone": "small-cnn",
+                "head": "koch",
+                "device": "cpu",
+                "dtype": dtype,
+            }
+            snaps = runner_.snapshots(
+                {**group, "seed": seed}, TrainConfig(), SimpleNamespace(hash="h"), (9, 1, 8, 8)
+            )
+            paths.add(snaps.path)
+    assert len(paths) == 4 and all(p.parent == tmp_path / "snapshots" for p in paths)
+    assert snaps.every_s == 60.0 and snaps.say is None
+    assert set(snaps.identity) == {
+        "protocol",
+        "model",
+        "device",
+        "train_config",
+        "split_hash",
+        "images",
+        "git_hash",
+        "code",
+        "torch",
+        "threads",
+    }
+    assert snaps.identity["device"] == "cpu bfloat16-amp" and snaps.identity["images"] == (9, 1, 8, 8)
+    assert snaps.identity["threads"] == torch.get_num_threads()
+    assert snaps.identity["train_config"] == dataclasses.asdict(TrainConfig())
+    off = cell.CellRunner(SimpleNamespace(out=tmp_path, snapshot_every=0, quiet=True))
+    assert off.snapshots({**group, "seed": 0}, TrainConfig(), SimpleNamespace(hash="h"), (9, 1, 8, 8)) is None
+
+
+def test_a_frozen_episodes_file_must_match_every_field_its_name_stands_for(tmp_path):
+    import torch
+
+    from siamese_bench.protocols import get_protocol
+
+    runner_ = cell.CellRunner(config(tmp_path))
+    proto = get_protocol("digits-heldout")
+    data, split, parts = runner_.parts(proto, "cpu")
+
+    def episodes():
+        return runner_.episodes(proto, data, split, parts["test"], 3, 1, 20, 0)
+
+    ep = episodes()
+    (path,) = (tmp_path / "episodes").glob("*.pt")
+    assert torch.equal(episodes().query, ep.query)  # read back as drawn
+    for changes, shown in (
+        ({"seed": ep.seed + 1}, f"seed {ep.seed + 1} (this cell needs {ep.seed})"),
+        ({"split_hash": "0" * 16}, "split '0000000000000000'"),
+        ({"within_group": True}, "within_group True (this cell needs False)"),
+        ({"query": ep.query[:, :3], "n_query": 1}, "n_query 1 (this cell needs 5)"),
+        ({"support": ep.support.repeat(1, 2), "k_shot": 2}, "k_shot 2 (this cell needs 1)"),
+        ({"support": ep.support[:10], "query": ep.query[:10], "classes": ep.classes[:10]}, "episodes 10"),
+    ):
+        dataclasses.replace(ep, **changes).save(path)
+        with pytest.raises(ValueError, match=re.escape(f"holds other episodes than its name says: {shown}")):
+            episodes()
+
+
+def test_throughput_rows_measure_each_shape_once_and_retry_failed_ones(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from siamese_bench import throughput
+
+    calls = []
+
+    def measure(row, channels, **kwargs):
+        calls.append((row["dtype"], row["batch_size"], channels, kwargs["amp"]))
+        return {**row, "status": "ok"}
+
+    monkeypatch.setattr(throughput, "measure", measure)
+    cfg = SimpleNamespace(out=tmp_path, throughput_batch_sizes=(16, 32), channels_last=False, forward_chunk=0)
+    runner_ = cell.CellRunner(cfg)
+    for seed, dtype in ((0, "float32"), (1, "float32"), (0, "bfloat16-amp")):  # two seeds: one shape
+        group = {"backbone": "small-cnn", "head": "koch", "device": "cpu", "dtype": dtype, "seed": seed}
+        runner_._add_shape(group, SimpleNamespace(image_shape=(1, 8, 8)))
+
+    class Recorded:  # float32 at 16 measured, at 32 failed
+        def get(self, row):
+            if row["dtype"] == "float32":
+                return {"status": "ok" if row["batch_size"] == 16 else "error"}
+            return None
+
+    rows = list(runner_.throughput_rows(Recorded()))
+    assert calls == [("float32", 32, 1, False), ("bfloat16-amp", 16, 1, True), ("bfloat16-amp", 32, 1, True)]
+    assert [r["image_size"] for r in rows] == [8, 8, 8]
+
+
+def test_a_parameter_free_model_is_never_trained_whatever_the_budget(tmp_path):
+    """pixels + l2 has nothing to train: with a training budget it is scored as it is (0 pairs), not made
+    an error row by an optimizer without parameters."""
+    runner.run(config(tmp_path, "--backbones", "pixels", "--heads", "l2", "--ways", "3"), print_summary=False)
+    (row,) = read_csv(tmp_path / "accuracy.csv")
+    assert row["status"] == "ok", row["error"]
+    assert row["train_pairs"] == "0" and float(row["accuracy"]) > 1 / 3

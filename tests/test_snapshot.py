@@ -116,3 +116,75 @@ def test_a_snapshot_that_cannot_be_written_is_reported_and_training_goes_on(digi
 def test_the_interval_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="must be > 0"):
         Snapshots(tmp_path / "s.pt", every_s=0)
+
+
+def test_a_snapshot_of_another_version_or_with_a_setting_more_or_less_is_set_aside(tmp_path):
+    heard = []
+    path = tmp_path / "s.pt"
+    Snapshots(path, identity={"lr": 0.001}).save({"step": 3})
+    assert Snapshots(path, identity={"lr": 0.001, "threads": 2}, say=heard.append).load() is None
+    assert "threads: None then, 2 now" in heard[-1]  # a setting recorded now, not then
+    Snapshots(path, identity={"lr": 0.001, "threads": 2}).save({"step": 3})
+    assert Snapshots(path, identity={"lr": 0.001}, say=heard.append).load() is None
+    assert "threads: 2 then, None now" in heard[-1]  # a setting recorded then, not now
+    doc = torch.load(path, weights_only=True)
+    torch.save({**doc, "version": 2}, path)
+    assert Snapshots(path, identity={"lr": 0.001, "threads": 2}, say=heard.append).load() is None
+    assert "has format v2, this version reads v1" in heard[-1]
+    torch.save(doc, path)
+    assert Snapshots(path, identity={"lr": 0.001, "threads": 2}, say=heard.append).load() == {"step": 3}
+    assert heard[-1] == f"resuming the training saved in {path} after step 3"
+
+
+def test_a_snapshot_holding_arbitrary_python_objects_is_never_unpickled(tmp_path):
+    """Snapshots load with weights_only: a file that would run other code on unpickling (here a harmless
+    Fraction, outside torch's allow-list) is set aside, not resumed."""
+    from fractions import Fraction
+
+    from siamese_bench.snapshot import FORMAT, FORMAT_VERSION
+
+    heard = []
+    path = tmp_path / "s.pt"
+    doc = {"format": FORMAT, "version": FORMAT_VERSION, "identity": {}, "state": {"step": Fraction(1, 3)}}
+    torch.save(doc, path)
+    assert Snapshots(path, say=heard.append).load() is None
+    assert "cannot be read" in heard[-1]
+
+
+def test_a_resumed_training_keeps_counting_checks_toward_patience(digits, tmp_path, monkeypatch):
+    """Checks without improvement before the interruption still count: the resumed run stops early at the
+    same step as an uninterrupted one."""
+    from types import SimpleNamespace
+
+    from siamese_bench import train as train_mod
+
+    def scripted(accuracies):
+        it = iter(accuracies)
+        monkeypatch.setattr(
+            train_mod, "evaluate_episodes", lambda *a, **k: SimpleNamespace(accuracy=next(it))
+        )
+
+    config = TrainConfig(batch_size=32, train_pairs=256, log_every=32, val_every=32, val_way=4, patience=3)
+    scripted([0.5, 0.4, 0.3, 0.2])
+    _, whole = _train(digits, "koch", config)
+    assert whole.stopped_early and whole.pairs_seen == 128  # checks at 64, 96, 128 without improvement
+
+    snaps = Snapshots(tmp_path / "s.pt", every_s=1e-9)
+    scripted([0.5, 0.4, 0.3])
+    with pytest.raises(KeyboardInterrupt):
+        _train(digits, "koch", config, snaps, Interrupt(at=96))  # the snapshot after 64 pairs is kept
+    scripted([0.3, 0.2, 0.1, 0.1, 0.1])
+    _, resumed = _train(digits, "koch", config, snaps)
+    assert resumed.stopped_early and resumed.pairs_seen == 128 and resumed.best_step == 32
+
+
+def test_a_resumed_training_counts_the_seconds_trained_before_the_interruption(digits, tmp_path):
+    config = TrainConfig(batch_size=32, train_pairs=128, log_every=32, val_every=0, val_way=4)
+    snaps = Snapshots(tmp_path / "s.pt", every_s=1e-9)
+    with pytest.raises(KeyboardInterrupt):
+        _train(digits, "contrastive", config, snaps, Interrupt(at=96))
+    doc = torch.load(snaps.path, weights_only=True)
+    doc["state"]["train_seconds"] = 1e6  # as if the interrupted run had trained for eleven days
+    torch.save(doc, snaps.path)
+    _, result = _train(digits, "contrastive", config, snaps)
+    assert result.pairs_seen == 128 and result.seconds >= 1e6 and result.pairs_per_s <= 128 / 1e6

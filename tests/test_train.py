@@ -459,3 +459,69 @@ def test_tied_validation_accuracy_keeps_the_first_best(digits, split, monkeypatc
     cfg = TrainConfig(**{**cfg.__dict__, "train_pairs": 128, "patience": 2})
     res = train(make_model(), digits.images, split[0], cfg, val=split[1])
     assert res.stopped_early and res.pairs_seen == 96 and res.best_step == 32
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"val_shot": 0},
+        {"hard_negatives": -0.1},
+        {"momentum": 1.0},
+        {"momentum": -0.1},
+        {"weight_decay": -0.01},
+        {"log_every": 0},
+        {"val_episodes": 0},
+        {"train_pairs": 0},
+        {"val_every": -1},
+    ],
+)
+def test_every_bound_of_the_config_is_checked(kwargs):
+    with pytest.raises(ValueError, match="TrainConfig"):
+        TrainConfig(**kwargs)
+
+
+def test_images_must_be_a_batch_on_the_models_device(digits, split):
+    with pytest.raises(ValueError, match=r"uint8 \(N, C, H, W\)"):
+        train(make_model(), digits.images[:, 0], split[0], TrainConfig(**FAST))
+    with pytest.raises(ValueError, match="model is on meta but images are on cpu"):
+        train(make_model().to("meta"), digits.images, split[0], TrainConfig(**FAST))
+
+
+def test_intervals_below_one_batch_log_and_validate_every_step(digits, split, monkeypatch):
+    res = train(
+        make_model(), digits.images, split[0], TrainConfig(train_pairs=96, batch_size=32, log_every=10)
+    )
+    assert [h[0] for h in res.history] == [32, 64, 96]
+    snaps = _scripted_eval(monkeypatch, [0.1, 0.2, 0.3])
+    cfg = TrainConfig(train_pairs=96, batch_size=32, log_every=64, val_every=10, val_way=4)
+    res = train(make_model(), digits.images, split[0], cfg, val=split[1])
+    assert len(snaps) == 3 and [h[2] for h in res.history] == [0.1, 0.2, 0.3]
+
+
+def test_the_last_step_is_validated_and_patience_running_out_there_is_no_early_stop(
+    digits, split, monkeypatch
+):
+    """A budget that is not a multiple of val_every still ends in a validation check; patience that runs
+    out at that last check has stopped nothing."""
+    snaps = _scripted_eval(monkeypatch, [0.5, 0.4])
+    cfg = TrainConfig(train_pairs=96, batch_size=32, val_every=64, log_every=32, patience=1, val_way=4)
+    res = train(make_model(), digits.images, split[0], cfg, val=split[1])
+    assert len(snaps) == 2 and [h[0] for h in res.history] == [32, 64, 96]
+    assert [h[2] for h in res.history][1:] == [0.5, 0.4]
+    assert not res.stopped_early and res.pairs_seen == 96 and res.best_step == 64
+
+
+@pytest.mark.parametrize("head", ["koch", "triplet"])
+def test_sampling_options_reach_the_sampler(digits, split, monkeypatch, head):
+    seen = []
+    name = "sample_pairs" if head == "koch" else "sample_triplets"
+    real = getattr(train_mod, name)
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["strategy"], kwargs["hard_negatives"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, name, spy)
+    cfg = TrainConfig(train_pairs=64, sampling="proportional", hard_negatives=0.5, **FAST)
+    train(make_model(head), digits.images, split[0], cfg)
+    assert seen == [("proportional", 0.5)] * 2

@@ -71,3 +71,47 @@ def test_triplet_checks():
         head.check_triplet(a, a, a, torch.tensor([0, 1]), torch.tensor([2, 1]))
     with pytest.raises(TypeError, match="integer"):
         head.check_triplet(a, a, a, torch.tensor([0.0, 1.0]), torch.tensor([2, 3]))
+
+
+def test_generic_score_gathers_at_most_the_chunk_budget_per_call():
+    """score_chunk_elements bounds the gathered elements per operand: each similarity call sees at most
+    budget // D pairs (and at least one)."""
+    sizes = []
+
+    class Recording(DotHead):
+        def similarity(self, ea, eb):
+            sizes.append(ea.numel())
+            return super().similarity(ea, eb)
+
+    head = Recording(5)
+    q, s = torch.randn(2, 3, 5), torch.randn(2, 4, 5)
+    for budget in (7, 12, 24):
+        sizes.clear()
+        head.score_chunk_elements = budget
+        head.score(q, s)
+        assert sum(sizes) == 2 * 3 * 4 * 5 and max(sizes) <= budget, (budget, sizes)
+    sizes.clear()
+    head.score_chunk_elements = 3  # less than one embedding: one pair per call
+    head.score(q, s)
+    assert sizes == [5] * 24
+
+
+def test_embeddings_must_be_float_matrices():
+    head = DotHead(4)
+    with pytest.raises(ValueError, match="float embeddings of shape"):
+        head.check_embeddings(torch.zeros(3, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match="float embeddings of shape"):
+        head.check_embeddings(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match=r"must be float \(E, n, 4\)"):
+        head.score(torch.zeros(2, 3, 4, dtype=torch.int64), torch.zeros(2, 3, 4, dtype=torch.int64))
+
+
+def test_labels_must_be_one_integer_per_row():
+    head = DotHead(4)
+    a = torch.zeros(2, 4)
+    with pytest.raises(TypeError, match="la must be an integer class-label tensor"):
+        head.check_triplet(a, a, a, torch.tensor([True, False]), torch.tensor([2, 3]))
+    with pytest.raises(ValueError, match=r"ln must have shape \(2,\)"):
+        head.check_triplet(a, a, a, torch.tensor([0, 1]), torch.tensor([[2], [3]]))
+    with pytest.raises(ValueError, match=r"`same` must have shape \(2,\)"):
+        head.check_pair(a, a, torch.ones(2, 1, dtype=torch.bool))

@@ -120,3 +120,28 @@ def test_gradients_finite_at_identical_embeddings():
     ea = torch.randn(3, 4, requires_grad=True)
     h.loss(ea, ea, torch.tensor([True, False, True])).backward()
     assert torch.isfinite(ea.grad).all()
+
+
+def test_hidden_must_be_positive():
+    with pytest.raises(ValueError, match="hidden must be >= 1, got 0"):
+        ConcatHead(4, hidden=0)
+
+
+def test_score_of_no_episodes_is_empty():
+    assert _head().score(torch.zeros(0, 3, 4).double(), torch.zeros(0, 5, 4).double()).shape == (0, 3, 5)
+
+
+def test_score_keeps_the_hidden_activations_within_the_chunk_budget():
+    """Whole episodes per chunk, as many as fit in score_chunk_elements (at least one): the (e, Q, S, H)
+    hidden activations reaching fc2 never exceed the budget when one episode fits."""
+    h = _head()  # hidden 6
+    seen = []
+    h.fc2.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+    q, s = torch.randn(5, 3, 4).double(), torch.randn(5, 2, 4).double()
+    expected = h.score(q, s)  # default budget: all 5 episodes at once
+    assert seen == [5]
+    for budget, chunks in ((3 * 2 * 6, [1] * 5), (2 * 3 * 2 * 6 + 1, [2, 2, 1]), (1, [1] * 5)):
+        seen.clear()
+        h.score_chunk_elements = budget
+        torch.testing.assert_close(h.score(q, s), expected)
+        assert seen == chunks, (budget, seen)

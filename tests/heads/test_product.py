@@ -97,3 +97,8 @@ def test_gradients_finite_at_identical_embeddings():
     ea = torch.randn(3, 4, requires_grad=True)
     h.loss(ea, ea, torch.tensor([True, False, True])).backward()
     assert torch.isfinite(ea.grad).all()
+
+
+def test_hidden_must_be_positive():
+    with pytest.raises(ValueError, match="hidden must be >= 1, got 0"):
+        ProductHead(4, hidden=0)

@@ -157,3 +157,33 @@ def test_bad_options():
         TripletHead(3, mining="hardest")
     with pytest.raises(ValueError, match="margin"):
         TripletHead(3, margin=-1)
+
+
+def test_semihard_negative_at_the_positives_distance_is_not_farther():
+    """Semi-hard means strictly farther than the positive: a negative exactly at d(a, p) is not picked when
+    a farther one exists. 1-D, margin 1: anchors 0, positives 1, negatives -1 (a tie with d_ap = 1 for the
+    anchors) and 3."""
+    h = TripletHead(1, margin=1.0, normalize=False, mining="semi-hard")
+    ea, ep = torch.zeros(2, 1, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64)
+    en = torch.tensor([[-1.0], [3.0]], dtype=torch.float64)
+    la, ln = torch.zeros(2, dtype=torch.int64), torch.tensor([1, 2])
+    x = list(torch.cat([ea, ep, en]))
+    expected = _brute_semihard(x, torch.cat([la, la, ln]).tolist(), 1.0)
+    torch.testing.assert_close(h.loss(ea, ep, en, la, ln), torch.tensor(expected, dtype=torch.float64))
+
+
+def test_squared_distances_are_never_negative():
+    """xx + yy - 2xy cancels to slightly below 0 for (near-)identical float32 rows: clamped at 0, so a
+    query's distance to itself is 0 and its score never above 0."""
+    from siamese_bench.heads.triplet import pairwise_sq_dist
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 32, generator=g) * 10 + 3
+    assert bool((pairwise_sq_dist(x, x) >= 0).all())
+    q = torch.randn(1, 16, 32, generator=g)
+    assert bool((TripletHead(32).score(q, q) <= 0).all())
+
+
+def test_margin_must_be_positive():
+    with pytest.raises(ValueError, match="margin must be > 0, got 0"):
+        TripletHead(3, margin=0)
