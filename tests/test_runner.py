@@ -528,6 +528,18 @@ def _ok_rows(self, group, cells):
         yield {**runner.base_row(group, n, k), "status": "ok", "accuracy": 0.5, "ci95": 0.1, "timestamp": "t"}
 
 
+def _as_older_config(folder, *drop: str, **values) -> dict:
+    """Rewrite folder/config.json as an older version wrote it: without the top-level keys `drop`, with
+    `values` set. Returns the rewritten document."""
+    path = folder / "config.json"
+    doc = json.loads(path.read_text())
+    for key in drop:
+        del doc[key]
+    doc.update(values)
+    path.write_text(json.dumps(doc))
+    return doc
+
+
 def test_resume_settings_are_kept_per_device_and_dtype(tmp_path):
     """bf16 and float32 cells are different cells: each keeps its own settings, and re-running the float32
     command is not refused for the bf16 cells' budget."""
@@ -583,9 +595,7 @@ def test_a_config_json_of_an_older_version_is_still_checked(tmp_path):
     (the rebuilt entry of the older run has no grids)."""
     runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
     path = tmp_path / "config.json"
-    doc = json.loads(path.read_text())
-    del doc["throughput_only"], doc["runs"]
-    path.write_text(json.dumps(doc))
+    doc = _as_older_config(tmp_path, "throughput_only", "runs")
     assert ", 0 to run" in runner.plan(config(tmp_path, "--heads", "koch", "--ways", "3"))
     with pytest.raises(UserError, match=r"koch/0 .*train_pairs 128 \(recorded\) vs 256 \(now\)"):
         runner.plan(config(tmp_path, "--heads", "koch", "--ways", "3", "--train-pairs", "256"))
@@ -651,10 +661,7 @@ def test_an_older_config_json_without_a_wall_time_adds_no_run_entry(tmp_path, mo
     monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
     runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
     path = tmp_path / "config.json"
-    doc = json.loads(path.read_text())
-    del doc["runs"]
-    doc["wall_seconds"] = None
-    path.write_text(json.dumps(doc))
+    _as_older_config(tmp_path, "runs", wall_seconds=None)
     runner.run(config(tmp_path, "--heads", "koch,contrastive", "--ways", "3"), print_summary=False)
     doc = json.loads(path.read_text())
     assert [r["rows_written"] for r in doc["runs"]] == [1]
@@ -683,10 +690,7 @@ def test_a_config_json_without_the_settings_of_its_rows_is_not_compared(tmp_path
     """A config.json of another version, without grids: nothing to compare the settings with, no crash."""
     monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
     runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
-    path = tmp_path / "config.json"
-    doc = json.loads(path.read_text())
-    del doc["runs"], doc["grids"]
-    path.write_text(json.dumps(doc))
+    _as_older_config(tmp_path, "runs", "grids")
     assert ", 0 to run" in runner.plan(config(tmp_path, "--heads", "koch", "--ways", "3"))
 
 

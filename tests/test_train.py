@@ -285,9 +285,19 @@ def test_lr_schedules():
         {"sampling": "custom"},
         {"hard_negatives": 2.0},
         {"forward_chunk": -1},
+        {"val_shot": 0},
+        {"hard_negatives": -0.1},
+        {"momentum": 1.0},
+        {"momentum": -0.1},
+        {"weight_decay": -0.01},
+        {"log_every": 0},
+        {"val_episodes": 0},
+        {"train_pairs": 0},
+        {"val_every": -1},
     ],
 )
 def test_bad_config_raises(kwargs):
+    """Every bound of the config is checked."""
     with pytest.raises(ValueError, match="TrainConfig"):
         TrainConfig(**kwargs)
 
@@ -459,25 +469,6 @@ def test_tied_validation_accuracy_keeps_the_first_best(digits, split, monkeypatc
     cfg = TrainConfig(**{**cfg.__dict__, "train_pairs": 128, "patience": 2})
     res = train(make_model(), digits.images, split[0], cfg, val=split[1])
     assert res.stopped_early and res.pairs_seen == 96 and res.best_step == 32
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"val_shot": 0},
-        {"hard_negatives": -0.1},
-        {"momentum": 1.0},
-        {"momentum": -0.1},
-        {"weight_decay": -0.01},
-        {"log_every": 0},
-        {"val_episodes": 0},
-        {"train_pairs": 0},
-        {"val_every": -1},
-    ],
-)
-def test_every_bound_of_the_config_is_checked(kwargs):
-    with pytest.raises(ValueError, match="TrainConfig"):
-        TrainConfig(**kwargs)
 
 
 def test_images_must_be_a_batch_on_the_models_device(digits, split):
