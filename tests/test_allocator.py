@@ -45,3 +45,40 @@ def test_the_environment_variable_opts_out(monkeypatch):
     monkeypatch.setattr(allocator.ctypes, "CDLL", lambda *a: pytest.fail("mallopt must not be called"))
     assert allocator.keep_freed_memory() is False
     assert allocator.state() == "default (SIAMESE_BENCH_MALLOC=default)"
+
+
+class RecordingLibc:
+    """Stands in for glibc: records mallopt(param, value) calls, accepts those in `accept`."""
+
+    def __init__(self, accept=(-1, -3)):
+        self.calls, self.accept = [], accept
+
+    def mallopt(self, param, value):
+        self.calls.append((param, value))
+        return 1 if param in self.accept else 0
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_mallopt_gets_glibcs_parameter_codes_and_the_documented_values_once(monkeypatch):
+    """<malloc.h>: M_MMAP_THRESHOLD is -3, M_TRIM_THRESHOLD is -1; values 32 MiB and 1 GiB; one call each
+    however often keep_freed_memory() runs."""
+    libc = RecordingLibc()
+    monkeypatch.setattr(allocator, "_state", None)
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda *a: libc)
+    assert allocator.keep_freed_memory() is True and allocator.keep_freed_memory() is True
+    assert libc.calls == [(-3, 32 * 2**20), (-1, 2**30)]
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_one_refused_setting_of_two_is_reported(monkeypatch):
+    monkeypatch.setattr(allocator, "_state", None)
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda *a: RecordingLibc(accept=(-3,)))
+    assert allocator.keep_freed_memory() is False
+    assert allocator.state() == "default (glibc refused mallopt)"
+
+
+def test_the_opt_out_ignores_surrounding_whitespace(monkeypatch):
+    monkeypatch.setattr(allocator, "_state", None)
+    monkeypatch.setenv("SIAMESE_BENCH_MALLOC", " default\n")
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda *a: pytest.fail("mallopt must not be called"))
+    assert allocator.keep_freed_memory() is False

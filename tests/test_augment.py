@@ -179,3 +179,49 @@ def test_scale_is_applied_first_rotation_last():
     shear = torch.stack([torch.stack([one, rho_x], -1), torch.stack([rho_y, one], -1)], -2)
     want = rot @ shear @ torch.diag_embed(torch.stack([s_x, s_y], -1))
     torch.testing.assert_close(m, want, atol=1e-5, rtol=0)
+
+
+def test_default_ranges_are_koch_et_al_section_4_2():
+    """The defaults are the paper's ranges: each component alone (p=1) fills its whole range, rotation
+    [-10, 10] degrees (checked above), shears [-0.3, 0.3], scales [0.8, 1.2], shifts [-2, 2] pixels."""
+    import dataclasses
+
+    aug = AffineDistortion()
+    assert aug.p == 0.5
+    none = dict(rotation=0.0, shear=0.0, scale=(1.0, 1.0), shift=0.0, p=1.0)
+    g = torch.Generator().manual_seed(0)
+    keep_shear = {k: v for k, v in none.items() if k != "shear"}
+    fwd = dataclasses.replace(aug, **keep_shear).sample(2000, g)
+    rho = torch.stack([fwd[:, 0, 1], fwd[:, 1, 0]])
+    assert (
+        rho.abs().max() <= 0.3 + 1e-6 and rho.min(1).values.max() < -0.29 and rho.max(1).values.min() > 0.29
+    )
+    keep_scale = {k: v for k, v in none.items() if k != "scale"}
+    fwd = dataclasses.replace(aug, **keep_scale).sample(2000, g)
+    s = torch.stack([fwd[:, 0, 0], fwd[:, 1, 1]])
+    assert s.min() >= 0.8 - 1e-6 and s.max() <= 1.2 + 1e-6 and s.min() < 0.81 and s.max() > 1.19
+    keep_shift = {k: v for k, v in none.items() if k != "shift"}
+    t = dataclasses.replace(aug, **keep_shift).sample(2000, g)[:, :, 2]
+    assert t.abs().max() <= 2.0 and t.min(0).values.max() < -1.95 and t.max(0).values.min() > 1.95
+
+
+def test_each_component_is_switched_on_independently():
+    """ "each of these components included with probability 0.5": the x and y shifts are not switched on
+    together (about a quarter of the images shift in x only)."""
+    t = AffineDistortion().sample(8000, torch.Generator().manual_seed(0))[:, :, 2]
+    x_only = ((t[:, 0] != 0) & (t[:, 1] == 0)).float().mean().item()
+    assert abs(x_only - 0.25) < 0.03
+
+
+def test_pixels_shifted_in_from_outside_are_background_zero():
+    """Zero padding: ink never smears in from the border (the background is 0)."""
+    x = torch.ones(1, 1, 6, 8)
+    out = warp(x, torch.tensor([[[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]]]))  # +2 px in x
+    assert torch.equal(out[..., :2], torch.zeros(1, 1, 6, 2))
+    torch.testing.assert_close(out[..., 2:], torch.ones(1, 1, 6, 6), atol=1e-5, rtol=0)
+
+
+def test_float64_images_stay_float64():
+    x = _images().double()
+    out = AffineDistortion(p=1.0)(x, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.float64 and out.shape == x.shape

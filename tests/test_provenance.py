@@ -83,3 +83,30 @@ def test_code_hash_changes_with_any_edit_of_the_package_sources(tmp_path, monkey
     (tmp_path / "sub" / "b.py").rename(tmp_path / "b.py")  # same contents, another place
     assert fresh() not in (first, second)
     provenance.code_hash.cache_clear()
+
+
+def test_git_hash_is_dirty_only_for_uncommitted_edits_of_tracked_package_code(monkeypatch, tmp_path):
+    """ "-dirty" when a tracked file under siamese_bench/ has uncommitted changes; not for untracked files
+    or for edits elsewhere in the checkout. The environment override is recorded without its whitespace."""
+    import subprocess
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    pkg = tmp_path / "siamese_bench"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("r\n")
+    for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "x"]):
+        subprocess.run(["git", *cmd], cwd=tmp_path, check=True, env=env)
+    monkeypatch.delenv("SIAMESE_BENCH_GIT_HASH", raising=False)
+    monkeypatch.setattr(provenance, "_PACKAGE", pkg)
+    monkeypatch.setattr(provenance, "_REPO", tmp_path)
+    clean = provenance.git_hash.__wrapped__()
+    assert len(clean) == 12
+    (pkg / "new.py").write_text("y = 2\n")
+    (tmp_path / "README.md").write_text("edited\n")
+    assert provenance.git_hash.__wrapped__() == clean
+    (pkg / "a.py").write_text("x = 2\n")
+    assert provenance.git_hash.__wrapped__() == clean + "-dirty"
+    monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", " 0123456789ab\n")
+    assert provenance.git_hash.__wrapped__() == "0123456789ab"

@@ -1,5 +1,10 @@
 """The README's generated results section: a throughput-only folder shows its table, without an accuracy one."""
 
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
 from siamese_bench import readme_table, runner
 from siamese_bench.cli import build_parser
 
@@ -29,3 +34,23 @@ def test_private_folders_are_left_out(tmp_path):
     text = readme_table.section(tmp_path / "results")
     assert "### `throughput-cpu`" in text
     assert "`smoke`" not in text and "folder-mine" not in text and "csv-labels" not in text
+
+
+def test_results_folders_are_ordered_quick_standard_paper_then_by_name():
+    names = ["zeta", "paper", "quick-cuda", "standard", "alpha", "quick", "paper-cuda"]
+    got = [p.name for p in sorted((Path(n) for n in names), key=readme_table._order)]
+    assert got == ["quick", "quick-cuda", "standard", "paper", "paper-cuda", "alpha", "zeta"]
+
+
+def test_render_needs_both_markers():
+    with pytest.raises(ValueError, match="lacks the markers"):
+        readme_table.render(f"text\n{readme_table.BEGIN}\nno end marker\n")
+
+
+def test_check_fails_on_a_stale_section_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    stale = f"intro\n{readme_table.BEGIN}\nold numbers\n{readme_table.END}\n"
+    (tmp_path / "README.md").write_text(stale)
+    monkeypatch.setattr(readme_table, "REPO", tmp_path)
+    assert readme_table.command(SimpleNamespace(check=True)) == 1
+    assert "out of date" in capsys.readouterr().out
+    assert (tmp_path / "README.md").read_text() == stale

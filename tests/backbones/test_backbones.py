@@ -161,3 +161,63 @@ def test_resnet_accepts_other_sizes_but_checks_channels():
     assert _out(m, 1, 1, 20).shape == (1, 512)
     with pytest.raises(ValueError, match="in_channels=1"):
         m(torch.rand(1, 3, 28, 28))
+
+
+def test_koch_layers_are_the_papers():
+    """Koch et al. 2015 Fig. 4: conv 64@10x10, 128@7x7, 128@4x4, 256@4x4, then FC 4096; max-pooling after
+    the first three convolutions only."""
+    m = BACKBONES.get("koch")(1, 105)
+    convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [
+        (64, (10, 10)),
+        (128, (7, 7)),
+        (128, (4, 4)),
+        (256, (4, 4)),
+    ]
+    assert [c.in_channels for c in convs] == [1, 64, 128, 128]
+    assert (m.fc.in_features, m.fc.out_features) == (9216, 4096)
+
+
+def test_koch_pads_every_size_below_105():
+    """Only the paper's 105x105 (or larger) uses valid convolutions; 104 is padded like 28."""
+    assert BACKBONES.get("koch")(1, 104).same_padding is True
+    assert BACKBONES.get("koch")().image_size == 28  # the factory's default size, as for the other backbones
+
+
+def test_conv4_blocks_are_the_standard_conv4():
+    """Vinyals et al. 2016 / Snell et al. 2017: 4 x [conv 3x3 64 (padding 1) -> BatchNorm -> ReLU -> pool 2]."""
+    m = BACKBONES.get("conv4")(1, 28)
+    convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (1, 64, (3, 3), (1, 1)),
+        *[(64, 64, (3, 3), (1, 1))] * 3,
+    ]
+    assert [b.num_features for b in m.modules() if isinstance(b, nn.BatchNorm2d)] == [64] * 4
+
+
+def test_small_cnn_layers_are_the_documented_lenet_style_encoder():
+    """conv 3x3 32 -> pool -> conv 3x3 64 -> pool -> FC 120 -> ReLU -> FC 84."""
+    m = BACKBONES.get("small-cnn")(1, 28)
+    convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [(32, (3, 3)), (64, (3, 3))]
+    assert [type(x) for x in m.fc] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert [(x.in_features, x.out_features) for x in m.fc if isinstance(x, nn.Linear)] == [
+        (1600, 120),
+        (120, 84),
+    ]
+
+
+def test_resnet_small_stem_up_to_64_then_imagenet_stem():
+    small, large = BACKBONES.get("resnet18")(1, 64), BACKBONES.get("resnet18")(1, 65)
+    assert (
+        small.small_stem and small.net.conv1.stride == (1, 1) and isinstance(small.net.maxpool, nn.Identity)
+    )
+    assert not large.small_stem and large.net.conv1.kernel_size == (7, 7) and large.net.conv1.stride == (2, 2)
+
+
+def test_resnet_new_stem_gets_torchvisions_kaiming_init():
+    """The replaced conv1 is initialised like torchvision's convs: kaiming normal, fan_out, ReLU gain, i.e.
+    std sqrt(2 / (64 * 3 * 3)) for the small stem (PyTorch's default conv init would be about 0.19 here)."""
+    torch.manual_seed(0)
+    w = BACKBONES.get("resnet18")(1, 28).net.conv1.weight
+    assert abs(w.std().item() / (2 / (64 * 9)) ** 0.5 - 1) < 0.1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from siamese_bench.datasets.digits import load_digits, verify
+from siamese_bench.datasets.imageset import ImageSet
 
 
 def test_digits_counts_and_scaling():
@@ -25,3 +26,17 @@ def test_digits_resize():
 def test_digits_verify():
     r = verify()
     assert r.ok and r.counts == {"all": 1797}
+
+
+def test_digits_verify_fails_on_a_set_that_is_not_the_bundled_one(monkeypatch):
+    """verify() checks the documented facts (1797 images, 8x8, 10 classes): a short set is not ok."""
+    import siamese_bench.datasets.digits as digits
+
+    full = load_digits()["all"]
+    assert verify().check == "bundled with scikit-learn: 1797 images, 8x8, 10 classes"
+    short = ImageSet(
+        full.name, full.images[:1796], full.labels[:1796], full.class_names, full.groups, full.group_names
+    )
+    monkeypatch.setattr(digits, "load_digits", lambda *a, **k: {"all": short})
+    r = verify()
+    assert r.found and not r.ok and r.counts == {"all": 1796}

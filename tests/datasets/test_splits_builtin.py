@@ -144,3 +144,13 @@ def test_real_omniglot_splits_match_stand_ins(omniglot, omniglot28, fake_omni, r
     for build in (sb.omniglot_lake, sb.omniglot_background_evaluation):
         assert build(omniglot).hash == build(omniglot28).hash == build(fake_omni).hash
     assert sb.vinyals_split(real_data_dir).hash == PINNED["vinyals_split"]  # from the official files
+
+
+def test_omniglot_lake_refuses_an_evaluation_set_without_a_run_alphabet(fake_omni):
+    """A renamed or missing Lake run alphabet must be an error, not a silently smaller test part."""
+    ev = fake_omni["evaluation"]
+    gone = LAKE_RUN_ALPHABETS[0]
+    renamed = tuple("Renamed" if g == gone else g for g in ev.group_names)
+    ev2 = ImageSet(ev.name, ev.images, ev.labels, ev.class_names, ev.groups, renamed)
+    with pytest.raises(ValueError, match=f"alphabets \\['{gone}'\\] are not in the evaluation set"):
+        sb.omniglot_lake({"background": fake_omni["background"], "evaluation": ev2})

@@ -71,3 +71,12 @@ def test_koch2015_test_episodes_within_one_run_alphabet(real_data_dir, omniglot)
     assert not bool((ep.support == ep.query).any())
     val_alphabets = {c.split("/")[0] for c in split.part("val").classes}
     assert len(val_alphabets) == 10 and not val_alphabets & set(LAKE_RUN_ALPHABETS)
+
+
+def test_lake_runs_episodes_carry_the_split_hash(real_data_dir, omniglot28):
+    """The official trials are tagged with the split they were built under (a run checks the tag against
+    its split before evaluating), like sampled episodes."""
+    p = PROTOCOLS.get("lake-runs")
+    split = p.split(omniglot28, real_data_dir)
+    ep = p.fixed_episodes(omniglot28, split, real_data_dir, 20, 1)
+    assert ep.split_hash == split.hash and ep.seed == -1 and ep.within_group

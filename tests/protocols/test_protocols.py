@@ -1,6 +1,9 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
+from siamese_bench.datasets.vinyals import ALPHABETS
 from siamese_bench.protocols import PROTOCOLS
 from siamese_bench.protocols.published import published_lookup, published_rows
 from siamese_bench.splits import LAKE_RUN_ALPHABETS
@@ -139,3 +142,70 @@ def test_builtin_protocol_settings_are_pinned(name):
 
 def test_every_registered_protocol_is_pinned():
     assert set(PROTOCOLS.names()) == set(PINNED_PROTOCOLS)
+
+
+# Change only on purpose (with a protocol version bump): the split hash goes into every result row.
+PINNED_SPLIT_HASHES = {
+    "digits-heldout": ("digits", "3086939b6a46443c"),
+    "mnist-heldout": ("mnist", "283a08c90036601c"),
+    "mnist-pairs": ("mnist", "47e936c2571cf124"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_SPLIT_HASHES))
+def test_offline_protocols_use_their_own_pinned_split(name):
+    """Each offline protocol builds its documented split (mnist-pairs: MNIST's own train/test files;
+    mnist-heldout: digits 0-4 / 5-9 of MNIST; digits-heldout: 0-4 / 5-9 of sklearn digits), over its dataset."""
+    p = PROTOCOLS.get(name)
+    split = p.split(None, None)
+    assert (split.dataset, split.hash) == PINNED_SPLIT_HASHES[name]
+    assert split.dataset == p.dataset
+
+
+def _omniglot_names(subset):
+    sizes = dict(ALPHABETS[subset])
+    return tuple(f"{a}/character{c:02d}" for a in sorted(sizes) for c in range(1, sizes[a] + 1))
+
+
+def test_mnist_transfer_split_is_pinned():
+    """The split only reads the Omniglot class names, so the real names give the real split's hash (the same
+    as on the real data): train 964 background, val the 277 characters of the 10 non-run evaluation
+    alphabets, test the ten MNIST digits, disjoint "images" (three different subsets)."""
+    names = {s: SimpleNamespace(class_names=_omniglot_names(s)) for s in ("background", "evaluation")}
+    split = PROTOCOLS.get("mnist-transfer").split(names, None)
+    assert (split.name, split.dataset, split.disjoint) == ("mnist-transfer", "omniglot-mnist", "images")
+    assert [len(split.part(k).classes) for k in ("train", "val", "test")] == [964, 659 - 382, 10]
+    assert split.hash == "31d74e7598872f27"
+
+
+def test_vinyals_protocol_reads_the_split_files_of_the_given_data_dir(tmp_path):
+    """The split comes from the data folder the run was given (its files are sha256-checked there), not from
+    the default one."""
+    bad = tmp_path / "omniglot" / "splits" / "vinyals" / "train.txt"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("Latin/character01/rot000\n")
+    with pytest.raises(ValueError, match="not the official"):
+        PROTOCOLS.get("vinyals").split(None, tmp_path)
+    assert PROTOCOLS.get("vinyals").split(None, tmp_path / "empty").hash == "64bd5bb04dcb70b9"
+
+
+def test_published_lookup_labels_and_refuses_two_compared_rows_for_one_setting(monkeypatch):
+    from siamese_bench.protocols import published
+
+    acc, label = published_lookup()[("mnist-transfer", 10, 1)]
+    assert acc == 70.3 and label == "Convolutional Siamese Net, Koch et al. 2015 Table 3"
+    row = next(r for r in published_rows() if r["compare"] == "yes")
+    monkeypatch.setattr(published, "published_rows", lambda: [row, dict(row, method="other")])
+    with pytest.raises(ValueError, match="two compare=yes rows"):
+        published_lookup()
+
+
+def test_registered_protocols_cannot_be_edited_in_place():
+    """A protocol is a pinned definition shared by every run in the process: changing one means a new
+    Protocol (and version), never an attribute assignment."""
+    import dataclasses
+
+    p = PROTOCOLS.get("vinyals")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.episodes = 10
+    assert PROTOCOLS.get("vinyals").episodes == 1000
