@@ -235,8 +235,9 @@ def _check_out(out: Path) -> None:
         if path.is_dir():
             return
         if path.exists() or path.is_symlink():
+            what = "a file" if path.exists() else f"a broken link (to {os.readlink(path)})"
             below = "not a folder" if path == out else "so no folder can be made below it"
-            raise UserError(f"--out {out}: {path} is a file, {below}; choose another --out folder")
+            raise UserError(f"--out {out}: {path} is {what}, {below}; choose another --out folder")
 
 
 def _default_out(preset: str, grids) -> Path:

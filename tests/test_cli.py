@@ -253,3 +253,97 @@ def test_a_folder_that_cannot_be_written_is_one_line_exit_2(monkeypatch, capsys,
     monkeypatch.setattr(runner, "run", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
     with pytest.raises(OSError):
         main(["run", "--preset", "smoke", "--out", "unused", "--devices", "cpu"])
+
+
+def test_parser_defaults_are_the_documented_ones():
+    """The defaults the --help texts promise (runs without these flags depend on them)."""
+    from pathlib import Path
+
+    from siamese_bench.cli import build_parser
+
+    parser = build_parser()
+    run = parser.parse_args(["run"])
+    assert (run.preset, run.amp, run.forward_chunk, run.snapshot_every, run.save_pairs) == (
+        "quick",
+        "none",
+        0,
+        600.0,
+        0,
+    )
+    assert run.offline is False and parser.parse_args(["run", "--offline"]).offline is True
+    assert parser.parse_args(["run", "--amp", "none"]).amp == "none"
+    ev = parser.parse_args(["evaluate", "--checkpoint", "m.pt"])
+    assert (ev.part, ev.device) == ("test", "cpu")
+    rp = parser.parse_args(["reproduce"])
+    assert (rp.results, rp.tolerance) == (Path("results/quick"), 1.0)
+
+
+def test_comma_separated_flags_ignore_empty_items_and_name_a_bad_one(capsys):
+    from siamese_bench.cli import build_parser
+
+    assert build_parser().parse_args(["run", "--ways", "5,20,", "--heads", "koch,"]).ways == (5, 20)
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["run", "--ways", "5,twenty"])
+    assert exit_.value.code == 2
+    assert "expected a comma-separated list of int, got '5,twenty'" in capsys.readouterr().err
+
+
+def test_no_command_is_exit_2_and_ctrl_c_is_exit_130(monkeypatch, capsys):
+    from siamese_bench import commands
+    from siamese_bench.cli import main
+
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "ls", interrupted)
+    assert main(["ls"]) == 130
+    assert "re-run the same command to resume" in capsys.readouterr().err
+
+
+def test_ls_of_one_kind_lists_only_it_and_an_unknown_kind_names_the_kinds(capsys):
+    from siamese_bench.cli import main
+
+    assert main(["ls", "heads"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("heads:\n") and "  koch" in out and "presets:" not in out
+    assert "folder:PATH[@SIZE]" not in out  # the own-images lines belong to the protocols
+    assert main(["ls", "protocols"]) == 0
+    assert "folder:PATH[@SIZE]" in capsys.readouterr().out
+    assert main(["ls", "nope"]) == 2
+    assert "unknown kind 'nope'; valid kinds: datasets, protocols, backbones, heads, presets" in (
+        capsys.readouterr().err
+    )
+
+
+def test_data_verify_checks_every_dataset_by_default_and_exits_1_when_one_fails(monkeypatch, capsys):
+    from siamese_bench import datasets
+    from siamese_bench.cli import main
+
+    seen = []
+
+    class Report:
+        ok = False
+
+    monkeypatch.setattr(datasets, "verify_all", lambda data_dir, names: seen.append(names) or [Report()])
+    monkeypatch.setattr(datasets, "format_report", lambda reports, header: header)
+    assert main(["data", "verify"]) == 1
+    assert seen == [None]  # None: every dataset (an empty list would check none)
+    Report.ok = True
+    assert main(["data", "verify", "digits"]) == 0
+    assert seen[-1] == ["digits"]
+    assert "data directory:" in capsys.readouterr().out
+
+
+def test_a_permission_error_is_one_line_exit_2(monkeypatch, capsys):
+    from siamese_bench import runner
+    from siamese_bench.cli import main
+
+    def fail(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", "out/accuracy.csv")
+
+    monkeypatch.setattr(runner, "run", fail)
+    assert main(["run", "--preset", "smoke", "--out", "unused", "--devices", "cpu"]) == 2
+    assert "Permission denied: out/accuracy.csv; make room or fix the permissions" in capsys.readouterr().err

@@ -337,3 +337,21 @@ def test_a_ways_restriction_narrows_grids_that_list_their_ways():
     assert {g.ways for g in own.grids} == {(5,)} and all(len(g.protocols) == 1 for g in own.grids)
     assert {g.protocols[0] for g in own.grids} == {"mnist-heldout", "vinyals"}
     assert {g.protocols[0] for g in restrict(config, ways={20}).grids} == {"vinyals", "lake-runs"}
+
+
+def test_recorded_grids_are_every_runs_grids_once_unless_a_run_lacks_them():
+    """A grid finished over several runs is re-run with every run's grids (each once); when one run entry
+    (of an older version) recorded no grids, the top-level grids are all that is known."""
+    import dataclasses
+    import json
+
+    from siamese_bench.presets import Grid, recorded_grids
+
+    a = Grid(("vinyals",), ("conv4",), ("koch",))
+    b = dataclasses.replace(a, heads=("triplet",))
+    ja, jb = (json.loads(json.dumps(dataclasses.asdict(g))) for g in (a, b))
+    doc = {"grids": [jb], "runs": [{"grids": [ja]}, {"grids": [jb]}, {"grids": [ja]}]}
+    assert recorded_grids(doc) == (a, b)
+    doc["runs"].append({"wall_seconds": 1.0})  # an entry without grids
+    assert recorded_grids(doc) == (b,)
+    assert recorded_grids({"grids": [ja, ja]}) == (a,)

@@ -785,10 +785,11 @@ def test_a_run_with_failed_cells_exits_1_and_its_error_rows_never_block_a_retry(
         f"2 cell(s) failed: see the error column of {tmp_path / 'accuracy.csv'}; fix and re-run with "
         "--retry-failed"
     ) in err
-    # the same command again skips the error rows: still exit 1, saying so (not "nothing was run")
+    # the same command again skips the error rows: still exit 1, saying so (without --quiet it does not say
+    # "nothing was run": test_a_re_run_that_skips_error_rows_says_they_failed_not_that_nothing_was_run)
     assert main([*argv, "--train-pairs", "128"]) == 1
     err = capsys.readouterr().err
-    assert "2 cell(s) failed" in err and "--retry-failed" in err and "nothing was run" not in err
+    assert "2 cell(s) failed" in err and "--retry-failed" in err
     monkeypatch.setattr(cell, "train", real_train)
     # other settings: the recorded cells are only errors, so nothing would be skipped
     assert main([*argv, "--train-pairs", "256", "--retry-failed"]) == 0
@@ -1010,3 +1011,222 @@ def test_a_parameter_free_model_is_never_trained_whatever_the_budget(tmp_path):
     (row,) = read_csv(tmp_path / "accuracy.csv")
     assert row["status"] == "ok", row["error"]
     assert row["train_pairs"] == "0" and float(row["accuracy"]) > 1 / 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("--ways", "1"), "--ways 1: an episode needs at least 2 classes"),
+        (("--shots", "0"), "--shots 0: K must be at least 1"),
+        (("--threads", "0"), "--threads 0: must be >= 1"),
+        (("--throughput-batch-sizes", "0"), "--throughput-batch-sizes 0: each must be even and >= 2"),
+    ],
+)
+def test_episode_shapes_and_counts_no_run_can_use_are_refused_naming_the_flag(tmp_path, argv, message):
+    """The boundaries of the up-front checks: one way, zero shots, zero threads and zero-pair throughput
+    batches are refused before anything runs (2 ways, 1 shot, 1 thread and batches of 2 are accepted)."""
+    with pytest.raises(UserError, match=re.escape(message)):
+        config(tmp_path, *argv)
+    flag, bad = argv
+    config(tmp_path, flag, {"--ways": "2", "--shots": "1", "--threads": "1"}.get(flag, "2"))
+
+
+def test_bf16_on_a_cpu_of_unknown_instructions_does_not_warn(tmp_path, monkeypatch, capsys):
+    """Without /proc/cpuinfo cpu_has_bf16() is None (unknown): no warning, as it may well be fast there."""
+    from siamese_bench import provenance
+
+    monkeypatch.setattr(provenance, "cpu_has_bf16", lambda: None)
+    config(tmp_path, "--amp", "bf16")
+    assert capsys.readouterr().err == ""
+
+
+def test_threads_equal_to_the_cores_do_not_warn(tmp_path, capsys):
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    config(tmp_path, "--threads", str(cores))
+    assert "warning" not in capsys.readouterr().err
+    config(tmp_path, "--threads", str(cores + 1))
+    assert f"warning: --threads {cores + 1} is more than the {cores} core(s)" in capsys.readouterr().err
+
+
+def test_a_snapshot_interval_that_is_not_a_number_is_refused(tmp_path):
+    with pytest.raises(UserError, match="--snapshot-every nan: seconds must be >= 0"):
+        config(tmp_path, "--snapshot-every", "nan")
+
+
+def test_offline_reaches_the_dataset_loading(tmp_path):
+    """--offline turns off downloads of missing datasets; without it they are fetched."""
+    assert config(tmp_path).download is True
+    assert config(tmp_path, "--offline").download is False
+
+
+def test_an_empty_seed_list_is_refused(tmp_path):
+    """`--seeds ,` parses to no seeds, which would make a grid of no cells that silently runs nothing."""
+    with pytest.raises(UserError, match="--seeds: give at least one seed"):
+        config(tmp_path, "--seeds", ",")
+
+
+def test_out_says_whether_it_is_a_file_or_below_one_and_refuses_a_dangling_link(tmp_path):
+    """A file as --out is "not a folder"; a path below a file says no folder can be made there; a symlink
+    to nothing (where mkdir would fail) is refused as a broken link."""
+    picture = tmp_path / "x.png"
+    picture.write_bytes(b"png")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        config(picture)
+    with pytest.raises(UserError, match="is a file, so no folder can be made below it"):
+        config(picture / "run")
+    dangling = tmp_path / "gone"
+    dangling.symlink_to(tmp_path / "missing")
+    with pytest.raises(UserError, match=re.escape(f"--out {dangling}: {dangling} is a broken link (to")):
+        config(dangling)
+
+
+def test_the_progress_line_of_a_throughput_row_of_a_parameter_free_model_says_nothing_to_train():
+    """A model without parameters (pixels + l2) has train_pairs_per_s None: its progress line must not try
+    to format it (which would stop a run without --quiet), and an error row shows its message."""
+    row = {
+        "status": "ok",
+        "train_pairs_per_s": None,
+        "eval_images_per_s": 1234.4,
+        "eval_episodes_per_s": 5.25,
+    }
+    assert runner._throughput_text(row) == "nothing to train, eval 1,234 images/s, 5.2 episodes/s"
+    row["train_pairs_per_s"] = 2000.0
+    assert runner._throughput_text(row).startswith("train 2,000.0 pairs/s, eval")
+    assert runner._throughput_text({"status": "error", "error": "boom"}) == "error: boom"
+
+
+def test_optional_cuda_is_absent_without_a_gpu_and_present_with_one(tmp_path, monkeypatch):
+    """The optional device "cuda?" (the presets' default) adds no groups, and so no skipped rows, on a
+    machine without a GPU."""
+    argv = ("--heads", "koch", "--ways", "3", "--devices", "cpu,cuda?")
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
+    groups = runner.expand(config(tmp_path, *argv))
+    assert [(g["device"], g["unavailable"]) for g in groups] == [("cpu", None)]
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: True)
+    groups = runner.expand(config(tmp_path, *argv))
+    assert [(g["device"], g["unavailable"]) for g in groups] == [("cpu", None), ("cuda", None)]
+
+
+def test_error_rows_are_run_again_only_with_retry_failed(tmp_path, monkeypatch):
+    """Without --retry-failed a re-run leaves a group's error rows alone (no training, still exit 1)."""
+    calls = []
+
+    def failing_rows(self, group, cells):
+        calls.append(list(cells))
+        for n, k in cells:
+            yield {**runner.base_row(group, n, k), "status": "error", "error": "X: boom", "timestamp": "t"}
+
+    monkeypatch.setattr(cell.CellRunner, "run_group", failing_rows)
+    argv = ("--heads", "koch")
+    assert runner.run(config(tmp_path, *argv), print_summary=False) == 1
+    assert calls == [[(3, 1), (5, 1)]]
+    assert runner.run(config(tmp_path, *argv), print_summary=False) == 1
+    assert len(calls) == 1
+    assert "2/2 done" in runner.plan(config(tmp_path, *argv))
+    assert "0/2 done" in runner.plan(config(tmp_path, *argv, "--retry-failed"))
+    assert runner.run(config(tmp_path, *argv, "--retry-failed"), print_summary=False) == 1
+    assert calls == [[(3, 1), (5, 1)]] * 2
+
+
+def test_a_re_run_that_skips_error_rows_says_they_failed_not_that_nothing_was_run(
+    tmp_path, monkeypatch, capsys
+):
+    def failing_rows(self, group, cells):
+        for n, k in cells:
+            yield {**runner.base_row(group, n, k), "status": "error", "error": "X: boom", "timestamp": "t"}
+
+    monkeypatch.setattr(cell.CellRunner, "run_group", failing_rows)
+    loud = dataclasses.replace(config(tmp_path, "--heads", "koch"), quiet=False)
+    assert runner.run(loud, print_summary=False) == 1
+    capsys.readouterr()
+    assert runner.run(loud, print_summary=False) == 1
+    err = capsys.readouterr().err
+    assert "2 cell(s) failed" in err and "nothing was run" not in err
+
+
+def test_a_folder_whose_config_json_was_lost_gets_a_complete_one_with_nothing_to_run(tmp_path, monkeypatch):
+    """Rows without a config.json (deleted, or copied without it): the next run records itself in full,
+    wall time and run entry included, even when every cell is already done."""
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    assert runner.run(config(tmp_path, "--heads", "koch"), print_summary=False) == 0
+    (tmp_path / "config.json").unlink()
+    assert runner.run(config(tmp_path, "--heads", "koch"), print_summary=False) == 0
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert doc["wall_seconds"] is not None and len(doc["runs"]) == 1
+
+
+def test_a_run_that_only_records_skipped_cells_is_recorded_in_config_json(tmp_path, monkeypatch):
+    """Skip rows are rows this run wrote: config.json gets a run entry for them, as for any other row."""
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
+    runner.run(
+        config(tmp_path, "--heads", "koch", "--ways", "3", "--devices", "cpu,cuda"), print_summary=False
+    )
+    rows = read_csv(tmp_path / "accuracy.csv")
+    assert sorted((r["device"], r["status"]) for r in rows) == [("cpu", "ok"), ("cuda", "skipped")]
+    runs = json.loads((tmp_path / "config.json").read_text())["runs"]
+    assert [r["rows_written"] for r in runs] == [1, 1]
+
+
+def test_an_error_text_is_one_line_of_at_most_500_characters(monkeypatch):
+    monkeypatch.delenv("SIAMESE_BENCH_DEBUG", raising=False)
+    assert runner.error_text(ValueError("bad\nsplit")) == "ValueError: bad split"
+    assert runner.error_text(ValueError("x" * 1000)) == ("ValueError: " + "x" * 1000)[:500]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("train_pairs", 1),
+        ("batch_size", 2),
+        ("lr", 0.5),
+        ("val_every", 1),
+        ("val_episodes", 1),
+        ("distort", True),
+        ("episodes", 2),
+    ],
+)
+def test_each_training_or_test_setting_tells_two_grids_of_one_cell_apart(field, value):
+    """Every field a cell is trained or tested with is a setting: two grids holding one cell that differ in
+    any of them are refused (the second grid's cell would silently get the first's)."""
+    from siamese_bench.presets import Grid, cell_settings
+
+    a = Grid(("vinyals",), ("conv4",), ("koch",))
+    b = dataclasses.replace(a, **{field: value})
+    with pytest.raises(ValueError, match="vinyals/conv4/koch/0 .*two grids with different settings"):
+        cell_settings((a, b))
+    assert cell_settings((a, b), strict=False) == {("vinyals", "conv4", "koch", 0): a.settings}
+
+
+def test_naming_every_protocol_of_the_preset_narrows_to_all_of_them_in_the_presets_order():
+    """--protocols listing exactly the preset's protocols keeps every grid with its own settings (it is a
+    narrowing, not a replacement), and a narrowing keeps the grid's order of names, not the flag's."""
+    quick = PRESETS.get("quick").grids
+    assert _grids("--protocols", "vinyals,mnist-heldout") == quick
+    assert all(g.heads == ("koch", "triplet") for g in _grids("--heads", "triplet,koch"))
+
+
+def test_protocols_the_preset_lacks_get_their_own_ways_shots_and_episodes():
+    """The smoke preset's grid fixes ways 3,5, shot 1 and 200 episodes for digits; another protocol named
+    with --protocols takes its own defaults for all three, keeping only the training settings."""
+    (g,) = _grids("--preset", "smoke", "--protocols", "vinyals")
+    smoke = PRESETS.get("smoke").grids[0]
+    assert (g.ways, g.shots, g.episodes) == (None, None, None)
+    assert (g.train_pairs, g.val_every, g.val_episodes) == (smoke.train_pairs, 512, 50)
+
+
+def test_cpu_presets_add_cuda_when_present_and_the_paper_preset_requires_it(tmp_path, monkeypatch):
+    """quick and standard run on the CPU plus CUDA when present; paper is a GPU grid: without a GPU it is
+    refused with the no-CUDA message instead of silently running nothing."""
+
+    def resolved(*argv):
+        return runner.config_from_args(build_parser().parse_args(["run", *argv, "--out", str(tmp_path)]))
+
+    assert resolved("--preset", "quick").devices == ("cpu", "cuda?")
+    assert resolved("--preset", "standard").devices == ("cpu", "cuda?")
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="CUDA was requested"):
+        resolved("--preset", "paper")
