@@ -89,8 +89,8 @@ def restrict(config, protocols=None, backbones=None, heads=None, devices=None, s
         if ways is None:
             grids.append(g2)
         elif g2.ways is not None:
-            if keep(g2.ways, ways):
-                grids.append(dataclasses.replace(g2, ways=keep(g2.ways, ways)))
+            if listed := keep(g2.ways, ways):
+                grids.append(dataclasses.replace(g2, ways=listed))
         else:  # the protocols' own ways: one grid per protocol, with the wanted ones among its ways
             for p in g2.protocols:
                 own = keep(get_protocol(p).ways, ways)
