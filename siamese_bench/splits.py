@@ -81,11 +81,17 @@ class ClassSplit:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def check(self) -> None:
-        """Raise ValueError when two parts share what `disjoint` forbids (or a part is empty)."""
+        """Raise ValueError when two parts share what `disjoint` forbids (or a part is empty or named twice)."""
         for key, part in self.parts:
             if not part.classes:
                 raise ValueError(f"split {self.name}: part {key!r} has no classes")
         keys = [k for k, _ in self.parts]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise ValueError(
+                f"split {self.name}: part {repeated[0]!r} is listed more than once ({keys}); "
+                "each part name must be unique"
+            )
         if self.disjoint == "groups":
             known = dict(self.groups)
             missing = [c for _, p in self.parts for c in p.classes if c not in known]

@@ -100,3 +100,10 @@ def test_rotations_are_one_character_but_other_characters_are_not():
 def test_by_groups_refuses_an_unknown_group():
     with pytest.raises(ValueError, match="unknown groups \\['Atlantis'\\]"):
         by_groups("s", "d", "x", {"A/c1": "A", "B/c2": "B"}, {"train": ("A",), "test": ("Atlantis",)})
+
+
+def test_part_named_twice_is_rejected():
+    """part('train') returned the first of two 'train' parts; the other was silently unreachable."""
+    parts = (("train", SplitPart("s", ("a",))), ("train", SplitPart("s", ("b",))))
+    with pytest.raises(ValueError, match="part 'train' is listed more than once"):
+        ClassSplit("x", "d", parts, "classes")

@@ -193,8 +193,9 @@ def sample_episodes(
     rest as queries (so support and query never share an image). Class order within an episode is random.
     Deterministic in (index content, N, K, Q, E, seed, within_group).
 
-    Raises ValueError: N < 2, K < 1, Q < 1, E < 1, N above the number of classes, K + Q above the images of
-    the smallest class, or within_group with no group of >= N classes.
+    Raises ValueError: N < 2, K < 1, Q < 1, E < 1, a seed that is not an int in [0, 2**64) (-1 marks episodes
+    not sampled here), a non-bool within_group, N above the number of classes, K + Q above the images of the
+    smallest class, or within_group with no group of >= N classes.
     """
     for name, value, low in (
         ("n_way", n_way, 2),
@@ -204,6 +205,10 @@ def sample_episodes(
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    if not isinstance(within_group, bool):
+        raise ValueError(f"within_group must be True or False, got {within_group!r}")
     num = index.num_classes
     if n_way > num:
         raise ValueError(

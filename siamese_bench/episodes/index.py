@@ -71,7 +71,8 @@ class ClassIndex:
         """Index `ds` restricted to `classes` (names, or global ids; None = every class, in id order).
 
         Local class c is `classes[c]`. Raises ValueError for unknown names, out-of-range or repeated ids,
-        an empty selection, or a selected class without images.
+        an empty selection, a selected class without images, or labels / groups of `ds` that are not integer
+        ids indexing its class_names / group_names.
         """
         label = name if name is not None else ds.name
         class_ids = _resolve_classes(ds, classes, label)
@@ -85,12 +86,14 @@ class ClassIndex:
                 f"{label}: classes listed more than once: {[ds.class_names[c] for c in dup[:5]]}; "
                 "list each class once"
             )
+        labels = _check_ids(ds.labels, ds.num_classes, f"{label}: label", ds.name, "class_names")
+        groups = _check_ids(ds.groups, len(ds.group_names), f"{label}: group id", ds.name, "group_names")
         device = ds.device
         class_ids = class_ids.to(device)
         # global label -> local class id (-1 = not selected)
         lut = torch.full((ds.num_classes,), -1, dtype=torch.int64, device=device)
         lut[class_ids] = torch.arange(num, dtype=torch.int64, device=device)
-        local = lut[ds.labels]
+        local = lut[labels]
         keep = torch.nonzero(local >= 0).squeeze(1)
         local_kept = local[keep]
         order = keep[torch.argsort(local_kept, stable=True)]
@@ -108,7 +111,7 @@ class ClassIndex:
             offsets=offsets,
             counts=counts,
             class_ids=class_ids,
-            groups=ds.groups.to(device)[class_ids],
+            groups=groups.to(device)[class_ids],
             class_names=tuple(ds.class_names[i] for i in class_ids.tolist()),
             group_names=ds.group_names,
             name=label,
@@ -169,6 +172,11 @@ def _resolve_classes(ds: ImageSet, classes, label: str) -> torch.Tensor:
             )
         ids = classes.to("cpu", torch.int64)
     else:
+        if isinstance(classes, str):
+            raise ValueError(
+                f"{label}: classes must be a list of names or ids, got the single string {classes!r}; "
+                f"pass [{classes!r}]"
+            )
         classes = list(classes)
         if all(isinstance(c, str) for c in classes):
             lookup = {c: i for i, c in enumerate(ds.class_names)}
@@ -189,6 +197,22 @@ def _resolve_classes(ds: ImageSet, classes, label: str) -> torch.Tensor:
             f"{label}: class ids {bad[:5].tolist()} out of range for {ds.name} with {ds.num_classes} classes "
             f"(valid: 0..{ds.num_classes - 1})"
         )
+    return ids
+
+
+def _check_ids(ids: torch.Tensor, n: int, what: str, ds_name: str, names: str) -> torch.Tensor:
+    """`ids` (labels or groups of ImageSet `ds_name`) as int64 after checking they are integers in [0, n),
+    indexing its `names`; a negative id would otherwise wrap to the last class or group, silently."""
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise ValueError(f"{what}s of {ds_name} must be integers indexing its {names}, got {ids.dtype}")
+    ids = ids.long()
+    if ids.numel():
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= n:
+            raise ValueError(
+                f"{what} {lo if lo < 0 else hi} of {ds_name} is out of range for its {n} {names} "
+                f"(valid: 0..{n - 1})"
+            )
     return ids
 
 

@@ -63,11 +63,12 @@ def sample_pairs(
     """`batch_size` pairs, exactly half positive (same class, two different images) and half negative (two
     classes), shuffled so that position carries no label. Tensors are on `index.device`.
 
-    Raises ValueError for an odd or non-positive batch size, a bad strategy / class_probs / hard_negatives,
-    a class with nonzero probability that has a single image (it cannot form a positive), or fewer than two
-    classes with nonzero probability (no negatives).
+    Raises ValueError for an odd or non-positive batch size, a bad generator / strategy / class_probs /
+    hard_negatives, a class with nonzero probability that has a single image (it cannot form a positive), or
+    fewer than two classes with nonzero probability (no negatives).
     """
     _check_batch_size(batch_size, even=True)
+    _check_generator(generator)
     weights = class_weights(index, strategy, class_probs)
     _check_classes(index, weights)
     half = batch_size // 2
@@ -105,7 +106,10 @@ def class_weights(
         return index.counts.double() / index.num_images
     if class_probs is None:
         raise ValueError("strategy='custom' needs class_probs: one probability per class of the index")
-    p = torch.as_tensor(class_probs, dtype=torch.float64).to(index.device)
+    try:
+        p = torch.as_tensor(class_probs, dtype=torch.float64).to(index.device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"class_probs must be numbers, one per class of {index.name} ({err})") from err
     if p.ndim != 1 or p.shape[0] != index.num_classes:
         raise ValueError(
             f"class_probs must have shape ({index.num_classes},) (one entry per class of {index.name}), "
@@ -114,6 +118,8 @@ def class_weights(
     if not bool(torch.isfinite(p).all()) or bool((p < 0).any()):
         raise ValueError("class_probs must be finite and non-negative")
     total = float(p.sum())
+    if not math.isfinite(total):
+        raise ValueError(f"class_probs sum to {total} (overflow); scale them down, e.g. divide by their max")
     if total <= 0:
         raise ValueError("class_probs must have a positive sum (at least one class with probability > 0)")
     return p / total
@@ -126,6 +132,14 @@ def _check_batch_size(batch_size: int, even: bool) -> None:
         fix = f"{batch_size + 1} or {batch_size - 1}" if batch_size > 1 else f"{batch_size + 1}"
         raise ValueError(
             f"batch_size must be even (half positive, half negative pairs), got {batch_size}; use {fix}"
+        )
+
+
+def _check_generator(generator) -> None:
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(
+            f"generator must be a torch.Generator, e.g. torch.Generator().manual_seed(0), "
+            f"got {type(generator).__name__}"
         )
 
 

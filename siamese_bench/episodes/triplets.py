@@ -15,6 +15,7 @@ from siamese_bench.episodes.index import ClassIndex
 from siamese_bench.episodes.pairs import (
     _check_batch_size,
     _check_classes,
+    _check_generator,
     _draw_classes,
     _draw_image,
     _draw_other_class,
@@ -64,6 +65,7 @@ def sample_triplets(
     positions) takes its negative from the anchor's group. Raises ValueError like `sample_pairs` (single-image classes, < 2 classes, bad options).
     """
     _check_batch_size(batch_size, even=False)
+    _check_generator(generator)
     weights = class_weights(index, strategy, class_probs)
     _check_classes(index, weights)
     n_hard = _hard_count(hard_negatives, batch_size)

@@ -368,3 +368,23 @@ def test_load_refuses_malformed_fields(ds, tmp_path):
         torch.save(bad, tmp_path / "bad.pt")
         with pytest.raises(ValueError, match="corrupt episodes file"):
             Episodes.load(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, np.int64(3), 3.0, True, None])
+def test_bad_seeds_are_rejected(ds, seed):
+    """-1 marks episodes not sampled here; 2**64 overflows; numpy ints, floats and bools reached torch."""
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*64\)"):
+        sample_episodes(ClassIndex.build(ds), 5, 1, 1, 3, seed)
+
+
+def test_seed_range_ends_are_accepted(ds):
+    ix = ClassIndex.build(ds)
+    assert sample_episodes(ix, 5, 1, 1, 3, 2**64 - 1).seed == 2**64 - 1
+    assert len(sample_episodes(ix, 5, 1, 1, 3, 0)) == 3
+
+
+@pytest.mark.parametrize("within_group", ["no", 1, None])
+def test_within_group_must_be_a_bool(ds, within_group):
+    """within_group='no' (truthy) drew within-group episodes and recorded 'no' as their provenance."""
+    with pytest.raises(ValueError, match="within_group must be True or False"):
+        sample_episodes(ClassIndex.build(ds), 2, 1, 1, 3, 0, within_group=within_group)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.episodes import ClassIndex, gather
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -137,3 +138,52 @@ def test_to_keeps_groups_apart_from_class_ids(ds):
     moved = ix.to("cpu")
     assert moved.groups.tolist() == [2, 3, 2] and moved.class_ids.tolist() == [7, 13, 2]
     assert moved.name == ix.name and moved.group_names == ix.group_names
+
+
+def _relabel(ds, labels=None, groups=None):
+    return ImageSet(
+        ds.name,
+        ds.images,
+        ds.labels if labels is None else labels,
+        ds.class_names,
+        ds.groups if groups is None else groups,
+        ds.group_names,
+    )
+
+
+def test_build_rejects_labels_and_groups_that_do_not_index_the_names(make_set):
+    """A label -1 would wrap to the last class (its images silently joining it); labels past the classes, float
+    labels and group ids past group_names get a clear error naming the id and the limit."""
+    ds = make_set(n_classes=6, n_groups=2)
+    last = ds.labels == 5
+    with pytest.raises(
+        ValueError, match=r"synthetic: label -1 of synthetic is out of range for its 6 class_names"
+    ):
+        ClassIndex.build(_relabel(ds, torch.where(last, -1, ds.labels)))
+    with pytest.raises(
+        ValueError, match=r"label 6 of synthetic is out of range for its 6 class_names \(valid: 0..5\)"
+    ):
+        ClassIndex.build(_relabel(ds, torch.where(last, 6, ds.labels)))
+    with pytest.raises(
+        ValueError, match="labels of synthetic must be integers indexing its class_names, got torch.float32"
+    ):
+        ClassIndex.build(_relabel(ds, ds.labels.float()))
+    with pytest.raises(ValueError, match=r"group id 2 of synthetic is out of range for its 2 group_names"):
+        ClassIndex.build(_relabel(ds, groups=torch.tensor([0, 1, 2, 0, 1, 0])))
+    with pytest.raises(ValueError, match=r"group id -1 of synthetic is out of range"):
+        ClassIndex.build(_relabel(ds, groups=torch.tensor([0, 1, -1, 0, 1, 0])))
+
+
+def test_build_accepts_int32_labels_and_groups(make_set):
+    ds = make_set(n_classes=6, n_groups=2)
+    ix = ClassIndex.build(ds)
+    ix32 = ClassIndex.build(_relabel(ds, ds.labels.int(), ds.groups.int()))
+    for f in ("order", "offsets", "counts", "class_ids", "groups"):
+        assert torch.equal(getattr(ix32, f), getattr(ix, f)) and getattr(ix32, f).dtype == torch.int64
+
+
+def test_build_refuses_a_single_string_for_classes(ds):
+    """A bare name was iterated as characters and reported as unknown names ['G', '0', '/', ...]."""
+    with pytest.raises(ValueError, match=r"single string 'G0/c00'; pass \['G0/c00'\]"):
+        ClassIndex.build(ds, "G0/c00")
+    assert ClassIndex.build(ds, ["G0/c00"]).class_ids.tolist() == [0]

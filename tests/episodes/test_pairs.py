@@ -392,3 +392,22 @@ def test_single_image_class_rejected_by_weighted_strategies(make_set):
         sample_pairs(single, 8, g, strategy="proportional")
     with pytest.raises(ValueError, match="class 'G0/c01' has a single image"):
         sample_triplets(single, 8, g, strategy="custom", class_probs=[1.0, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("generator", [None, 0, np.random.default_rng(0)])
+def test_generator_must_be_a_torch_generator(ds, generator):
+    ix = ClassIndex.build(ds)
+    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+        sample_pairs(ix, 8, generator)
+    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+        sample_triplets(ix, 8, generator)
+
+
+def test_class_probs_that_overflow_or_are_not_numbers(ds):
+    """A sum that overflows to inf made every probability 0 and blamed 'fewer than 2 classes'."""
+    ix = ClassIndex.build(ds)
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"class_probs sum to inf \(overflow\)"):
+        sample_pairs(ix, 8, g, strategy="custom", class_probs=[1e308] * 30)
+    with pytest.raises(ValueError, match="class_probs must be numbers, one per class of synthetic"):
+        sample_pairs(ix, 8, g, strategy="custom", class_probs=["a"] * 30)
