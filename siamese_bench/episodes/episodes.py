@@ -132,16 +132,14 @@ class Episodes:
                 f"{', '.join(map(str, READABLE_VERSIONS))}; delete it and sample again with this version"
             )
         try:
+            for key, kind in _FIELDS:  # exact types: bool("False") is True, int(5.5) is 5
+                if type(blob[key]) is not kind:
+                    raise TypeError(f"{key} is {blob[key]!r}, not {kind.__name__}")
             ep = cls(
                 _wide(blob["support"]),
                 _wide(blob["query"]),
                 _wide(blob["classes"]),
-                int(blob["n_way"]),
-                int(blob["k_shot"]),
-                int(blob["n_query"]),
-                int(blob["seed"]),
-                str(blob["split_hash"]),
-                bool(blob["within_group"]),
+                *(blob[key] for key, _ in _FIELDS),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise ValueError(f"{path}: corrupt episodes file ({err!r}); delete it and sample again") from err
@@ -150,6 +148,16 @@ class Episodes:
                 f"{path}: content does not match its stored fingerprint; delete it and sample again"
             )
         return ep
+
+
+_FIELDS = (
+    ("n_way", int),
+    ("k_shot", int),
+    ("n_query", int),
+    ("seed", int),
+    ("split_hash", str),
+    ("within_group", bool),
+)
 
 
 def _compact(t: torch.Tensor) -> torch.Tensor:

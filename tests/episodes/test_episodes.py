@@ -358,13 +358,25 @@ def test_files_keep_int64_values_outside_int32(tmp_path):
 
 
 def test_load_refuses_malformed_fields(ds, tmp_path):
-    """A float index tensor, a scalar `classes` or a missing field is a corrupt file (ValueError), even
-    where the fingerprint of the values would still match."""
+    """A float index tensor, a scalar `classes`, a missing field or a field of another type (within_group
+    "False" read as True) is a corrupt file (ValueError), even where the fingerprint would still match."""
     ep = sample_episodes(ClassIndex.build(ds), 3, 1, 1, 5, seed=1)
     ep.save(tmp_path / "good.pt")
     blob = torch.load(tmp_path / "good.pt", weights_only=True)
     without = {k: v for k, v in blob.items() if k != "within_group"}
-    for bad in ({**blob, "support": blob["support"].double()}, {**blob, "classes": torch.tensor(3)}, without):
+    edited = [  # hand edits the fingerprint does not cover, which int() / bool() would have accepted
+        {**blob, "within_group": "False"},
+        {**blob, "within_group": 0},
+        {**blob, "n_way": 3.0},
+        {**blob, "seed": True},
+        {**blob, "split_hash": None},
+    ]
+    for bad in (
+        {**blob, "support": blob["support"].double()},
+        {**blob, "classes": torch.tensor(3)},
+        without,
+        *edited,
+    ):
         torch.save(bad, tmp_path / "bad.pt")
         with pytest.raises(ValueError, match="corrupt episodes file"):
             Episodes.load(tmp_path / "bad.pt")
