@@ -23,7 +23,8 @@ open at a time, by its PIL mode:
 channels: 1 when every image is grayscale by that rule, else 3 (grayscale images repeated on R, G, B), or
 forced with `channels=1|3` (colour to gray with PIL's convert("L")). image_size resizes every image
 to (image_size, image_size) (antialiased bilinear, aspect not kept); without it all images must share a size.
-Hidden files (".DS_Store", ...) are skipped; any other file that is not an image is an error naming it.
+Hidden files (".DS_Store", ...) are skipped; any other file that is not an image is an error naming it, and so
+are broken links and two links to one file.
 DataFrame (and CSV) cells that are blank in the path, label or group column are an error giving the rows;
 a float label or group column whose values are all whole numbers is read as int (class "3", not "3.0").
 """
@@ -99,6 +100,8 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
             return _pixels(im, path)
     except _BadPixels:
         raise
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{path}: too large to decode ({e}); make it smaller, or remove it") from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ValueError(
             f"{path}: not a readable image ({type(e).__name__}: {e}); remove it or fix it"
@@ -149,10 +152,16 @@ def load_images(
         out = torch.from_numpy(np.stack(arrays))
     else:
         size = int(image_size)
-        out = torch.empty((len(arrays), channels, size, size), dtype=torch.uint8)
-        for shape in sizes:  # one batched resize per distinct source size
-            idx = [i for i, a in enumerate(arrays) if a.shape[1:] == shape]
-            out[idx] = store.resize_images(torch.from_numpy(np.stack([arrays[i] for i in idx])), size)
+        try:
+            out = torch.empty((len(arrays), channels, size, size), dtype=torch.uint8)
+            for shape in sizes:  # one batched resize per distinct source size
+                idx = [i for i, a in enumerate(arrays) if a.shape[1:] == shape]
+                out[idx] = store.resize_images(torch.from_numpy(np.stack([arrays[i] for i in idx])), size)
+        except RuntimeError as e:  # the allocator: "can't allocate memory"
+            raise ValueError(
+                f"{len(arrays)} images at {size}x{size} do not fit in memory ({type(e).__name__}: {e}); use a "
+                "smaller image_size (@SIZE)"
+            ) from e
     return 255 - out if invert else out
 
 
@@ -194,13 +203,25 @@ def list_folder(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
     subs = _visible(root)
     if not subs:
         raise ValueError(f"{root} is empty; expected one folder per class (root/<class>/<image>)")
+    _no_broken_links(subs)
     stray = [p for p in subs if not p.is_dir()]
     if stray:
         raise ValueError(f"{stray[0]} is a file; {root} must hold only class folders (root/<class>/<image>)")
-    kinds = {p: {q.is_dir() for q in _visible(p)} for p in subs}
+    children = {p: _visible(p) for p in subs}
+    for entries in children.values():
+        _no_broken_links(entries)
+    kinds = {p: {q.is_dir() for q in entries} for p, entries in children.items()}
     empty = [p for p, k in kinds.items() if not k]
     if empty:
         raise ValueError(f"class folder {empty[0]} is empty; add images or remove it")
+    both = next((p for p, k in kinds.items() if k == {True, False}), None)
+    if both is not None:
+        folder = next(q for q in children[both] if q.is_dir())
+        file = next(q for q in children[both] if not q.is_dir())
+        raise ValueError(
+            f"{both} holds both a folder ({folder.name}) and a file ({file.name}); a folder holds either class "
+            "folders or images (root/<class>/<image> or root/<group>/<class>/<image>): move or remove one"
+        )
     two_levels = all(k == {True} for k in kinds.values())
     if not two_levels and any(True in k for k in kinds.values()):
         nested = next(p for p, k in kinds.items() if True in k)
@@ -226,10 +247,22 @@ def list_folder(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
                 items += [(g.name, f"{g.name}/{c.name}", f) for f in files]
     else:
         items = [("all", c.name, f) for c in subs for f in _visible(c)]
-    broken = [f for _, _, f in items if not f.exists()]
+    _no_broken_links([f for _, _, f in items])
+    # links to one file: a copy would be its own query's support, or its class's twin
+    first: dict[Path, Path] = {}
+    for _, _, f in items:
+        seen = first.setdefault(f.resolve(), f)
+        if seen != f:
+            raise ValueError(
+                f"{seen} and {f} are one image file (through a link); keep each image once, in one class folder"
+            )
+    return items
+
+
+def _no_broken_links(paths: list[Path]) -> None:
+    broken = [p for p in paths if not p.exists()]
     if broken:
         raise ValueError(f"{broken[0]} is a broken link (to {os.readlink(broken[0])}); fix or remove it")
-    return items
 
 
 def load_dataframe(

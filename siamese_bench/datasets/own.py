@@ -41,7 +41,7 @@ def parse(spec: str) -> tuple[str, Path, int]:
             "(a CSV of path,label[,group])"
         )
     path, at, size = body.rpartition("@")
-    if at and size.isdigit():
+    if at and size.isascii() and size.isdigit():
         if int(size) < 4:
             raise ValueError(f"{spec!r}: image size {size} is too small; use @4 or more (the default is 28)")
         return kind, Path(path).expanduser(), int(size)
@@ -59,12 +59,15 @@ def list_images(kind: str, path: Path) -> list[tuple[str, str, Path]]:
 def _read_csv(path: Path):
     """(DataFrame, "group" or None): the CSV's rows and whether it has a group column. An empty, malformed or
     non-UTF-8 file is a ValueError naming it."""
+    if path.is_dir():
+        raise ValueError(f"CSV file {path} is a folder; a folder of class folders is written folder:PATH")
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {path} does not exist")
     import pandas as pd
 
     try:
-        df = pd.read_csv(path)
+        # only an empty cell is blank: a class named "NA", "None" or "null" stays a class
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError as e:
         raise ValueError(
             f"CSV file {path} is empty; it needs a header line (path,label[,group]) and one row per image"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+import struct
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -341,3 +343,60 @@ def test_a_zero_image_size_and_labels_that_collide_as_names_are_refused(tmp_path
     df = pd.DataFrame({"path": [str(tmp_path / "x.png"), str(tmp_path / "y.png")], "label": [1, "1"]})
     with pytest.raises(ValueError, match="collide as class names"):
         load_dataframe(df)
+
+
+def test_a_broken_link_to_a_class_or_group_folder_is_named_as_one(tmp_path):
+    root = one_level(tmp_path / "r")
+    (root / "eel").symlink_to(tmp_path / "gone", target_is_directory=True)
+    with pytest.raises(ValueError, match="eel is a broken link .*gone.*; fix or remove it"):
+        load_folder(root)  # not "eel is a file"
+    for g in ("g1", "g2"):
+        save(tmp_path / "t" / g / "a" / "x.png")
+    (tmp_path / "t" / "g1" / "b").symlink_to(tmp_path / "gone", target_is_directory=True)
+    with pytest.raises(ValueError, match="b is a broken link"):
+        load_folder(tmp_path / "t")  # not "g1 holds folders while other class folders hold images"
+
+
+def test_a_folder_holding_both_folders_and_files_is_named(tmp_path):
+    for g in ("g1", "g2"):
+        for c in ("a", "b"):
+            save(tmp_path / "r" / g / c / "x.png")
+    (tmp_path / "r" / "g1" / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"g1 holds both a folder \(a\) and a file \(notes\.txt\)"):
+        load_folder(tmp_path / "r")  # g2 holds class folders too: "other class folders hold images" misleads
+
+
+def test_one_image_linked_into_two_classes_is_refused(tmp_path):
+    """Like a CSV row listed twice: the copy would be its own query's support, or a class of its twin."""
+    root = one_level(tmp_path / "r")
+    (root / "dog" / "also_cat.png").symlink_to(root / "cat" / "0.png")
+    with pytest.raises(ValueError, match=r"cat/0\.png and .*also_cat\.png are one image file"):
+        load_folder(root)
+    (root / "dog" / "also_cat.png").unlink()
+    (root / "kitten").symlink_to(root / "cat", target_is_directory=True)
+    with pytest.raises(ValueError, match="are one image file"):
+        load_folder(root)
+
+
+def test_an_image_too_large_to_decode_is_named(tmp_path):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)  # 900 M pixels: PIL's decompression bomb
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    with pytest.raises(ValueError, match=r"big\.png: too large to decode .*make it smaller"):
+        load_images([big])
+
+
+def test_an_image_size_too_large_for_memory_is_named(tmp_path, monkeypatch):
+    from siamese_bench.datasets import store
+
+    def no_room(images, size):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(store, "resize_images", no_room)
+    with pytest.raises(
+        ValueError, match=r"1 images at 100000x100000 do not fit in memory .*smaller image_size"
+    ):
+        load_images([save(tmp_path / "x.png")], image_size=100000)

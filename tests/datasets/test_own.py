@@ -33,6 +33,8 @@ def test_parse_path_and_size():
 def test_csv_listing_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="CSV file .* does not exist"):
         list_images("csv", tmp_path / "none.csv")
+    with pytest.raises(ValueError, match="CSV file .* is a folder; .* written folder:PATH"):
+        list_images("csv", tmp_path)  # not "does not exist"
     pd.DataFrame({"file": ["a.png"], "label": [1]}).to_csv(tmp_path / "cols.csv", index=False)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['path'\]"):
         list_images("csv", tmp_path / "cols.csv")
@@ -161,3 +163,17 @@ def test_a_csv_group_column_gives_the_groups(tmp_path, own_cache):
     assert {g for g, _, _ in list_images("csv", csv)} == {"g0", "g1", "g2"}
     ds = load_own(f"csv:{csv}", 8)
     assert ds.group_names == ("g0", "g1", "g2") and ds.groups.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_parse_reads_only_ascii_digits_as_a_size():
+    assert parse("folder:imgs@²") == ("folder", Path("imgs@²"), 28)  # not int("²"): ValueError
+
+
+def test_a_csv_label_na_or_none_is_a_class_name_not_a_blank(tmp_path):
+    for i, name in enumerate(("x", "y", "z")):
+        Image.new("L", (2, 2), i).save(tmp_path / f"{name}.png")
+    (tmp_path / "l.csv").write_text("path,label\nx.png,NA\ny.png,None\nz.png,\n")
+    with pytest.raises(ValueError, match=r"blank 'label' in row\(s\) 3 "):  # rows 1 and 2 are not blank
+        list_images("csv", tmp_path / "l.csv")
+    (tmp_path / "l.csv").write_text("path,label\nx.png,NA\ny.png,None\n")
+    assert [c for _, c, _ in list_images("csv", tmp_path / "l.csv")] == ["NA", "None"]
