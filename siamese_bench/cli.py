@@ -23,10 +23,16 @@ def _csv(kind):
     return parse
 
 
+def _data_dir(text: str) -> Path | None:
+    """--data-dir "" (e.g. an unset shell variable) means not given, as an empty $SIAMESE_BENCH_DATA does;
+    Path("") would be the current directory."""
+    return Path(text) if text else None
+
+
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
-        type=Path,
+        type=_data_dir,
         help="dataset directory (default: $SIAMESE_BENCH_DATA, else the checkout's data/ folder)",
     )
 

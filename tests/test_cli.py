@@ -347,3 +347,19 @@ def test_a_permission_error_is_one_line_exit_2(monkeypatch, capsys):
     monkeypatch.setattr(runner, "run", fail)
     assert main(["run", "--preset", "smoke", "--out", "unused", "--devices", "cpu"]) == 2
     assert "Permission denied: out/accuracy.csv; make room or fix the permissions" in capsys.readouterr().err
+
+
+def test_an_empty_data_dir_means_not_given(monkeypatch, tmp_path, capsys):
+    """`--data-dir "$UNSET"` falls back to $SIAMESE_BENCH_DATA like an empty variable does, instead of
+    Path("") = the current directory."""
+    from siamese_bench import datasets
+    from siamese_bench.cli import build_parser, main
+
+    for argv in (["data", "verify"], ["data", "fetch"], ["run"]):
+        assert build_parser().parse_args([*argv, "--data-dir", ""]).data_dir is None
+    seen = []
+    monkeypatch.setenv("SIAMESE_BENCH_DATA", str(tmp_path))
+    monkeypatch.setattr(datasets, "verify_all", lambda data_dir, names: seen.append(data_dir) or [])
+    assert main(["data", "verify", "digits", "--data-dir", ""]) == 0
+    assert seen == [None]
+    assert f"data directory: {tmp_path} (chosen by: environment variable" in capsys.readouterr().out

@@ -92,8 +92,17 @@ def read_all_runs(path: str | os.PathLike) -> LakeRuns:
                 if not line.strip():
                     continue
                 m = _LINE.match(line.strip())
-                if m is None or int(m[1]) != r or int(m[3]) != r:
+                if (
+                    m is None
+                    or int(m[1]) != r
+                    or int(m[3]) != r
+                    or not (1 <= int(m[2]) <= N_WAY and 1 <= int(m[4]) <= N_WAY)
+                ):
                     raise ValueError(f"{path}:{labels}: unexpected line {line!r}")
+                if answer[r - 1, int(m[2]) - 1] >= 0:
+                    raise ValueError(
+                        f"{path}:{labels}: a second answer for test item{int(m[2]):02d}: {line!r}"
+                    )
                 answer[r - 1, int(m[2]) - 1] = int(m[4]) - 1
     if (answer < 0).any():
         r, i = np.argwhere(answer < 0)[0]

@@ -116,7 +116,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
     """torch.save `obj` to `path` atomically (temp file in the same folder, fsync, os.replace)."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+    def save(f: object) -> None:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as e:
+            # torch's zip writer hides a failed write (disk full, Ctrl-C) behind "unexpected pos": raise that
+            if isinstance(e.__context__, (OSError, KeyboardInterrupt)):
+                raise e.__context__ from None
+            raise
+
+    _atomic_write(Path(path), save)
 
 
 # ------------------------------------------------------------------------------------------------ fetching

@@ -287,3 +287,18 @@ def test_runs_as_episodes_checks_on_synthetic_runs():
     fails(r"alphabets \['Klingon'\] are not among", evaluation=renamed)
     shuffled = dataclasses.replace(ev, labels=ev.labels.flip(0))
     fails("same evaluation set", native=shuffled)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("run01/test/item21.png run01/training/class01.png", "unexpected line"),  # was an IndexError
+        ("run01/test/item00.png run01/training/class01.png", "unexpected line"),  # was item20's answer
+        ("run01/test/item05.png run01/training/class21.png", "unexpected line"),  # was answer 20 of [0, 20)
+        ("run01/test/item03.png run01/training/class07.png", "a second answer for test item03"),
+    ],
+)
+def test_read_all_runs_rejects_answers_out_of_range_or_given_twice(tmp_path, line, message):
+    text = "".join(f"run01/test/item{i:02d}.png run01/training/class{i:02d}.png\n" for i in range(1, 21))
+    with pytest.raises(ValueError, match=message):
+        lake_runs.read_all_runs(runs_zip(tmp_path / "bad.zip", labels={1: text + line + "\n"}))

@@ -422,3 +422,45 @@ def test_require_files_does_not_download_unless_allowed(tmp_path):
     with pytest.raises(store.DatasetMissingError, match="chosen by: given explicitly"):
         store.require_files("toy", tmp_path / "data", [rf])
     assert not (tmp_path / "data").exists()
+
+
+def fail_writes_after(monkeypatch, error: BaseException, limit: int = 3000) -> None:
+    """Files that atomic writes open raise `error` once `limit` bytes are written (a disk filling up mid-write,
+    Ctrl-C): torch.save's zip writer then raises RuntimeError("unexpected pos") over it."""
+    real_fdopen = os.fdopen
+
+    class Failing:
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, b):
+            self.n += len(b)
+            if self.n > limit:
+                raise error
+            return self.f.write(b)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: Failing(real_fdopen(fd, *a, **k)))
+
+
+def test_cache_write_on_a_full_disk_warns_and_leaves_no_file(tmp_cache, monkeypatch):
+    fail_writes_after(monkeypatch, OSError(28, "No space left on device"))
+    with pytest.warns(UserWarning, match="could not write cache file .*No space left on device"):
+        got = store.cached({"dataset": "toy"}, lambda: {"x": tiny_set(n=200)}, name="toy")
+    assert_same(got["x"], tiny_set(n=200))
+    assert list(tmp_cache.iterdir()) == []
+
+
+def test_ctrl_c_during_a_cache_write_is_an_interrupt_and_leaves_no_file(tmp_path, monkeypatch):
+    fail_writes_after(monkeypatch, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):  # not torch's RuntimeError: the CLI then exits 130, no traceback
+        store.atomic_torch_save({"x": torch.zeros(1000)}, tmp_path / "obj.pt")
+    assert list(tmp_path.iterdir()) == []
