@@ -290,9 +290,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "\ninterrupted: finished cells are saved, and so is the training in progress up to its last snapshot "
-            "(OUT/snapshots/); re-run the same command to resume",
-            file=sys.stderr,
-        )
+        if args.command in ("run", "reproduce"):
+            print(
+                "\ninterrupted: finished cells are saved, and so is the training in progress up to its last "
+                "snapshot (OUT/snapshots/); re-run the same command to resume",
+                file=sys.stderr,
+            )
+        else:  # files are written atomically: an interrupted write leaves the old file or none
+            print(f"\ninterrupted: {args.command} stopped; no file is left half-written", file=sys.stderr)
         return 130

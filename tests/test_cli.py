@@ -300,6 +300,10 @@ def test_no_command_is_exit_2_and_ctrl_c_is_exit_130(monkeypatch, capsys):
 
     monkeypatch.setattr(commands, "ls", interrupted)
     assert main(["ls"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: ls stopped" in err and "snapshot" not in err  # nothing to resume
+    monkeypatch.setattr(commands, "run", interrupted)
+    assert main(["run"]) == 130
     assert "re-run the same command to resume" in capsys.readouterr().err
 
 
