@@ -99,7 +99,8 @@ def read_idx(path: str | os.PathLike, check_sha256: str | None = None) -> np.nda
         if got != check_sha256:
             raise ValueError(
                 f"{path}: decompressed sha256 {got} differs from the official {check_sha256}; this is not "
-                f"the official MNIST file (or it is corrupt) — replace it (`{store.FETCH_HINT} mnist`)"
+                f"the official MNIST file (or it is corrupt) — delete it and copy or fetch it again "
+                f"(`{store.FETCH_HINT} mnist`)"
             )
     return parse_idx(data, str(path))
 
