@@ -23,10 +23,12 @@ open at a time, by its PIL mode:
 channels: 1 when every image is grayscale by that rule, else 3 (grayscale images repeated on R, G, B), or
 forced with `channels=1|3` (colour to gray with PIL's convert("L")). image_size resizes every image
 to (image_size, image_size) (antialiased bilinear, aspect not kept); without it all images must share a size.
-Hidden files (".DS_Store", ...) are skipped; any other file that is not an image is an error naming it, and so
-are broken links and two links to one file.
-DataFrame (and CSV) cells that are blank in the path, label or group column are an error giving the rows;
-a float label or group column whose values are all whole numbers is read as int (class "3", not "3.0").
+Hidden files (".DS_Store", ...) are skipped, and so is OS junk by exactly these names: "__MACOSX" (macOS zip
+archives), "@eaDir" (Synology thumbnails), "Thumbs.db" and "desktop.ini" (Windows; in any case). Any other file
+that is not an image is an error naming it, and so are broken links and two links to one file.
+DataFrame (and CSV) cells that are blank in the path, label or group column are an error giving the rows, and so
+is a path that is a folder; in a DataFrame, a float label or group column whose values are all whole numbers is
+read as int (class "3", not "3.0"); a CSV's cells are text (own.py: "01" and "1" are two classes).
 """
 
 from __future__ import annotations
@@ -46,8 +48,17 @@ GRAY_MODES = ("L", "1")  # grayscale by mode; see the module docstring for every
 _WHITE = 255
 
 
+# OS junk skipped like hidden files (module docstring): macOS archives' and Synology's folders, Windows' files
+_JUNK = ("__MACOSX", "@eaDir")
+_WINDOWS_JUNK = ("thumbs.db", "desktop.ini")  # any case
+
+
 def _visible(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if not (p.name.startswith(".") or p.name in _JUNK or p.name.lower() in _WINDOWS_JUNK)
+    )
 
 
 class _BadPixels(ValueError):
@@ -280,7 +291,8 @@ def load_dataframe(
     """ImageSet from a DataFrame with one row per image: `path_col` (file), `label_col` (class; str() of it
     is the class name) and optionally `group_col` (one group per class). Classes sorted by label value.
     `source`: the CSV file the DataFrame was read from, named in errors. Blank path, label or group cells
-    are a ValueError giving their rows (counted from 1, header not counted)."""
+    are a ValueError giving their rows (counted from 1, header not counted); anything but a DataFrame is a
+    TypeError."""
     items, ordered = _dataframe_items(df, path_col, label_col, group_col, root, source)
     names = [str(v) for v in ordered]
     group_of = {c: g for g, c, _ in items}
@@ -331,8 +343,15 @@ def _dataframe_items(
     df, path_col, label_col, group_col, root, source=None
 ) -> tuple[list[tuple[str, str, Path]], list]:
     """(items in row order, labels sorted by value)."""
-    where = f"CSV file {source}" if source is not None else "DataFrame"
+    import pandas as pd
+
     wanted = [c for c in (path_col, label_col, group_col) if c is not None]
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(
+            f"expected a pandas DataFrame with columns {', '.join(map(repr, wanted))} (one row per image), got "
+            f"a {type(df).__name__}; pandas.DataFrame(...) makes one"
+        )
+    where = f"CSV file {source}" if source is not None else "DataFrame"
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise ValueError(f"{where} is missing column(s) {missing}; it has {list(df.columns)}")
@@ -350,6 +369,13 @@ def _dataframe_items(
             )
     base = Path(root) if root is not None else Path.cwd()
     paths = [Path(p) if Path(p).is_absolute() else base / p for p in df[path_col].astype(str)]
+    dirs = [(row, p) for row, p in enumerate(paths, 1) if p.is_dir()]
+    if dirs:
+        more = f" ({len(dirs)} rows in all)" if len(dirs) > 1 else ""
+        raise ValueError(
+            f"{where}: row {dirs[0][0]} (data rows counted from 1): {dirs[0][1]} is a folder, not an image "
+            f"file{more}; list one image file per row"
+        )
     absent = [p for p in paths if not p.is_file()]
     if absent:
         raise FileNotFoundError(f"{len(absent)} image file(s) not found, e.g. {absent[0]}")

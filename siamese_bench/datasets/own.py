@@ -6,9 +6,11 @@
 
 folder: PATH/<class>/<image> or PATH/<group>/<class>/<image> (folders.py `list_folder`). csv: the columns `path`
 and `label` and optionally `group` (one group per class), one row per image; relative paths are taken from the
-CSV's folder (folders.py `list_dataframe`). Images are resized to SIZE x SIZE (default 28), grayscale when every
-image is, else RGB. The cache key holds every file's path, size and modification time (and the CSV's sha256),
-so a changed, added or removed image rebuilds it. protocols/folder.py builds the one-shot protocol on top.
+CSV's folder (folders.py `list_dataframe`); cells are text, so labels "01" and "1" are two classes and "3.0" is
+class "3.0" (labels all written as plain integers keep their numeric order: 2 before 10). Images are resized to
+SIZE x SIZE (default 28), grayscale when every image is, else RGB. The cache key holds every file's path, size
+and modification time (and the CSV's sha256), so a changed, added or removed image rebuilds it.
+protocols/folder.py builds the one-shot protocol on top.
 """
 
 from __future__ import annotations
@@ -66,8 +68,11 @@ def _read_csv(path: Path):
     import pandas as pd
 
     try:
-        # only an empty cell is blank: a class named "NA", "None" or "null" stays a class
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        # only an empty cell is blank: a class named "NA", "None" or "null" stays a class; cells are read as
+        # text, not numbers: labels "01" and "1" (or groups) are two, and a file named 007 is not 7
+        df = pd.read_csv(
+            path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(("path", "label", "group"), str)
+        )
     except pd.errors.EmptyDataError as e:
         raise ValueError(
             f"CSV file {path} is empty; it needs a header line (path,label[,group]) and one row per image"
@@ -77,7 +82,18 @@ def _read_csv(path: Path):
             f"CSV file {path} cannot be read as CSV ({type(e).__name__}: {e}); it needs comma-separated "
             "UTF-8 text with a header line (path,label[,group]) and one row per image"
         ) from e
+    if "label" in df.columns:
+        df["label"] = _plain_ints_as_int(df["label"])
     return df, "group" if "group" in df.columns else None
+
+
+def _plain_ints_as_int(column):
+    """Labels all written as plain integers ("3", "-12"; not "03", "+3" or "3.0") as ints, so that classes keep
+    their numeric order (2 before 10); else the text as is."""
+    text = column.str.strip()
+    if column.notna().all() and text.str.fullmatch(r"0|-?[1-9][0-9]*").all():
+        return text.map(int)
+    return column
 
 
 def _stamp(f: Path) -> list:

@@ -400,3 +400,41 @@ def test_an_image_size_too_large_for_memory_is_named(tmp_path, monkeypatch):
         ValueError, match=r"1 images at 100000x100000 do not fit in memory .*smaller image_size"
     ):
         load_images([save(tmp_path / "x.png")], image_size=100000)
+
+
+def test_os_junk_files_and_folders_are_skipped_like_hidden_files(tmp_path):
+    """Windows' Thumbs.db / desktop.ini (any case), macOS zips' __MACOSX, Synology's @eaDir: not classes,
+    not images."""
+    root = one_level(tmp_path / "r")
+    (root / "cat" / "Thumbs.db").write_bytes(b"not an image")
+    (root / "dog" / "DESKTOP.INI").write_text("[.ShellClassInfo]")
+    (root / "__MACOSX" / "cat").mkdir(parents=True)  # an unzipped macOS archive: not a group folder
+    (root / "__MACOSX" / "cat" / "._0.png").write_bytes(b"resource fork")
+    (root / "@eaDir" / "0.png").mkdir(parents=True)  # Synology thumbnails, in every folder
+    (root / "dog" / "@eaDir" / "0.png").mkdir(parents=True)
+    (root / "dog" / "@eaDir" / "0.png" / "SYNOFILE_THUMB_S.jpg").write_bytes(b"x")
+    s = load_folder(root)
+    assert s.class_names == ("cat", "dog") and len(s) == 4
+    for g in ("g1", "g2"):
+        save(tmp_path / "t" / g / "a" / "x.png")
+    (tmp_path / "t" / "g1" / "thumbs.db").write_bytes(b"x")
+    (tmp_path / "t" / "g1" / "a" / "desktop.ini").write_bytes(b"x")
+    assert load_folder(tmp_path / "t").class_names == ("g1/a", "g2/a")
+
+
+def test_something_other_than_a_dataframe_is_named(tmp_path):
+    from siamese_bench.datasets.folders import list_dataframe
+
+    rows = [{"path": "cat/0.png", "label": 0}]
+    for bad, kind in ((pd.Series(["cat/0.png"]), "Series"), (rows, "list"), (rows[0], "dict")):
+        with pytest.raises(TypeError, match=rf"pandas DataFrame with columns 'path', 'label'.* got a {kind}"):
+            load_dataframe(bad, root=tmp_path)
+    with pytest.raises(TypeError, match=r"columns 'file', 'y', 'g' .* got a list"):
+        list_dataframe(rows, "file", "y", "g")
+
+
+def test_a_dataframe_row_that_is_a_folder_is_named_as_one(tmp_path):
+    root = one_level(tmp_path / "r")
+    df = pd.DataFrame({"path": ["cat/0.png", "dog", "cat/1.png"], "label": [0, 1, 0]})
+    with pytest.raises(ValueError, match=r"DataFrame: row 2 .*dog is a folder, not an image file"):
+        load_dataframe(df, root=root)  # not "image file(s) not found"

@@ -177,3 +177,26 @@ def test_a_csv_label_na_or_none_is_a_class_name_not_a_blank(tmp_path):
         list_images("csv", tmp_path / "l.csv")
     (tmp_path / "l.csv").write_text("path,label\nx.png,NA\ny.png,None\n")
     assert [c for _, c, _ in list_images("csv", tmp_path / "l.csv")] == ["NA", "None"]
+
+
+def test_csv_labels_and_groups_are_text_so_zero_padding_is_kept(tmp_path):
+    """pandas would read 01, 1 and 007 as ints 1, 1, 7: two classes merged. Plain integers keep their
+    numeric order (2 before 10)."""
+    from siamese_bench.datasets import own
+
+    for name in ("a", "b", "c", "d", "007"):
+        Image.new("L", (2, 2), 5).save(tmp_path / name, format="PNG")
+    csv = tmp_path / "l.csv"
+    csv.write_text("path,label,group\na,01,01\nb,1,1\nc,007,1\nd,3.0,1\n")
+    items = list_images("csv", csv)
+    assert [(g, c, f.name) for g, c, f in items] == [
+        ("01", "01", "a"),
+        ("1", "1", "b"),
+        ("1", "007", "c"),
+        ("1", "3.0", "d"),  # a label's text as written: "3.0" is not class "3"
+    ]
+    csv.write_text("path,label\n007,x\n")
+    assert [f.name for _, _, f in list_images("csv", csv)] == ["007"]  # the path too: file 007, not 7
+    csv.write_text("path,label\na,10\nb,2\nc, -3\n")
+    df, _ = own._read_csv(csv)
+    assert folders.load_dataframe(df, root=tmp_path).class_names == ("-3", "2", "10")
