@@ -104,14 +104,20 @@ def data(args) -> int:
     from siamese_bench import datasets
 
     names = args.datasets or None  # None: every dataset
+    failed = None
     if args.data_command == "fetch":
-        reports = datasets.fetch(names, args.data_dir)
+        try:
+            reports = datasets.fetch(names, args.data_dir)
+        except datasets.FetchError as e:  # every dataset was tried: report them all, then fail
+            reports, failed = e.reports, e.failed
     elif args.data_command == "verify":
         reports = datasets.verify_all(args.data_dir, names)
     else:
         raise UserError("choose an action: `data verify` or `data fetch`")
     where, reason = datasets.resolve_data_dir(args.data_dir)
     print(datasets.format_report(reports, header=f"data directory: {where} (chosen by: {reason})"))
+    if failed:
+        raise UserError(f"could not fetch {', '.join(failed)} (see their lines above)")
     return 0 if all(r.ok for r in reports) else 1
 
 

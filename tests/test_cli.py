@@ -4,6 +4,7 @@ import errno
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -367,3 +368,48 @@ def test_an_empty_data_dir_means_not_given(monkeypatch, tmp_path, capsys):
     assert main(["data", "verify", "digits", "--data-dir", ""]) == 0
     assert seen == [None]
     assert f"data directory: {tmp_path} (chosen by: environment variable" in capsys.readouterr().out
+
+
+def test_data_with_a_data_dir_that_is_a_file_says_so_once_exit_2(monkeypatch, tmp_path, capsys):
+    """Was: `data verify` listed every dataset MISSING, `data fetch` printed 'Not a directory' per URL."""
+    from siamese_bench.cli import main
+    from siamese_bench.datasets import store
+
+    def offline(urls, dest, md5=None, sha256=None):
+        raise store.DownloadError(f"could not download {dest}: Not a directory")
+
+    monkeypatch.setattr(store, "download", offline)
+    file = tmp_path / "data.zip"
+    file.write_bytes(b"")
+    assert main(["data", "verify", "--data-dir", str(file)]) == 2
+    out = capsys.readouterr()
+    assert "MISSING" not in out.out and out.err.count("\n") == 1
+    assert (
+        f"error: the data directory {file} (chosen by: given explicitly" in out.err and "is a file" in out.err
+    )
+    monkeypatch.setenv("SIAMESE_BENCH_DATA", str(file))
+    assert main(["data", "fetch", "mnist", "omniglot-runs"]) == 2
+    out = capsys.readouterr()
+    assert "Not a directory" not in out.out + out.err and out.err.count("\n") == 1
+    assert "(chosen by: environment variable SIAMESE_BENCH_DATA) is a file, not a folder" in out.err
+
+
+def test_data_fetch_tries_every_dataset_reports_each_and_exits_2_when_one_failed(
+    monkeypatch, tmp_path, capsys
+):
+    from siamese_bench.cli import main
+    from siamese_bench.datasets import store
+
+    asked = []
+
+    def offline(urls, dest, md5=None, sha256=None):
+        asked.append(Path(dest).name)
+        raise store.DownloadError(f"could not download {Path(dest).name}: offline")
+
+    monkeypatch.setattr(store, "download", offline)
+    assert main(["data", "fetch", "mnist", "omniglot-runs", "digits", "--data-dir", str(tmp_path)]) == 2
+    out = capsys.readouterr()
+    status = {line.split()[0]: line.split()[1] for line in out.out.splitlines()[1:] if line[:1] != " "}
+    assert status == {"mnist": "MISSING", "omniglot-runs": "MISSING", "digits": "OK"}, out.out
+    assert "all_runs.zip" in asked and "could not download all_runs.zip: offline" in out.out
+    assert out.err == "error: could not fetch mnist, omniglot-runs (see their lines above)\n"

@@ -22,8 +22,11 @@ from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.datasets.own import is_own
 from siamese_bench.datasets.store import (
     DatasetMissingError,
+    DownloadError,
+    FetchError,
     VerifyReport,
     cache_dir,
+    check_data_dir,
     download,
     format_report,
     mismatched,
@@ -75,6 +78,7 @@ __all__ = [
     "ABOUT",
     "VERIFY_NAMES",
     "DatasetMissingError",
+    "FetchError",
     "ImageSet",
     "VerifyReport",
     "cache_dir",
@@ -116,6 +120,15 @@ def _names(names: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(checks))
 
 
+def _checked_data_dir(checks: Sequence[str], data_dir: str | os.PathLike | None):
+    """(data directory, reason) as resolve_data_dir; raises DatasetMissingError, once, when it is a file and
+    one of `checks` reads files from it (digits and your own images do not)."""
+    data_dir, reason = resolve_data_dir(data_dir)
+    if any(c in _CHECKS and _CHECKS[c][2] for c in checks):
+        check_data_dir(data_dir, reason)
+    return data_dir, reason
+
+
 def verify(name: str, data_dir: str | os.PathLike | None = None) -> VerifyReport:
     """Check one file check's files (see VERIFY_NAMES; or your own images, folder:PATH[@SIZE] /
     csv:FILE[@SIZE]); never raises for missing or bad files, reports them."""
@@ -135,8 +148,10 @@ def verify_all(
     data_dir: str | os.PathLike | None = None, names: Sequence[str] | None = None
 ) -> list[VerifyReport]:
     """verify() for each check that `names` need (any name of ABOUT or your own images; default: all of
-    VERIFY_NAMES), each check once."""
-    return [verify(n, data_dir) for n in _names(names)]
+    VERIFY_NAMES), each check once. A data directory that is a file raises DatasetMissingError."""
+    checks = _names(names)
+    _checked_data_dir(checks, data_dir)
+    return [verify(n, data_dir) for n in checks]
 
 
 def fetch(
@@ -146,24 +161,40 @@ def fetch(
     that is there but fails verification and is not the official download (checksum) is downloaded again and
     replaced (atomically, once the new copy's checksum matched).
 
-    Needs internet access and a writable data directory; raises DatasetMissingError / store.DownloadError
-    naming the files and URLs otherwise.
+    Needs internet access and a writable data directory (a file there raises DatasetMissingError at once).
+    Every dataset is tried; when the files of some could not be had, FetchError (a store.DownloadError)
+    names them after the last, its message has each one's error (the files and URLs) and its `reports`
+    every dataset's outcome.
     """
-    data_dir, reason = resolve_data_dir(data_dir)
-    reports = []
-    for n in _names(names):
+    checks = _names(names)
+    data_dir, reason = _checked_data_dir(checks, data_dir)
+    reports, failed = [], []
+    for n in checks:
         if is_own(n):  # your own images: nothing to download, only to check
             reports.append(verify(n))
             continue
         module, folder, files = _CHECKS[n]
-        if files:
-            found = require_files(folder, data_dir, files, allow_download=True, reason=reason, fetch_name=n)
-        report = module.verify(data_dir)
-        if files and not report.ok:
-            stale = mismatched(found, files)
-            for rf in stale:
-                download(rf.urls, found[rf.name], md5=rf.md5, sha256=rf.sha256)
-            if stale:
-                report = module.verify(data_dir)
+        try:
+            if files:
+                found = require_files(
+                    folder, data_dir, files, allow_download=True, reason=reason, fetch_name=n
+                )
+            report = module.verify(data_dir)
+            if files and not report.ok:
+                stale = mismatched(found, files)
+                for rf in stale:
+                    download(rf.urls, found[rf.name], md5=rf.md5, sha256=rf.sha256)
+                if stale:
+                    report = module.verify(data_dir)
+        except (DatasetMissingError, DownloadError) as e:
+            failed.append((n, str(e)))  # found: a file was there, its official copy could not be had
+            found_any = not isinstance(e, DatasetMissingError)
+            report = VerifyReport(n, found_any, False, data_dir / folder, detail=str(e))
         reports.append(report)
+    if failed:
+        raise FetchError(
+            f"could not fetch {', '.join(n for n, _ in failed)}:\n" + "\n".join(e for _, e in failed),
+            [n for n, _ in failed],
+            reports,
+        )
     return reports

@@ -103,6 +103,11 @@ def read_all_runs(path: str | os.PathLike) -> LakeRuns:
                     raise ValueError(
                         f"{path}:{labels}: a second answer for test item{int(m[2]):02d}: {line!r}"
                     )
+                if (answer[r - 1] == int(m[4]) - 1).any():  # the answers must be a permutation of the classes
+                    raise ValueError(
+                        f"{path}:{labels}: a second test item answered by training class{int(m[4]):02d}: "
+                        f"{line!r}"
+                    )
                 answer[r - 1, int(m[2]) - 1] = int(m[4]) - 1
     if (answer < 0).any():
         r, i = np.argwhere(answer < 0)[0]
@@ -240,5 +245,8 @@ def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
     if store.md5_file(path) == ALL_RUNS.md5:
         check = "official md5"
     else:
-        check = "structure: 20 runs x (20 training + 20 test) images, 105x105, answers for every test image"
+        check = (
+            "structure: 20 runs x (20 training + 20 test) images, 105x105, answers for every test image, "
+            "one per training class"
+        )
     return store.VerifyReport("omniglot-runs", True, True, path, counts, check)

@@ -3,12 +3,14 @@
 Inside:
 - `resolve_data_dir(data_dir)` -> (Path, reason): the explicit argument, else $SIAMESE_BENCH_DATA, else the
   checkout's `data/` folder (when imported from a source tree with a pyproject.toml), else
-  ~/.cache/siamese_bench/data. `reason` says which rule chose it (printed by `data verify`).
+  ~/.cache/siamese_bench/data. `reason` says which rule chose it (printed by `data verify`);
+  `check_data_dir(data_dir, reason)` refuses one that is a file.
 - `cache_dir()`: $SIAMESE_BENCH_CACHE, else `<default data dir>/cache` (kept apart from the data dir, which
   may be read-only).
 - `sha256_file`, `md5_file` (memoised per process on path, size and mtime), `atomic_write_bytes`,
   `atomic_torch_save` (temp file in the same folder, fsync, os.replace).
 - `RemoteFile`, `download(url, dest, md5=..., sha256=...)`, `require_files(...)`, `DatasetMissingError`,
+  `FetchError` (what `fetch` raises, with every dataset's outcome),
   `mismatched(found, files)` (files whose bytes are not the official download's) and `read_zip_entry`.
 - `cached(key_parts, build, name)`: decoded `ImageSet`s stored as uint8 tensors in one .pt file whose name
   is a hash of the key (source checksums, FORMAT_VERSION, parameters); loaded memory-mapped, memoised per
@@ -64,6 +66,19 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> tuple[Path, s
     if env:
         return Path(env).expanduser(), f"environment variable {ENV_DATA}"
     return default_data_dir()
+
+
+def check_data_dir(data_dir: Path, reason: str) -> None:
+    """Raise DatasetMissingError when `data_dir` (or the closest of its parents that exists) is a file: no
+    dataset can be found in it or downloaded into it."""
+    there = next((p for p in (data_dir, *data_dir.parents) if p.exists()), None)
+    if there is not None and not there.is_dir():
+        raise DatasetMissingError(
+            f"the data directory {data_dir} (chosen by: {reason}) "
+            + ("is a file" if there == data_dir else f"is inside {there}, which is a file")
+            + f", not a folder; point --data-dir or {ENV_DATA} at a folder (`{FETCH_HINT}` creates a missing "
+            "one), or move the file away"
+        )
 
 
 def cache_dir() -> Path:
@@ -143,6 +158,15 @@ class DatasetError(ValueError):
 
 class DownloadError(OSError):
     """A download failed or its checksum did not match; the message names the URL and the expected value."""
+
+
+class FetchError(DownloadError):
+    """`fetch` could not get the files of some datasets (`failed`: their names) after trying every one;
+    `reports` holds each requested dataset's outcome (a failed one: not ok, its error as the detail)."""
+
+    def __init__(self, message: str, failed: Sequence[str], reports: Sequence[VerifyReport]):
+        super().__init__(message)
+        self.failed, self.reports = list(failed), list(reports)
 
 
 @dataclass(frozen=True)
@@ -456,6 +480,6 @@ def format_report(reports: Sequence[VerifyReport], header: str | None = None) ->
             lines.append(" " * 19 + "counts: " + ", ".join(f"{k} {v:,}" for k, v in r.counts.items()))
         if r.check:
             lines.append(" " * 19 + f"check passed: {r.check}")
-        if r.detail:
-            lines.append(" " * 19 + r.detail)
+        if r.detail:  # a fetch error's detail has several lines: each indented under its dataset
+            lines.append(" " * 19 + r.detail.replace("\n", "\n" + " " * 19))
     return "\n".join(lines)

@@ -144,9 +144,13 @@ def _check_generator(generator) -> None:
 
 
 def _hard_count(hard_negatives: float, n_neg: int) -> int:
-    if not 0.0 <= float(hard_negatives) <= 1.0:
+    try:
+        frac = float(hard_negatives)
+    except (TypeError, ValueError, RuntimeError):  # None, a list, a tensor of several values: not a number
+        frac = math.nan
+    if not 0.0 <= frac <= 1.0:
         raise ValueError(f"hard_negatives is a fraction of the negatives in [0, 1], got {hard_negatives}")
-    return math.floor(float(hard_negatives) * n_neg + 0.5)  # nearest count, halves up (2.5 -> 3)
+    return math.floor(frac * n_neg + 0.5)  # nearest count, halves up (2.5 -> 3)
 
 
 def _check_classes(index: ClassIndex, weights: torch.Tensor | None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import siamese_bench.datasets as ds
@@ -86,3 +88,69 @@ def test_fetch_offline_via_file_urls(real_data_dir, tmp_path, monkeypatch):
     [report] = ds.fetch(["omniglot-runs"], tmp_path)
     assert (tmp_path / "omniglot" / "all_runs.zip").is_file()
     assert report.ok and report.check == "official md5"
+
+
+def _offline(calls, ok=()):
+    """A stand-in for store.download without a network: records each file asked for; writes those named in
+    `ok`, fails for the others."""
+
+    def download(urls, dest, md5=None, sha256=None):
+        dest = Path(dest)
+        calls.append(dest.name)
+        if dest.name not in ok:
+            raise store.DownloadError(f"could not download {dest.name}: offline")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(b"runs")
+        return dest
+
+    return download
+
+
+def test_a_data_dir_that_is_a_file_is_refused_once(tmp_path, monkeypatch):
+    """verify_all / fetch say once that the data directory (or a folder above it) is a file, instead of
+    reporting every dataset missing or failing each download with 'Not a directory'; digits and your own
+    images do not read it."""
+    calls = []
+    monkeypatch.setattr(store, "download", _offline(calls))
+    file = tmp_path / "data"
+    file.write_text("not a folder")
+    for where in (file, file / "sub"):
+        with pytest.raises(
+            ds.DatasetMissingError, match=f"data directory {where} .* is (a file|inside {file})"
+        ):
+            ds.verify_all(where)
+        with pytest.raises(ds.DatasetMissingError, match="which is a file|is a file, not a folder"):
+            ds.fetch(["omniglot-runs", "mnist"], where)
+    assert calls == []
+    assert [r.ok for r in ds.verify_all(file, ["digits"])] == [True]
+
+
+def test_fetch_tries_every_dataset_and_reports_each(tmp_path, monkeypatch):
+    """A dataset whose download fails does not stop the others: FetchError names the failed ones after all
+    were tried and carries every dataset's report."""
+    calls = []
+    monkeypatch.setattr(store, "download", _offline(calls, ok=("all_runs.zip",)))
+
+    class Runs:  # all_runs.zip is fine once it is there
+        @staticmethod
+        def verify(data_dir):
+            p = data_dir / "omniglot" / "all_runs.zip"
+            return store.VerifyReport("omniglot-runs", p.is_file(), p.is_file(), p)
+
+    monkeypatch.setitem(ds._CHECKS, "omniglot-runs", (Runs, "omniglot", (lake_runs.ALL_RUNS,)))
+    with pytest.raises(ds.FetchError) as caught:
+        ds.fetch(["mnist", "omniglot-runs", "omniglot", "digits"], tmp_path)
+    e = caught.value
+    assert isinstance(e, store.DownloadError) and e.failed == ["mnist", "omniglot"]
+    assert str(e).startswith(
+        "could not fetch mnist, omniglot:\nmnist: missing"
+    ) and "omniglot: missing" in str(e)
+    assert [(r.name, r.found, r.ok) for r in e.reports] == [
+        ("mnist", False, False),
+        ("omniglot-runs", True, True),
+        ("omniglot", False, False),
+        ("digits", True, True),
+    ]
+    assert "could not download images_background.zip" in e.reports[2].detail
+    assert calls.index("all_runs.zip") > calls.index("train-images-idx3-ubyte.gz")  # tried after mnist failed
+    assert "images_background.zip" in calls

@@ -302,3 +302,20 @@ def test_read_all_runs_rejects_answers_out_of_range_or_given_twice(tmp_path, lin
     text = "".join(f"run01/test/item{i:02d}.png run01/training/class{i:02d}.png\n" for i in range(1, 21))
     with pytest.raises(ValueError, match=message):
         lake_runs.read_all_runs(runs_zip(tmp_path / "bad.zip", labels={1: text + line + "\n"}))
+
+
+def test_answers_that_are_not_a_permutation_are_refused_by_read_and_verify(tmp_path):
+    """Two test items answered by one training class (item01 and item02 by class02): refused when read, so
+    `data verify omniglot-runs` fails naming the run and the class (the episode builder caught it only later)."""
+    text = "".join(
+        f"run07/test/item{i:02d}.png run07/training/class{max(i, 2):02d}.png\n" for i in range(1, 21)
+    )
+    (tmp_path / "omniglot").mkdir()
+    path = runs_zip(tmp_path / "omniglot" / "all_runs.zip", labels={7: text})
+    message = (
+        "run07/class_labels.txt: a second test item answered by training class02: 'run07/test/item02.png"
+    )
+    with pytest.raises(ValueError, match=message):
+        lake_runs.read_all_runs(path)
+    r = lake_runs.verify(tmp_path)
+    assert r.found and not r.ok and message in r.detail

@@ -411,3 +411,20 @@ def test_class_probs_that_overflow_or_are_not_numbers(ds):
         sample_pairs(ix, 8, g, strategy="custom", class_probs=[1e308] * 30)
     with pytest.raises(ValueError, match="class_probs must be numbers, one per class of synthetic"):
         sample_pairs(ix, 8, g, strategy="custom", class_probs=["a"] * 30)
+
+
+def test_hard_negatives_that_is_not_a_number_is_a_clear_error(ds):
+    """None (or a list, a tensor of several values) is refused like 1.5, not with float()'s TypeError; numpy
+    floats and 0-d tensors are numbers and draw the same batches as the float."""
+    ix = ClassIndex.build(ds)
+    for bad in (None, [0.5], torch.tensor([0.1, 0.2])):
+        with pytest.raises(ValueError, match=r"hard_negatives .* \[0, 1\], got"):
+            sample_pairs(ix, 8, torch.Generator().manual_seed(0), hard_negatives=bad)
+        with pytest.raises(ValueError, match=r"hard_negatives .* \[0, 1\], got"):
+            sample_triplets(ix, 8, torch.Generator().manual_seed(0), hard_negatives=bad)
+    with pytest.raises(ValueError, match=r"\[0, 1\], got None"):
+        _hard_count(None, 4)
+    want = sample_pairs(ix, 16, torch.Generator().manual_seed(3), hard_negatives=0.5)
+    for same in (np.float64(0.5), np.float32(0.5), torch.tensor(0.5)):
+        got = sample_pairs(ix, 16, torch.Generator().manual_seed(3), hard_negatives=same)
+        assert all(torch.equal(getattr(got, f), getattr(want, f)) for f in ("a", "b", "same"))
