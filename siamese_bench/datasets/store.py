@@ -276,6 +276,8 @@ def require_files(
             missing.append(rf)
         else:
             found[rf.name] = hit
+    if missing:
+        check_data_dir(data_dir, reason)  # a file there: say so, rather than list the files or download
     failures = []
     if missing and allow_download:
         for rf in list(missing):

@@ -424,6 +424,18 @@ def test_require_files_does_not_download_unless_allowed(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def test_require_files_in_a_data_dir_that_is_a_file_says_so(tmp_path):
+    """What `run` and every loader meet: the message is the file, not a list of missing files, even with
+    downloads allowed."""
+    (tmp_path / "data").write_text("not a folder")
+    rf = store.RemoteFile("thing.zip", ((tmp_path / "remote.zip").as_uri(),))
+    for allow in (False, True):
+        with pytest.raises(
+            store.DatasetMissingError, match=r"data directory .*data \(chosen by: here\) is a file"
+        ):
+            store.require_files("toy", tmp_path / "data", [rf], allow_download=allow, reason="here")
+
+
 def fail_writes_after(monkeypatch, error: BaseException, limit: int = 3000) -> None:
     """Files that atomic writes open raise `error` once `limit` bytes are written (a disk filling up mid-write,
     Ctrl-C): torch.save's zip writer then raises RuntimeError("unexpected pos") over it."""
