@@ -14,7 +14,8 @@ from pathlib import Path
 def _csv(kind):
     def parse(text: str):
         try:
-            return tuple(kind(x) for x in text.split(",") if x.strip())
+            # spaces around items are dropped ("koch, triplet"), and so are repeats (each cell runs once)
+            return tuple(dict.fromkeys(kind(x.strip()) for x in text.split(",") if x.strip()))
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected a comma-separated list of {kind.__name__}, got {text!r}"

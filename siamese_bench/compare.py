@@ -16,7 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from siamese_bench import stats
-from siamese_bench.results import rate_ratios, read_csv
+from siamese_bench.results import (
+    ACCURACY_COLUMNS,
+    CELL_KEY,
+    THROUGHPUT_COLUMNS,
+    THROUGHPUT_KEY,
+    Table,
+    rate_ratios,
+)
 from siamese_bench.summary import markdown_table, paired_test, per_episode_path
 
 MATCH = ("protocol", "backbone", "head", "n_way", "k_shot", "seed")
@@ -29,7 +36,12 @@ def _rows(directory: Path, table: str) -> list[dict]:
         raise FileNotFoundError(
             f"{Path(directory) / 'config.json'} not found; point at a results directory written by `run`"
         )
-    return [r for r in read_csv(Path(directory) / table) if r["status"] == "ok"]
+    # read as `run` and `summarize` read it: a hand-edited table with a missing column or a malformed row is an
+    # error naming the file and line, not a KeyError
+    columns, key = (
+        (ACCURACY_COLUMNS, CELL_KEY) if table == "accuracy.csv" else (THROUGHPUT_COLUMNS, THROUGHPUT_KEY)
+    )
+    return [r for r in Table(Path(directory) / table, columns, key).rows if r["status"] == "ok"]
 
 
 def match_columns(a: list[dict], b: list[dict], base: tuple[str, ...] = MATCH) -> tuple[str, ...]:
@@ -145,8 +157,19 @@ def _accuracy(dir_a: Path, dir_b: Path, a: list[dict], b: list[dict], n_boot: in
         "other_episodes": other_episodes,
         "missing_per_episode": missing,
     }
+    notes = (
+        [f"{other_episodes} matched cell(s) left out: scored on other episodes."] if other_episodes else []
+    )
+    notes += [f"{missing} matched cell(s) left out: per_episode/*.pt missing on one side."] if missing else []
     if not lines:
-        return f"No cell of A and B was scored on the same episodes (matched on {', '.join(cols)}).", counts
+        what = (
+            "No matched cell of A and B could be compared"
+            if missing
+            else "No cell of A and B was scored on the same episodes"
+            if other_episodes
+            else "No cell of A has one in B"
+        )
+        return "\n".join([f"{what} (matched on {', '.join(cols)}).", *notes]), counts
     header = ["protocol", "model", "task", "seed"]
     header += ["A", "B"] if shows_sides else []
     header += ["A %", "B %", "B − A (pts)", "95% CI", "p (paired bootstrap)", "p (McNemar)"]
@@ -160,11 +183,7 @@ def _accuracy(dir_a: Path, dir_b: Path, a: list[dict], b: list[dict], n_boot: in
         f"{counts['b_higher']} (B higher) and {counts['b_lower']} (B lower). The CIs and p-values cover the test "
         "episodes only (not retraining noise), and are not corrected for testing many cells.",
     ]
-    if other_episodes:
-        text.append(f"{other_episodes} matched cell(s) left out: scored on other episodes.")
-    if missing:
-        text.append(f"{missing} matched cell(s) left out: per_episode/*.pt missing on one side.")
-    return "\n".join(text), counts
+    return "\n".join([*text, *notes]), counts
 
 
 def command(args) -> int:

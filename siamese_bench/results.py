@@ -160,6 +160,7 @@ def key_of(row: dict, key: tuple[str, ...] = CELL_KEY) -> tuple[str, ...]:
 
 
 STATUSES = ("ok", "error", "skipped")  # the status column of both tables
+WHOLE_NUMBER_COLUMNS = {"n_way", "k_shot", "seed", "batch_size"}
 
 
 def _row_problem(row: dict, columns: tuple[str, ...]) -> str | None:
@@ -173,6 +174,14 @@ def _row_problem(row: dict, columns: tuple[str, ...]) -> str | None:
         return f"{len(missing)} of its {len(columns)} values missing (from column {missing[0]!r} on)"
     if "status" in columns and row["status"] not in STATUSES:
         return f"status {row['status']!r} is none of {', '.join(STATUSES)}"
+    for c in WHOLE_NUMBER_COLUMNS.intersection(columns):  # sorted, summed and matched as numbers
+        if not re.fullmatch(r"\d+", row[c]):
+            return f"{c} {row[c]!r} is not a whole number"
+    if row.get("status") == "ok" and row.get("accuracy"):  # empty: a NaN, as written
+        try:
+            float(row["accuracy"])
+        except ValueError:
+            return f"accuracy {row['accuracy']!r} of a finished cell is not a number"
     return None
 
 

@@ -69,6 +69,22 @@ def config_from_args(args) -> RunConfig:
     from siamese_bench.protocols import DATASET_PROTOCOL, get_protocol
 
     preset = PRESETS.get(args.preset)
+    lists = (
+        "protocols",
+        "datasets",
+        "backbones",
+        "heads",
+        "devices",
+        "ways",
+        "shots",
+        "throughput_batch_sizes",
+    )
+    for name in lists:  # e.g. --heads "" (an unset shell variable) or --ways ,: a grid of no cells
+        if getattr(args, name, None) == ():
+            flag = "--" + name.replace("_", "-")
+            raise UserError(
+                f"{flag}: the list is empty; give at least one value, or omit {flag} for the preset's"
+            )
     overrides: dict = {}
     protocols = args.protocols
     if args.datasets:

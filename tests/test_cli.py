@@ -413,3 +413,18 @@ def test_data_fetch_tries_every_dataset_reports_each_and_exits_2_when_one_failed
     assert status == {"mnist": "MISSING", "omniglot-runs": "MISSING", "digits": "OK"}, out.out
     assert "all_runs.zip" in asked and "could not download all_runs.zip: offline" in out.out
     assert out.err == "error: could not fetch mnist, omniglot-runs (see their lines above)\n"
+
+
+def test_comma_separated_flags_drop_spaces_and_repeats(tmp_path, capsys):
+    """`--heads "koch, triplet"` names the triplet head (not ' triplet'), and `--ways 3,3` or `--seeds 0,0`
+    make each cell once (the dry run counted, and evaluate printed, a repeated cell twice)."""
+    from siamese_bench.cli import build_parser, main
+
+    args = build_parser().parse_args(
+        ["run", "--heads", "koch, triplet", "--ways", "3, 3,5", "--seeds", "0,0"]
+    )
+    assert (args.heads, args.ways, args.seeds) == (("koch", "triplet"), (3, 5), (0,))
+    argv = ["run", "--preset", "smoke", "--heads", "koch, contrastive", "--ways", "3,3", "--seeds", "0,0"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("3-way 1-shot; 0/1 done") == 2 and "2 training group(s), 2 cell(s), 2 to run" in out

@@ -164,3 +164,36 @@ def test_a_cell_with_one_side_s_per_episode_file_missing_is_counted_not_compared
     report, counts = compare(a, b, n_boot=50)
     assert counts["compared"] == 1 and counts["missing_per_episode"] == 1
     assert "1 matched cell(s) left out: per_episode/*.pt missing on one side." in report
+
+
+def test_no_common_cell_or_no_per_episode_file_is_said_as_such(tmp_path):
+    """Directories without a cell in common, or whose matched cells lack per_episode/*.pt, were both reported
+    as "No cell of A and B was scored on the same episodes", which sends one looking for an episode mismatch."""
+    no = [[False] * 5] * 4
+    a = _directory(tmp_path / "a", [{"seed": 0, "correct": no}])
+    b = _directory(tmp_path / "b", [{"seed": 1, "correct": no}])
+    report, counts = compare(a, b, n_boot=50)
+    assert counts["compared"] == 0 and "No cell of A has one in B (matched on protocol" in report
+    c = _directory(tmp_path / "c", [{"seed": 0, "correct": no}])
+    from siamese_bench.summary import per_episode_path
+
+    per_episode_path(c, read_csv(c / "accuracy.csv")[0]).unlink()
+    report, counts = compare(a, c, n_boot=50)
+    assert counts["missing_per_episode"] == 1 and "scored on the same episodes" not in report
+    assert "1 matched cell(s) left out: per_episode/*.pt missing on one side." in report
+
+
+def test_a_hand_edited_table_is_a_clear_error_not_a_traceback(tmp_path, capsys):
+    """A results CSV with a column deleted by hand stopped compare with KeyError and a traceback; it is read
+    as `run` and `summarize` read it: exit 2 with a line naming the file and what is wrong."""
+    no = [[False] * 5] * 4
+    a = _directory(tmp_path / "a", [{"seed": 0, "correct": no}])
+    b = _directory(tmp_path / "b", [{"seed": 0, "correct": no}])
+    lines = [line.split(",") for line in (b / "accuracy.csv").read_text().splitlines()]
+    gone = lines[0].index("status")
+    (b / "accuracy.csv").write_text("".join(",".join(x[:gone] + x[gone + 1 :]) + "\n" for x in lines))
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "accuracy.csv has a different schema (missing columns ['status'])" in err and "Traceback" not in err
+    )

@@ -355,3 +355,24 @@ def test_recorded_grids_are_every_runs_grids_once_unless_a_run_lacks_them():
     doc["runs"].append({"wall_seconds": 1.0})  # an entry without grids
     assert recorded_grids(doc) == (b,)
     assert recorded_grids({"grids": [ja, ja]}) == (a,)
+
+
+@pytest.mark.parametrize("table", ["accuracy.csv", "throughput.csv"])
+def test_reproduce_refuses_a_hand_edited_table_before_it_re_runs(tmp_path, capsys, monkeypatch, table):
+    """A recorded table with a column deleted by hand stopped reproduce with KeyError and a traceback (for
+    throughput.csv only after the whole re-run); it is read as `run` reads it, up front: exit 2, one line."""
+    import shutil
+
+    from siamese_bench import runner
+
+    folder = tmp_path / "quick"
+    shutil.copytree(QUICK, folder)
+    lines = [line.split(",") for line in (folder / table).read_text().splitlines()]
+    gone = lines[0].index("status")
+    (folder / table).write_text("".join(",".join(x[:gone] + x[gone + 1 :]) + "\n" for x in lines))
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("re-ran a folder it cannot compare"))
+    rc, out, err = _reproduce(
+        capsys, str(folder), "--heads", "koch", "--quiet", "--out", str(tmp_path / "new")
+    )
+    assert rc == 2 and f"{table} has a different schema (missing columns ['status'])" in err, out + err
+    assert "Traceback" not in err

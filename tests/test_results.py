@@ -165,6 +165,21 @@ def test_a_malformed_row_before_the_last_is_an_error_naming_the_line(tmp_path):
         Table(p, ACCURACY_COLUMNS, CELL_KEY)
 
 
+def test_a_hand_edited_number_is_an_error_naming_the_line(tmp_path):
+    """An N-way, shot count or seed that is not a whole number (or a finished cell's accuracy that is not a
+    number) stopped `run` after it re-ran that cell, `summarize` and `compare` with a bare "invalid literal for
+    int()" naming neither file nor line; the table is refused when it is read."""
+    p = tmp_path / "a.csv"
+    text = _two_rows(p)
+    header, first, second = text.splitlines()
+    p.write_text("\n".join([header, first.replace(",3,1,", ",x,1,"), second]) + "\n")
+    with pytest.raises(ValueError, match=f"{p} line 2: n_way 'x' is not a whole number; repair or delete"):
+        Table(p, ACCURACY_COLUMNS, CELL_KEY)
+    p.write_text("\n".join([header, first, second.replace(",0.5,", ",abc,")]) + "\n")
+    with pytest.raises(ValueError, match=f"{p} line 3: accuracy 'abc' of a finished cell is not a number"):
+        Table(p, ACCURACY_COLUMNS, CELL_KEY)
+
+
 def test_an_extra_column_is_named_as_extra(tmp_path):
     p = tmp_path / "a.csv"
     p.write_text(",".join([*ACCURACY_COLUMNS, "note"]) + "\n")

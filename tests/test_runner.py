@@ -1230,3 +1230,16 @@ def test_cpu_presets_add_cuda_when_present_and_the_paper_preset_requires_it(tmp_
     monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="CUDA was requested"):
         resolved("--preset", "paper")
+
+
+@pytest.mark.parametrize(
+    "flag", ["--heads", "--backbones", "--protocols", "--datasets", "--devices", "--ways", "--shots"]
+)
+def test_an_empty_list_is_refused_rather_than_running_nothing_or_the_defaults(tmp_path, flag):
+    """`--heads ""` (e.g. an unset shell variable) made a grid of no cells that wrote an empty results folder
+    with exit 0; `--datasets ""`, `--devices ""` and `--ways ""` silently ran the preset's instead."""
+    with pytest.raises(UserError, match=f"{flag}: the list is empty"):
+        config(tmp_path / "out", flag, "")
+    with pytest.raises(UserError, match="--throughput-batch-sizes: the list is empty"):
+        config(tmp_path / "out", "--throughput-batch-sizes", ",")
+    assert not (tmp_path / "out").exists()
