@@ -483,8 +483,9 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         summary = write_summary(config.out, published_lookup())
     if print_summary and not config.quiet:
         print(summary.read_text())
-    written = "throughput.csv" if config.throughput_only else "accuracy.csv, throughput.csv"
-    _log(config, f"wrote {config.out}/{written}, summary.md in {wall:.0f} s")
+    tables = (thr.path,) if config.throughput_only else (acc.path, thr.path)
+    written = "".join(f"{p.name}, " for p in tables if p.is_file())  # --no-throughput: no throughput.csv
+    _log(config, f"wrote {config.out}/{written}summary.md in {wall:.0f} s")
     if not wrote and not fresh and not failed and not config.quiet:
         print(
             f"nothing was run: every cell of this grid is already in {config.out} (written by the runs its "

@@ -890,7 +890,9 @@ def test_without_out_cells_outside_the_preset_are_refused_and_a_finished_grid_sa
     config_ = runner.config_from_args(build_parser().parse_args(argv))
     assert config_.out == tmp_path / "smoke"
     runner.run(config_)
-    capsys.readouterr()
+    out = capsys.readouterr()
+    # --no-throughput: the closing line names the files written, without throughput.csv
+    assert f"wrote {tmp_path / 'smoke'}/accuracy.csv, summary.md in" in out.out + out.err
     runner.run(config_)
     assert "nothing was run: every cell of this grid is already in" in capsys.readouterr().err
 
