@@ -7,6 +7,7 @@ A checkpoint is written by `run --checkpoints` as OUT/checkpoints/<protocol>_<ba
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import torch
@@ -199,6 +200,12 @@ def predict_command(args) -> int:
     g = embed_all(model, gallery.images, torch.arange(len(gallery), device=args.device))
     q = embed_all(model, queries, torch.arange(len(queries), device=args.device))
     n_cls = gallery.num_classes
+    if n_cls == 1:
+        print(
+            f"note: the gallery {args.gallery} has one class ({gallery.class_names[0]}): every image is given it; "
+            "only its score (how alike the model finds them) tells images apart. Add class folders to classify.",
+            file=sys.stderr,
+        )
     counts = torch.bincount(gallery.labels, minlength=n_cls).clamp(min=1).unsqueeze(0)
     with torch.no_grad():
         if model.metric:  # prototype: score against each class's mean embedding

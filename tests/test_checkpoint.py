@@ -122,17 +122,19 @@ def test_predict_recovers_gallery_images(ckpt_dir, tmp_path):
             Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).save(gallery / str(c) / f"{i}.png")
     # a query identical to a gallery image of class 6: its own class must win
     query = next((gallery / "6").iterdir())
-    r = cli(
-        "predict",
-        "--checkpoint",
-        ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt",
-        "--gallery",
-        gallery,
-        query,
-    )
+    ckpt = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt"
+    r = cli("predict", "--checkpoint", ckpt, "--gallery", gallery, query)
     assert r.returncode == 0, r.stderr
     path, label, score = r.stdout.strip().split("\t")
     assert path == str(query) and label == "6" and float(score) <= 0
+    assert "has one class" not in r.stderr
+    for c in ("5", "7"):  # a gallery of one class: the same answer, and a note that it says little
+        for f in (gallery / c).iterdir():
+            f.unlink()
+        (gallery / c).rmdir()
+    r = cli("predict", "--checkpoint", ckpt, "--gallery", gallery, query)
+    assert r.returncode == 0 and r.stdout.strip().split("\t")[:2] == [str(query), "6"], r.stderr
+    assert f"note: the gallery {gallery} has one class (6): every image is given it" in r.stderr
 
 
 def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
