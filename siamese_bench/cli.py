@@ -1,4 +1,4 @@
-"""Command line: `python -m siamese_bench {run,ls,data,evaluate,predict,summarize}`.
+"""Command line: `python -m siamese_bench {run,ls,data,evaluate,predict,reproduce,compare,readme,summarize}`.
 
 Each subcommand parses its flags here and hands off to one module; errors a user can fix (missing data,
 unknown names, impossible episodes, no CUDA) print one line that says what is wrong and how to fix it.
@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--backbones", type=_csv(str), help="e.g. small-cnn,conv4")
     run.add_argument("--heads", type=_csv(str), help="e.g. koch,contrastive,triplet")
-    run.add_argument("--devices", type=_csv(str), help="cpu,cuda (default: cpu, plus cuda when present)")
+    run.add_argument(
+        "--devices",
+        type=_csv(str),
+        help="cpu,cuda (default: the preset's: cpu, plus cuda when present; paper: cuda; smoke: cpu)",
+    )
     run.add_argument("--ways", type=_csv(int), help="N of N-way episodes, e.g. 5,20")
     run.add_argument("--shots", type=_csv(int), help="K of K-shot episodes, e.g. 1,5")
     run.add_argument(
@@ -177,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_data_dir(p)
 
     ev = sub.add_parser("evaluate", help="evaluate a saved checkpoint on a protocol's test episodes")
-    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument(
+        "--checkpoint", type=Path, required=True, help="a .pt file written by `run --checkpoints`"
+    )
     ev.add_argument("--protocol", help="default: the protocol it was trained on")
     ev.add_argument(
         "--ways",
@@ -207,16 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
         "train; e.g. mnist-heldout's val part is digits 0-4 (the training digits) on the test file's images, "
         "so `--part val` against `--part test` separates learning the training classes from transfer",
     )
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     _add_data_dir(ev)
 
     pr = sub.add_parser("predict", help="nearest gallery class for each image (one-shot prediction)")
-    pr.add_argument("--checkpoint", type=Path, required=True)
+    pr.add_argument(
+        "--checkpoint", type=Path, required=True, help="a .pt file written by `run --checkpoints`"
+    )
     pr.add_argument(
         "--gallery", type=Path, required=True, help="folder of class folders (one or more images)"
     )
-    pr.add_argument("images", nargs="+", type=Path)
-    pr.add_argument("--device", default="cpu")
+    pr.add_argument("images", nargs="+", type=Path, help="image files to classify")
+    pr.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     pr.add_argument(
         "--invert", action="store_true", help="invert images (dark ink on white -> bright on dark)"
     )

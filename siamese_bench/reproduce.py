@@ -1,11 +1,11 @@
 """`python -m siamese_bench reproduce [results/<preset>]`: re-run a committed results directory and compare.
 
-The recorded configuration (config.json) is run again into a fresh directory, once per dtype the recorded rows
-hold (float32, and bfloat16-amp via --amp bf16; config.json records only the last run's --amp; a
+The recorded configuration (config.json) is run again into a fresh directory (or `--out`), once per dtype the
+recorded rows hold (float32, and bfloat16-amp via --amp bf16; config.json records only the last run's --amp; a
 throughput-only folder is re-measured once per dtype its throughput table holds), on the devices the recorded
-rows name; then, cell by cell, an accuracy reproduces when |new - recorded| <= the recorded 95% CI
-half-width, and the test episodes must be bit-identical (same episodes hash). Throughput is reported as
-new / recorded, never pass/fail (it depends on the machine).
+rows name; then, cell by cell, an accuracy reproduces when |new - recorded| <= --tolerance (default 1) times
+the recorded 95% CI half-width, and the test episodes must be bit-identical (same episodes hash). Throughput
+is reported as new / recorded, never pass/fail (it depends on the machine).
 
 Every recorded cell that --protocols/--backbones/--heads/--devices/--seeds/--ways keep gets a verdict: one the
 re-run could not make (a dtype reproduce cannot set, a device not available here, a cell outside the grids

@@ -1,4 +1,4 @@
-"""Result tables: the CSV schemas, atomic writes, the output-directory lock and the generated summary.
+"""Result tables: the CSV schemas, atomic writes and the output-directory lock (summary.md: summary.py).
 
 Every table is rewritten whole through a temporary file and `os.replace`, so a reader (or a run killed
 mid-write) never sees half a CSV. Numbers are raw (accuracy as a fraction in 0..1); formatting happens only in

@@ -2,9 +2,9 @@
 
 A *cell* is (protocol, backbone, head, device, dtype, n_way, k_shot, seed) and yields one row of
 accuracy.csv. Cells that share everything but (n_way, k_shot) share one trained model (a *group*). Each
-row is written atomically as soon as its cell finishes, so an interrupted run loses at most the cell in
-progress, and re-running the same command skips the cells already in the table. A failing cell becomes a
-row with status=error and the message; the run goes on.
+row is written atomically as soon as its cell finishes, so an interrupted run keeps every finished cell (and
+the training in progress up to its last snapshot: snapshot.py), and re-running the same command skips the
+cells already in the table. A failing cell becomes a row with status=error and the message; the run goes on.
 """
 
 from __future__ import annotations
