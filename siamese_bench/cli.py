@@ -7,6 +7,7 @@ unknown names, impossible episodes, no CUDA) print one line that says what is wr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -298,6 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     except commands.UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (
+        BrokenPipeError
+    ):  # the reader went away (`... | head`): stop quietly, as other command-line tools do
+        os.dup2(
+            os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()
+        )  # no second error flushing stdout at exit
+        return 141  # 128 + SIGPIPE
     except KeyboardInterrupt:
         if args.command in ("run", "reproduce"):
             print(

@@ -428,3 +428,13 @@ def test_comma_separated_flags_drop_spaces_and_repeats(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "out"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("3-way 1-shot; 0/1 done") == 2 and "2 training group(s), 2 cell(s), 2 to run" in out
+
+
+def test_a_reader_that_goes_away_is_no_traceback():
+    """`python -m siamese_bench ls | head -1`: stdout closed before the output is written."""
+    p = subprocess.Popen(
+        [sys.executable, "-m", "siamese_bench", "ls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    p.stdout.close()  # before the child has imported anything, so its first write meets a closed pipe
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == "", err
