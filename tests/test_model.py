@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 from siamese_bench.backbones import BACKBONES
+from siamese_bench.heads import HEADS
 from siamese_bench.model import SiameseModel
 
 INTERFACE = ("objective", "metric", "loss", "similarity", "score")
@@ -45,3 +47,66 @@ def test_unknown_objective_is_refused():
     head.objective = "quadruplet"
     with pytest.raises(ValueError, match="expected 'pair' or 'triplet'"):
         SiameseModel(_backbone(), head)
+
+
+def test_unknown_objective_message_names_the_objective():
+    head = FakeHead()
+    head.objective = "quadruplet"
+    with pytest.raises(ValueError, match=r"FakeHead has objective 'quadruplet'"):
+        SiameseModel(_backbone(), head)
+
+
+def test_a_triplet_head_is_accepted():
+    head = FakeHead()
+    head.objective = "triplet"
+    model = SiameseModel(_backbone(), head)
+    assert model.objective == "triplet"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(1, True), (0, False), (True, True), (False, False)])
+def test_metric_is_the_heads_flag_as_a_bool(value, expected):
+    head = FakeHead()
+    head.metric = value
+    assert SiameseModel(_backbone(), head).metric is expected
+
+
+def test_build_passes_sizes_to_the_backbone_and_options_to_the_head():
+    model = SiameseModel.build("pixels", "contrastive", in_channels=3, image_size=4, margin=2.5)
+    assert type(model.backbone).__name__ == "Pixels" and type(model.head).__name__ == "ContrastiveHead"
+    assert (model.backbone.in_channels, model.backbone.image_size, model.backbone.out_dim) == (3, 4, 48)
+    assert model.head.dim == 48 and model.head.margin == 2.5
+    assert (model.objective, model.metric) == ("pair", True)
+    triplet = SiameseModel.build("pixels", "triplet", image_size=2)
+    assert (triplet.objective, triplet.metric, triplet.head.dim) == ("triplet", True, 4)
+
+
+def test_build_defaults_to_one_channel_28x28_images():
+    model = SiameseModel.build("pixels", "koch")
+    assert (model.backbone.in_channels, model.backbone.image_size, model.head.dim) == (1, 28, 784)
+
+
+def test_build_on_a_subclass_returns_the_subclass():
+    class Sub(SiameseModel):
+        pass
+
+    assert type(Sub.build("pixels", "l2", image_size=2)) is Sub
+
+
+def test_embed_and_forward_run_the_backbone_and_keep_the_graph():
+    model = SiameseModel.build("pixels", "koch", in_channels=2, image_size=3)
+    x = torch.rand(5, 2, 3, 3, requires_grad=True)
+    out = model(x)
+    assert out.shape == (5, 18)
+    torch.testing.assert_close(out, x.reshape(5, 18), rtol=0, atol=0)
+    torch.testing.assert_close(model.embed(x), out, rtol=0, atol=0)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones_like(x), rtol=0, atol=0)
+
+
+def test_a_new_model_is_in_training_mode_with_trainable_head():
+    backbone = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(4))
+    backbone.out_dim = 4
+    model = SiameseModel(backbone, HEADS.get("koch")(4))
+    assert all(m.training for m in model.modules())
+    params = list(model.parameters())
+    assert len(params) == 4 and all(p.requires_grad for p in params)  # BN weight/bias, head fc weight/bias

@@ -46,7 +46,8 @@ def with_nn_maxpool(module: nn.Module) -> tuple[nn.Module, int]:
         for name, child in list(parent.named_children()):
             if isinstance(child, MaxPool2d):
                 options = (child.kernel_size, child.stride, child.padding, child.dilation)
-                setattr(parent, name, nn.MaxPool2d(*options, ceil_mode=child.ceil_mode))
+                plain = nn.MaxPool2d(*options, return_indices=child.return_indices, ceil_mode=child.ceil_mode)
+                setattr(parent, name, plain)
                 swapped += 1
     return twin, swapped
 

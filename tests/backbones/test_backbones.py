@@ -1,9 +1,13 @@
 """Tests for siamese_bench/backbones: output shapes, size rules, paper init, resnet stems, weights files."""
 
+import importlib
+import sys
+
 import pytest
 import torch
 from torch import nn
 
+import siamese_bench.backbones
 from siamese_bench.backbones import BACKBONES
 from siamese_bench.backbones.koch import KochNet
 
@@ -221,3 +225,48 @@ def test_resnet_new_stem_gets_torchvisions_kaiming_init():
     torch.manual_seed(0)
     w = BACKBONES.get("resnet18")(1, 28).net.conv1.weight
     assert abs(w.std().item() / (2 / (64 * 9)) ** 0.5 - 1) < 0.1
+
+
+def test_check_images_messages_name_the_module_and_the_mismatch():
+    m = BACKBONES.get("pixels")(3, 28)
+    with pytest.raises(
+        ValueError,
+        match=r"^Pixels expects a float image batch .* got dtype torch.uint8 shape \(2, 3, 28, 28\)",
+    ):
+        m(torch.zeros(2, 3, 28, 28, dtype=torch.uint8))
+    for shape in [(3, 28, 28), (2, 3, 1, 28, 28)]:  # unbatched or 5-D: not a (B, C, H, W) batch
+        with pytest.raises(ValueError, match="expects a float image batch"):
+            m(torch.rand(shape))
+    with pytest.raises(ValueError, match=r"^Pixels was built for in_channels=3 but got 1 channels"):
+        m(torch.rand(2, 1, 28, 28))  # fewer channels than built for
+    for h, w in [(28, 32), (32, 28)]:  # non-square images are refused whichever side differs
+        with pytest.raises(ValueError, match=rf"^Pixels was built for 28x28 images but got {h}x{w}; "):
+            m(torch.rand(2, 3, h, w))
+
+
+def test_check_args_reports_the_backbones_minimum():
+    with pytest.raises(ValueError, match=r"^small-cnn: image_size must be >= 4, got 3; "):
+        BACKBONES.get("small-cnn")(1, 3)
+    with pytest.raises(ValueError, match=r"^conv4: in_channels must be >= 1, got -1$"):
+        BACKBONES.get("conv4")(-1, 28)
+
+
+def test_importing_the_package_alone_registers_every_backbone(monkeypatch):
+    """A fresh import of siamese_bench.backbones (every backbone module unloaded first: the test files import
+    some of them directly, which registers them anyway) must register all of them, pixels included."""
+    for name in [
+        n for n in sys.modules if n == "siamese_bench.backbones" or n.startswith("siamese_bench.backbones.")
+    ]:
+        monkeypatch.delitem(sys.modules, name)  # restored after the test, with the package attribute
+    monkeypatch.setattr(siamese_bench, "backbones", siamese_bench.backbones)
+    fresh = importlib.import_module("siamese_bench.backbones")
+    assert fresh.BACKBONES is not BACKBONES
+    assert fresh.BACKBONES.names() == [
+        "conv4",
+        "koch",
+        "pixels",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "small-cnn",
+    ]

@@ -140,3 +140,67 @@ def test_fast_path_output_is_nchw_contiguous(mode):
     ref = nn.MaxPool2d(2)(x)
     assert out.is_contiguous() and not out.is_contiguous(memory_format=torch.channels_last)
     assert out.stride() == ref.stride() and torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("kind", ["random", "ties"])
+def test_dilation_is_honoured_bit_identically(kind):
+    """No backbone dilates its pools, but MaxPool2d takes nn.MaxPool2d's dilation and must apply it."""
+    x = _inputs(kind, (2, 3, 13, 11))
+    ours, ref = MaxPool2d(3, 2, 1, dilation=(2, 3)), nn.MaxPool2d(3, 2, 1, dilation=(2, 3))
+    with torch.no_grad():
+        assert torch.equal(ours(x), ref(x))
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, out_ref = ours(a), ref(b)
+    assert type(out.grad_fn).__name__ == f"{_PoolViaChannelsLast.__name__}Backward"
+    assert torch.equal(out, out_ref)
+    grad = torch.randn(out_ref.shape, generator=torch.Generator().manual_seed(1))
+    out.backward(grad)
+    out_ref.backward(grad)
+    assert torch.equal(a.grad, b.grad)
+
+
+def test_non_cpu_tensors_use_nn_maxpool():
+    x = torch.randn(
+        2, 4, 8, 8, device="meta", requires_grad=True
+    )  # NCHW, float, with grad: only the device differs
+    out = MaxPool2d(2)(x)
+    assert out.shape == (2, 4, 4, 4) and "_PoolViaChannelsLast" not in type(out.grad_fn).__name__
+
+
+def test_with_nn_maxpool_swaps_only_package_pools_in_a_copy_keeping_every_option():
+    inner = nn.Sequential(MaxPool2d((3, 2), (2, 1), (1, 0), dilation=(2, 1), ceil_mode=True))
+    net = nn.Sequential(MaxPool2d(2), inner, nn.MaxPool2d(3))
+    twin, swapped = with_nn_maxpool(net)
+    assert swapped == 2 and twin is not net
+    # the original is left as it was, the twin holds plain nn.MaxPool2d only, with the same options (repr)
+    assert [type(m) for m in net.modules() if isinstance(m, nn.MaxPool2d)] == [
+        MaxPool2d,
+        MaxPool2d,
+        nn.MaxPool2d,
+    ]
+    assert [type(m) for m in twin.modules() if isinstance(m, nn.MaxPool2d)] == [nn.MaxPool2d] * 3
+    assert repr(twin) == repr(net)
+    x = torch.randn(1, 2, 40, 40)
+    assert torch.equal(twin(x), net(x))
+    # return_indices is not in the repr: the twin keeps it too (values and indices)
+    pool = MaxPool2d(2, return_indices=True)
+    twin_pool, _ = with_nn_maxpool(nn.Sequential(pool))
+    assert twin_pool[0].return_indices
+    for a, b in zip(twin_pool(x), pool(x), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="torch.compile unsupported here")
+def test_torch_compile_traces_the_standard_op():
+    """torch.compile (dynamo) sees nn.MaxPool2d's plain max_pool2d, not the channels-last Function."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(str(gm.graph))
+        return gm.forward
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), MaxPool2d(2))
+    x = torch.randn(2, 1, 10, 10)
+    compiled = torch.compile(net, backend=backend, fullgraph=True)
+    assert torch.equal(compiled(x), net(x))
+    assert len(graphs) == 1 and "max_pool2d" in graphs[0] and "with_indices" not in graphs[0], graphs

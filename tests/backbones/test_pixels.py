@@ -26,3 +26,33 @@ def test_rejects_wrong_input():
         m(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
     with pytest.raises(ValueError, match="in_channels must be >= 1"):
         BACKBONES.get("pixels")(0, 28)
+
+
+def test_sizes_down_to_one_pixel_and_messages():
+    m = BACKBONES.get("pixels")(2, 1)  # MIN_SIZE is 1: a single pixel per channel is a valid image
+    assert m.out_dim == 2
+    x = torch.rand(3, 2, 1, 1)
+    torch.testing.assert_close(m(x), x.reshape(3, 2), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"^pixels: image_size must be >= 1, got 0;"):
+        BACKBONES.get("pixels")(1, 0)
+    with pytest.raises(ValueError, match=r"^pixels: in_channels must be >= 1, got 0$"):
+        BACKBONES.get("pixels")(0, 1)
+
+
+def test_defaults_are_one_channel_28x28():
+    for m in (BACKBONES.get("pixels")(), Pixels()):
+        assert (m.in_channels, m.image_size, m.out_dim) == (1, 28, 784)
+
+
+def test_repr_shows_the_sizes():
+    assert repr(Pixels(3, 4)) == "Pixels(in_channels=3, image_size=4, out_dim=48)"
+
+
+def test_keeps_dtype_gradient_and_empty_batches():
+    m = Pixels(2, 3)
+    x = torch.rand(4, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    out = m(x)
+    assert out.dtype == torch.float64 and out.shape == (4, 18)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones_like(x), rtol=0, atol=0)
+    assert m(torch.rand(0, 2, 3, 3)).shape == (0, 18)
