@@ -35,6 +35,9 @@ from siamese_bench.results import (
     rate_ratios,
 )
 
+# verdicts of a cell scored on other episodes (or another split): no tolerance, nor training noise, explains them
+OTHER_EPISODES = ("FAIL (split differs", "FAIL (episodes differ)")
+
 
 def _accuracy_rows(directory: Path) -> list[dict]:
     """DIRECTORY/accuracy.csv read as `run` reads it: a missing column or malformed row is a ValueError naming
@@ -212,10 +215,13 @@ def compare(
     given) with the new run's.
 
     A cell reproduces when its test episodes are identical and |new - recorded| <= tolerance * recorded CI;
-    its verdict says "identical" when the accuracy is bit-for-bit the same (same CPU model and libraries).
+    its verdict says "identical" when the accuracy is bit-for-bit the same (same CPU model and libraries), and
+    "split differs" when the split hash changed (for your own images: they were edited since).
     A recorded cell the new run did not make is "not re-run (why)"; `planned`, the keys the re-run asked for,
     tells a cell outside config.json's grids from one the run left out. Either verdict makes "all" False.
     """
+    from siamese_bench.datasets.own import is_own
+
     new = {key_of(r, CELL_KEY): r for r in _accuracy_rows(new_dir)}
     rows, ok_all = [], True
     for old in _accuracy_rows(recorded_dir):
@@ -242,10 +248,14 @@ def compare(
             rows.append([label, recorded, "–", "–", "–", verdict])
             continue
         a_old, a_new, ci = float(old["accuracy"]), float(r["accuracy"]), float(old["ci95"] or "nan")
-        same_eps, identical = old["episodes_hash"] == r["episodes_hash"], a_new == a_old
+        same_split = old["split_hash"] == r["split_hash"]
+        same_eps, identical = same_split and old["episodes_hash"] == r["episodes_hash"], a_new == a_old
         passed = same_eps and (identical or (not math.isnan(ci) and abs(a_new - a_old) <= tolerance * ci))
         ok_all &= passed
-        if not same_eps:
+        if not same_split:  # other classes or images: other episodes too
+            changed = "; the images changed" if is_own(old["protocol"]) else ""
+            verdict = f"FAIL (split differs: {old['split_hash']} recorded, {r['split_hash']} now{changed})"
+        elif not same_eps:
             verdict = "FAIL (episodes differ)"
         elif identical:
             verdict = "identical"
@@ -365,7 +375,7 @@ def command(args) -> int:
         print(f"\nthroughput re-measured, as ratios new / recorded (never pass/fail); new run in {out}")
         return 0
     print(f"\n{verdict_line(table, out)}")
-    if any(r[-1].startswith("FAIL") for r in table):
+    if any(r[-1].startswith("FAIL") and not r[-1].startswith(OTHER_EPISODES) for r in table):
         print(
             "Training repeats bit for bit only on the same CPU model with the same library versions (CUDA "
             "training is not bit-deterministic even on one GPU); elsewhere a cell moves by training noise, "

@@ -155,11 +155,11 @@ def _check_resume_settings(out: Path, recorded: dict, groups: list[dict], done) 
             )
 
 
-def _check_own_images_unchanged(out: Path, groups: list[dict], rows) -> None:
+def _check_own_images_unchanged(out: Path, groups: list[dict], recorded: list[dict]) -> None:
     """Refuse to resume a run on your own images (folder:/csv: protocols) when their split changed since its
     finished cells: images or classes were added, removed, renamed or edited (the split hash digests them).
-    The finished cells would be kept and the new ones scored on other images, in one table. rows(group) gives
-    the recorded rows of the group's cells (or None)."""
+    The finished cells would be kept and the new ones scored on other images, in one table; so any recorded
+    row of the protocol counts, also one of a cell this run does not make (another head or backbone)."""
     from siamese_bench.commands import UserError
     from siamese_bench.datasets.own import is_own
 
@@ -168,7 +168,7 @@ def _check_own_images_unchanged(out: Path, groups: list[dict], rows) -> None:
         if not is_own(proto.name):
             continue
         now = proto.split({}, None).hash
-        old = {r["split_hash"] for r in rows(group) if r and r.get("split_hash")}
+        old = {r["split_hash"] for r in recorded if r["protocol"] == proto.name and r.get("split_hash")}
         if old - {now}:
             raise UserError(
                 f"the images of {proto.name} changed since {out} was written (split {', '.join(sorted(old))} "
@@ -196,7 +196,7 @@ def check_resumable(config: RunConfig, doc: dict, acc: Table, groups: list[dict]
     _check_same_kind(config, doc, acc)
     _check_resume_settings(config.out, {key: settings for key, settings, _ in cells}, groups, done)
     _check_same_threads(config, {key: threads for key, _, threads in cells}, acc, groups)
-    _check_own_images_unchanged(config.out, groups, rows)
+    _check_own_images_unchanged(config.out, groups, acc.rows)
 
 
 def config_doc(

@@ -306,6 +306,22 @@ def settings_lines(cfg: dict) -> list[str]:
     return lines
 
 
+def own_images_lines(rows: list[dict]) -> list[str]:
+    """Markdown bullets naming the images behind each folder:/csv: protocol of the rows (its name is the path
+    as written on the command line): the folder or CSV file, the image size and the split hash (which digests
+    the images), so that a summary says which images were benchmarked."""
+    from siamese_bench.datasets.own import is_own
+
+    seen: dict[str, tuple[str, str, set]] = {}
+    for r in rows:
+        if is_own(r["protocol"]) and r.get("split_hash"):
+            seen.setdefault(r["protocol"], (r["dataset"], r["image_size"], set()))[2].add(r["split_hash"])
+    return [
+        f"- {name}: images {dataset} at {size}x{size}, split {', '.join(sorted(hashes))}"
+        for name, (dataset, size, hashes) in sorted(seen.items())
+    ]
+
+
 def _title(out_dir: Path, cfg: dict) -> str:
     """The folder's name, and the preset its grid came from when that is another name."""
     preset = cfg.get("preset")
@@ -339,6 +355,7 @@ def write_summary(out_dir: Path, published: dict | None = None) -> Path:
         + (f"; GPUs: {', '.join(env['gpus'])}" if env.get("gpus") else "; no GPU"),
         f"- wall time: {wall_text(cfg)}",
         *settings_lines(cfg),
+        *own_images_lines(acc),
         "",
     ]
     if not cfg.get("throughput_only"):

@@ -66,6 +66,22 @@ def test_compare_flags_a_cell_outside_the_ci_and_changed_episodes(tmp_path):
     assert [t[4] for t in table] == ["2.00x", "1.00x"]  # train speed now / recorded
 
 
+def test_compare_names_a_changed_split(tmp_path):
+    """Your own images edited since the recorded run: the verdict says the split (the images) changed, not
+    just that the episodes differ."""
+    rows = [r for r in read_csv(QUICK / "accuracy.csv") if r["status"] == "ok"][:2]
+    recorded = [dict(r, protocol="folder:mine") for r in rows]
+    write_csv(tmp_path / "recorded" / "accuracy.csv", recorded, ACCURACY_COLUMNS)
+    changed = [recorded[0], dict(recorded[1], split_hash="f" * 16)]  # same episodes hash: still a FAIL
+    write_csv(tmp_path / "new" / "accuracy.csv", changed, ACCURACY_COLUMNS)
+    table, ok = compare(tmp_path / "recorded", tmp_path / "new", None)
+    assert not ok and table[0][-1] == "identical"
+    assert (
+        table[1][-1]
+        == f"FAIL (split differs: {rows[1]['split_hash']} recorded, {'f' * 16} now; the images changed)"
+    )
+
+
 def test_recorded_error_cells_are_reproduced_too_and_throughput_is_new_over_recorded(tmp_path):
     from siamese_bench.reproduce import recorded_rows, throughput_ratios
     from siamese_bench.results import THROUGHPUT_COLUMNS

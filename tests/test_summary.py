@@ -1,6 +1,6 @@
 """summary.py: the accuracy table's aggregation rule (seeds of one protocol version and split only)."""
 
-from siamese_bench.summary import accuracy_table
+from siamese_bench.summary import accuracy_table, own_images_lines
 
 
 def _row(seed, accuracy, version="1", split="aaaa"):
@@ -109,3 +109,12 @@ def test_the_throughput_table_shows_measured_rows_in_batch_order():
     table = throughput_table([row(512), row(64), row(128, "error")])
     lines = [x for x in table.splitlines() if x.startswith("| conv4")]
     assert [x.split(" | ")[5] for x in lines] == ["64", "512"]  # numeric order; the failed row left out
+
+
+def test_own_images_are_named_with_their_folder_and_split():
+    """A folder: protocol's name is the path as typed (maybe relative): the summary names the folder itself,
+    the size and the split (which digests the images)."""
+    own = dict(_row(0, 0.8), protocol="folder:mine@16", dataset="folder:/home/u/mine", image_size="16")
+    assert own_images_lines([_row(0, 0.8), own, dict(own, seed="1", split_hash="bbbb")]) == [
+        "- folder:mine@16: images folder:/home/u/mine at 16x16, split aaaa, bbbb"
+    ]

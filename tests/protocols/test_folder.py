@@ -194,7 +194,8 @@ def test_a_resume_after_the_images_changed_is_refused(tmp_path, digit_folder, ch
     before = (out / "accuracy.csv").read_text()
     change(root)
     folder.folder_protocol.cache_clear()  # a new process would list the folder again
-    for more in ([], ["--heads", "koch,contrastive"]):
+    # another head alone: no cell of it is recorded, but its rows would sit beside the old images' ones
+    for more in ([], ["--heads", "koch,contrastive"], ["--heads", "contrastive"]):
         with pytest.raises(UserError, match="changed since"):
             runner.run(runner.config_from_args(_args(*argv, *more)))
     assert (out / "accuracy.csv").read_text() == before
