@@ -62,8 +62,8 @@ def check_args(name: str, in_channels: int, image_size: int, min_size: int) -> N
         raise ValueError(f"{name}: in_channels must be >= 1, got {in_channels}")
     if image_size < min_size:
         raise ValueError(
-            f"{name}: image_size must be >= {min_size}, got {image_size}; resize the images or use "
-            "another backbone"
+            f"{name}: image_size must be >= {min_size}, got {image_size}; resize the images (your own: "
+            f"folder:PATH@{min_size} or larger) or use another backbone"
         )
 
 

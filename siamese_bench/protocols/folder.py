@@ -154,6 +154,6 @@ def verify_own(spec: str) -> store.VerifyReport:
         counts={"classes": images.num_classes, "images": len(images), **parts},
         check=(
             f"every image decodes ({channels}, {size}x{size}); split {split.hash}; test episodes "
-            f"{proto.ways[0]}-way 1-shot, {proto.n_query} queries per class"
+            f"{proto.ways[0]}-way 1-shot, {proto.n_query} quer{'y' if proto.n_query == 1 else 'ies'} per class"
         ),
     )

@@ -245,7 +245,9 @@ def test_check_images_messages_name_the_module_and_the_mismatch():
 
 
 def test_check_args_reports_the_backbones_minimum():
-    with pytest.raises(ValueError, match=r"^small-cnn: image_size must be >= 4, got 3; "):
+    with pytest.raises(
+        ValueError, match=r"^small-cnn: image_size must be >= 4, got 3; .*folder:PATH@4 or larger"
+    ):
         BACKBONES.get("small-cnn")(1, 3)
     with pytest.raises(ValueError, match=r"^conv4: in_channels must be >= 1, got -1$"):
         BACKBONES.get("conv4")(-1, 28)

@@ -144,6 +144,8 @@ def test_data_verify_reports_your_images(tmp_path, digit_folder):
     assert (
         "every image decodes (grayscale, 16x16)" in report.check and "2-way 1-shot, 3 queries" in report.check
     )
+    two = digit_folder(tmp_path / "two", per_class=2)  # one support and one query per class
+    assert "2-way 1-shot, 1 query per class" in verify(f"folder:{two}@16").check
     (root / "five" / "notes.txt").write_text("not an image")
     bad = verify(f"folder:{root}@16")
     assert bad.found and not bad.ok and "notes.txt" in bad.detail
