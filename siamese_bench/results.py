@@ -124,6 +124,20 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], mode: int | No
         raise
 
 
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temp files `atomic_write` left in `folder` and below when a process was killed mid-write
+    (SIGKILL or a power cut skip its cleanup; the target still holds its old content), and return their paths.
+    Only for a folder whose `OutputLock` the caller holds: another writer's temp file would go too."""
+    stale = [
+        p
+        for p in Path(folder).rglob(".*.tmp")
+        if re.fullmatch(r"\..+\.[a-z0-9_]{8}\.tmp", p.name) and p.is_file() and not p.is_symlink()
+    ]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """`atomic_write` of `text` as UTF-8 (newlines as given)."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -3,10 +3,10 @@ that folder (`run` and `run --dry-run` alike).
 
 config.json holds the resolved RunConfig of the latest run, its environment (git hash, library versions,
 hardware), and `runs`: one entry per run that wrote rows (its grids, devices, dtype, torch CPU threads,
-command, wall time; `interrupted` when Ctrl-C or an error stopped it). A resume is refused, before anything
-runs, when it would mix rows of another kind of run (throughput-only vs full), skip finished cells made with
-other training settings, train CPU cells with another torch thread count beside finished ones, or score
-your own images after they changed.
+command, wall time; `interrupted` when Ctrl-C, an error or a kill stopped it: a run is recorded so before
+each row it writes). A resume is refused, before anything runs, when it would mix rows of another kind of run
+(throughput-only vs full), skip finished cells made with other training settings, train CPU cells with another
+torch thread count beside finished ones, or score your own images after they changed.
 """
 
 from __future__ import annotations

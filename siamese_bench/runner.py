@@ -29,6 +29,7 @@ from siamese_bench.results import (
     THROUGHPUT_KEY,
     OutputLock,
     Table,
+    remove_stale_temps,
     write_json,
 )
 
@@ -442,6 +443,13 @@ def _run(config: RunConfig, print_summary: bool) -> int:
     allocator.keep_freed_memory()  # CPU steps stop page-faulting their buffers in again (bit-identical)
     config.out.mkdir(parents=True, exist_ok=True)
     with OutputLock(config.out):
+        stale = remove_stale_temps(config.out)  # a killed run's half-written files (their targets are whole)
+        if stale:
+            names = ", ".join(str(p.relative_to(config.out)) for p in stale)
+            _log(
+                config,
+                f"removed {len(stale)} temp file(s) of an interrupted write from {config.out}: {names}",
+            )
         acc = Table(config.out / "accuracy.csv", ACCURACY_COLUMNS, CELL_KEY)
         thr = Table(config.out / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY)
         # config.json describes the run that wrote the rows: a resume that finds every cell done must not
@@ -458,8 +466,16 @@ def _run(config: RunConfig, print_summary: bool) -> int:
             resume.check_resumable(config, doc, acc, groups)
         runner = CellRunner(config)
         counts = {"wrote": 0, "failed_throughput": 0}
+
+        def before_row() -> None:
+            """Record this run in config.json, marked interrupted until it ends, before each row it writes: a
+            run killed on the spot (SIGKILL, a power cut: no handler runs) still records its rows' settings."""
+            wall = time.perf_counter() - start
+            doc = resume.config_doc(config, wall, earlier, started, counts["wrote"] + 1, interrupted=True)
+            write_json(config_path, doc)
+
         try:
-            _run_groups(config, groups, runner, acc, thr, counts)
+            _run_groups(config, groups, runner, acc, thr, counts, before_row)
         except BaseException:  # Ctrl-C or a crash: record the run that wrote rows, for the next resume
             if counts["wrote"]:
                 wall = time.perf_counter() - start
@@ -507,10 +523,13 @@ def _run(config: RunConfig, print_summary: bool) -> int:
     return 0
 
 
-def _run_groups(config: RunConfig, groups: list[dict], runner, acc: Table, thr: Table, counts: dict) -> None:
-    """Run every group's missing cells (and then the throughput table), writing each row as it comes and
-    counting in `counts` the rows written ("wrote") and the throughput measurements that failed
-    ("failed_throughput") as it goes, so that an interrupted run still knows what it wrote."""
+def _run_groups(
+    config: RunConfig, groups: list[dict], runner, acc: Table, thr: Table, counts: dict, before_row
+) -> None:
+    """Run every group's missing cells (and then the throughput table), writing each row as it comes (after
+    calling `before_row()`) and counting in `counts` the rows written ("wrote") and the throughput
+    measurements that failed ("failed_throughput") as it goes, so that an interrupted run still knows what it
+    wrote."""
     cells_total, done = sum(len(g["cells"]) for g in groups), 0
     for gi, group in enumerate(groups, 1):
         label = (
@@ -534,6 +553,7 @@ def _run_groups(config: RunConfig, groups: list[dict], runner, acc: Table, thr: 
             continue
         if group["unavailable"]:
             for n, k in todo:
+                before_row()
                 acc.put(
                     {
                         **base_row(group, n, k),
@@ -547,6 +567,7 @@ def _run_groups(config: RunConfig, groups: list[dict], runner, acc: Table, thr: 
             continue
         _log(config, f"{label}: {len(todo)} cell(s) to run")
         for row in runner.run_group(group, todo):
+            before_row()
             acc.put(row)
             done += 1
             counts["wrote"] += 1
@@ -561,6 +582,7 @@ def _run_groups(config: RunConfig, groups: list[dict], runner, acc: Table, thr: 
             )
     if config.throughput:
         for trow in runner.throughput_rows(thr, lambda msg: _log(config, msg)):
+            before_row()
             thr.put(trow)
             counts["wrote"] += 1
             counts["failed_throughput"] += trow["status"] == "error"

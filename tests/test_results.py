@@ -56,6 +56,29 @@ def test_atomic_write_leaves_old_content_on_failure(tmp_path, monkeypatch):
     assert [f.name for f in tmp_path.iterdir()] == ["f.txt"]  # no temp file left behind
 
 
+def test_the_temp_file_of_a_write_killed_on_the_spot_is_found_and_removed(tmp_path):
+    """SIGKILL mid-write skips atomic_write's cleanup: the target keeps its old content and the temp file stays,
+    until remove_stale_temps (which `run` calls under the folder's lock) deletes it and nothing else."""
+    atomic_write_text(tmp_path / "sub" / "f.csv", "old")
+    keep = [tmp_path / ".lock", tmp_path / ".hidden.tmp", tmp_path / "sub" / "notes.tmp"]
+    for path in keep:
+        path.write_text("mine")
+    code = (
+        "import os, signal; from siamese_bench.results import atomic_write\n"
+        "def write(f):\n    f.write(b'new, half'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"atomic_write({str(tmp_path / 'sub' / 'f.csv')!r}, write)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    (stale,) = (tmp_path / "sub").glob(".f.csv.*.tmp")
+    assert (tmp_path / "sub" / "f.csv").read_text() == "old"
+    assert results.remove_stale_temps(tmp_path) == [stale]
+    assert sorted((tmp_path / "sub").iterdir()) == [
+        tmp_path / "sub" / "f.csv",
+        tmp_path / "sub" / "notes.tmp",
+    ]
+    assert all(path.read_text() == "mine" for path in keep)
+
+
 def test_output_lock_refuses_a_second_run(tmp_path):
     code = (
         "import sys, time; from siamese_bench.results import OutputLock\n"

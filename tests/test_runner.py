@@ -5,6 +5,9 @@ import argparse
 import dataclasses
 import json
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -849,6 +852,74 @@ def test_an_interrupted_resume_is_recorded_so_its_rows_keep_their_settings(tmp_p
     with pytest.raises(UserError, match="train_pairs 256 \\(recorded\\) vs 512 \\(now\\)"):
         runner.run(config(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "512"))
     runner.run(config(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "256"))  # resumes
+
+
+_KILLED_AFTER_ITS_ROWS = """
+import os, signal, sys
+from siamese_bench import cell
+from siamese_bench.cli import main
+from siamese_bench.runner import base_row
+
+
+def killed(self, group, cells):  # the group's rows, then SIGKILL: no handler runs, nothing is cleaned up
+    for n, k in cells:
+        yield {**base_row(group, n, k), "status": "ok", "accuracy": 0.5, "ci95": 0.1, "timestamp": "t"}
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+cell.CellRunner.run_group = killed
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _run_killed_after_its_rows(tmp_path, *argv) -> None:
+    """`run` in a child process, as the test's config() would, killed with SIGKILL after its first group's rows
+    are written."""
+    args = [
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "--episodes",
+        "20",
+        "--no-throughput",
+        "--quiet",
+    ]
+    child = subprocess.run([sys.executable, "-c", _KILLED_AFTER_ITS_ROWS, *args, *argv], capture_output=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+
+
+def test_a_resume_killed_on_the_spot_is_recorded_so_its_rows_keep_their_settings(tmp_path, monkeypatch):
+    """As for Ctrl-C, but for a kill no handler sees (SIGKILL, a power cut): config.json records the run
+    before each row it writes, so a later run with other settings for those cells is refused."""
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"), print_summary=False)
+    _run_killed_after_its_rows(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "256")
+    assert len(read_csv(tmp_path / "accuracy.csv")) == 2
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert [(r["rows_written"], r.get("interrupted", False)) for r in doc["runs"]] == [(1, False), (1, True)]
+    with pytest.raises(UserError, match="train_pairs 256 \\(recorded\\) vs 512 \\(now\\)"):
+        runner.run(config(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "512"))
+    runner.run(config(tmp_path, "--heads", "contrastive", "--ways", "3", "--train-pairs", "256"))  # resumes
+
+
+def test_a_run_removes_the_temp_files_a_killed_run_left_and_says_so(tmp_path, monkeypatch, capsys):
+    """A run killed mid-write (SIGKILL) leaves its temp files; the next run into the folder deletes them (the
+    snapshots folder can then go with its last snapshot) instead of letting them pile up."""
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    (tmp_path / "snapshots").mkdir(parents=True)
+    stale = [
+        tmp_path / ".accuracy.csv.k2_x9abc.tmp",
+        tmp_path / "snapshots" / ".digits_seed0.pt.0a1b2c3d.tmp",
+    ]
+    for path in stale:
+        path.write_bytes(b"half")
+    runner.run(dataclasses.replace(config(tmp_path, "--heads", "koch", "--ways", "3"), quiet=False), False)
+    assert not any(path.exists() for path in stale)
+    err = capsys.readouterr().err
+    assert f"removed 2 temp file(s) of an interrupted write from {tmp_path}: " in err
+    assert ".accuracy.csv.k2_x9abc.tmp" in err and len(read_csv(tmp_path / "accuracy.csv")) == 1
 
 
 def test_a_failed_throughput_measurement_makes_the_run_exit_1(tmp_path, monkeypatch, capsys):
