@@ -18,7 +18,12 @@ import torch
 
 from siamese_bench import provenance
 from siamese_bench.datasets import load_dataset
-from siamese_bench.datasets.store import DatasetError, DatasetMissingError, DownloadError
+from siamese_bench.datasets.store import (
+    DatasetError,
+    DatasetMissingError,
+    DownloadError,
+    atomic_torch_save,
+)
 from siamese_bench.episodes.episodes import Episodes, episodes_fingerprint, sample_episodes
 from siamese_bench.episodes.index import ClassIndex
 from siamese_bench.episodes.pairs import sample_pairs
@@ -253,7 +258,7 @@ class CellRunner:
                 ev = evaluate_episodes(model, test_ds.images, ep, return_correct=True)
                 path = per_episode_path(cfg.out, row)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(ev.correct.cpu(), path)
+                atomic_torch_save(ev.correct.cpu(), path)  # a killed run leaves no truncated file
                 row.update(
                     episodes=len(ep),
                     n_query=ep.n_query,

@@ -8,8 +8,10 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from siamese_bench import cell, runner
 from siamese_bench.cli import build_parser
@@ -38,6 +40,26 @@ def config(tmp_path, *extra):
         ]
     )
     return runner.config_from_args(args)
+
+
+def test_a_per_episode_file_killed_mid_write_leaves_no_truncated_file(tmp_path, monkeypatch):
+    """The per-episode results (what `compare` tests) are written atomically like every other file: a write
+    stopped half-way leaves nothing under the final name."""
+    real = torch.save
+
+    def half_then_stop(obj, f, *a, **k):
+        if not (isinstance(obj, torch.Tensor) and obj.dtype == torch.bool):  # per-episode: correct or not
+            return real(obj, f, *a, **k)
+        if hasattr(f, "write"):
+            f.write(b"PK\x03\x04 half")
+        else:
+            Path(f).write_bytes(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", half_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(config(tmp_path, "--heads", "koch", "--ways", "3"))
+    assert (tmp_path / "per_episode").is_dir() and not list((tmp_path / "per_episode").iterdir())
 
 
 def test_interrupted_run_keeps_finished_cells_and_resumes(tmp_path, monkeypatch):
