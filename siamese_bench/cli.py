@@ -299,12 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     except commands.UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (
-        BrokenPipeError
-    ):  # the reader went away (`... | head`): stop quietly, as other command-line tools do
-        os.dup2(
-            os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()
-        )  # no second error flushing stdout at exit
+    except BrokenPipeError:
+        # the reader went away (`... | head`): stop quietly, as other command-line tools do, and point stdout
+        # at /dev/null so that flushing it at exit raises no second error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE
     except KeyboardInterrupt:
         if args.command in ("run", "reproduce"):

@@ -16,14 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from siamese_bench import stats
-from siamese_bench.results import (
-    ACCURACY_COLUMNS,
-    CELL_KEY,
-    THROUGHPUT_COLUMNS,
-    THROUGHPUT_KEY,
-    Table,
-    rate_ratios,
-)
+from siamese_bench.results import rate_ratios, read_table
 from siamese_bench.summary import markdown_table, paired_test, per_episode_path
 
 MATCH = ("protocol", "backbone", "head", "n_way", "k_shot", "seed")
@@ -36,12 +29,8 @@ def _rows(directory: Path, table: str) -> list[dict]:
         raise FileNotFoundError(
             f"{Path(directory) / 'config.json'} not found; point at a results directory written by `run`"
         )
-    # read as `run` and `summarize` read it: a hand-edited table with a missing column or a malformed row is an
-    # error naming the file and line, not a KeyError
-    columns, key = (
-        (ACCURACY_COLUMNS, CELL_KEY) if table == "accuracy.csv" else (THROUGHPUT_COLUMNS, THROUGHPUT_KEY)
-    )
-    return [r for r in Table(Path(directory) / table, columns, key).rows if r["status"] == "ok"]
+    # read as `run` reads it: a hand-edited table is an error naming the file and line, not a KeyError
+    return [r for r in read_table(directory, table) if r["status"] == "ok"]
 
 
 def match_columns(a: list[dict], b: list[dict], base: tuple[str, ...] = MATCH) -> tuple[str, ...]:

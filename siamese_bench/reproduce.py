@@ -24,30 +24,10 @@ import tempfile
 from pathlib import Path
 
 from siamese_bench.presets import recorded_grids
-from siamese_bench.results import (
-    ACCURACY_COLUMNS,
-    CELL_KEY,
-    THROUGHPUT_COLUMNS,
-    THROUGHPUT_KEY,
-    Table,
-    key_of,
-    rate_ratio,
-    rate_ratios,
-)
+from siamese_bench.results import CELL_KEY, THROUGHPUT_KEY, key_of, rate_ratio, rate_ratios, read_table
 
 # verdicts of a cell scored on other episodes (or another split): no tolerance, nor training noise, explains them
 OTHER_EPISODES = ("FAIL (split differs", "FAIL (episodes differ)")
-
-
-def _accuracy_rows(directory: Path) -> list[dict]:
-    """DIRECTORY/accuracy.csv read as `run` reads it: a missing column or malformed row is a ValueError naming
-    the file and line (a truncated last row is dropped with a warning)."""
-    return Table(Path(directory) / "accuracy.csv", ACCURACY_COLUMNS, CELL_KEY).rows
-
-
-def _throughput_rows(directory: Path) -> list[dict]:
-    """DIRECTORY/throughput.csv, checked as `_accuracy_rows` checks accuracy.csv."""
-    return Table(Path(directory) / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY).rows
 
 
 # The dtype column of a recorded row -> the `amp` setting that makes it again.
@@ -141,7 +121,7 @@ def recorded_rows(
     ValueError when it keeps none, naming the option that emptied it and the values recorded there.
     """
     path = Path(results_dir) / "accuracy.csv"
-    rows = [r for r in _accuracy_rows(results_dir) if r["status"] != "skipped"]
+    rows = [r for r in read_table(results_dir, "accuracy.csv") if r["status"] != "skipped"]
     if not rows:
         raise ValueError(
             f"{path} holds no measured cell (no rows, or only skipped ones): nothing to reproduce"
@@ -222,9 +202,9 @@ def compare(
     """
     from siamese_bench.datasets.own import is_own
 
-    new = {key_of(r, CELL_KEY): r for r in _accuracy_rows(new_dir)}
+    new = {key_of(r, CELL_KEY): r for r in read_table(new_dir, "accuracy.csv")}
     rows, ok_all = [], True
-    for old in _accuracy_rows(recorded_dir):
+    for old in read_table(recorded_dir, "accuracy.csv"):
         k = key_of(old, CELL_KEY)
         if cells is not None and k not in cells:
             continue
@@ -304,9 +284,9 @@ def verdict_line(rows: list[list[str]], out: Path) -> str:
 
 
 def throughput_ratios(recorded_dir: Path, new_dir: Path) -> list[list[str]]:
-    new = {key_of(r, THROUGHPUT_KEY): r for r in _throughput_rows(new_dir)}
+    new = {key_of(r, THROUGHPUT_KEY): r for r in read_table(new_dir, "throughput.csv")}
     out = []
-    for old in _throughput_rows(recorded_dir):
+    for old in read_table(recorded_dir, "throughput.csv"):
         r = new.get(key_of(old, THROUGHPUT_KEY))
         if r is None or r["status"] != "ok" or old["status"] != "ok":
             continue
@@ -332,13 +312,13 @@ def command(args) -> int:
     which = (args.protocols, args.backbones, args.heads, args.devices, args.seeds, args.ways)
     if config.throughput_only:  # one re-measurement per recorded dtype, as for cells
         rows, base = [], restrict(config, *which)
-        recorded = _throughput_rows(args.results)
+        recorded = read_table(args.results, "throughput.csv")
         dtypes = [d for d in dict.fromkeys(r["dtype"] for r in recorded) if d in DTYPE_AMP]
         plans = [dataclasses.replace(base, amp=DTYPE_AMP[d]) for d in dtypes] or [base]
     else:
         rows = recorded_rows(args.results, *which)
         if not args.no_throughput:  # a malformed throughput.csv is refused now, not after the re-run
-            _throughput_rows(args.results)
+            read_table(args.results, "throughput.csv")
         plans = reruns(config, rows)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="siamese_bench_reproduce_"))
     plans = [

@@ -278,6 +278,20 @@ class Table:
         write_csv(self.path, self.rows, self.columns)
 
 
+SCHEMAS = {
+    "accuracy.csv": (ACCURACY_COLUMNS, CELL_KEY),
+    "throughput.csv": (THROUGHPUT_COLUMNS, THROUGHPUT_KEY),
+}
+
+
+def read_table(directory: Path, name: str) -> list[dict[str, str]]:
+    """The rows of DIRECTORY/NAME ("accuracy.csv" or "throughput.csv"), read and checked as `run` reads them:
+    a missing column or malformed row is a ValueError naming the file and line (a truncated last row is
+    dropped with a warning); a missing file is an empty table."""
+    columns, key = SCHEMAS[name]
+    return Table(Path(directory) / name, columns, key).rows
+
+
 class OutputLock:
     """An exclusive lock on an output directory, so two runs cannot interleave their writes."""
 

@@ -13,15 +13,7 @@ from pathlib import Path
 import torch
 
 from siamese_bench import stats
-from siamese_bench.results import (
-    ACCURACY_COLUMNS,
-    CELL_KEY,
-    THROUGHPUT_COLUMNS,
-    THROUGHPUT_KEY,
-    Table,
-    atomic_write_text,
-    file_stem,
-)
+from siamese_bench.results import atomic_write_text, file_stem, read_table
 
 PER_EPISODE_DIR = "per_episode"
 
@@ -331,8 +323,7 @@ def _title(out_dir: Path, cfg: dict) -> str:
 def write_summary(out_dir: Path, published: dict | None = None) -> Path:
     out_dir = Path(out_dir)
     # read as a resume reads them: every row checked, a truncated last row left out with a warning
-    acc = Table(out_dir / "accuracy.csv", ACCURACY_COLUMNS, CELL_KEY).rows
-    thr = Table(out_dir / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY).rows
+    acc, thr = read_table(out_dir, "accuracy.csv"), read_table(out_dir, "throughput.csv")
     cfg_path = out_dir / "config.json"
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}

@@ -243,7 +243,7 @@ def list_folder(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
     items: list[tuple[str, str, Path]] = []
     if two_levels:
         for g in subs:
-            for c in _visible(g):
+            for c in children[g]:
                 files = _visible(c) if c.is_dir() else None
                 if files is None:
                     raise ValueError(f"{c} is a file; group folder {g} must hold only class folders")
@@ -255,10 +255,10 @@ def list_folder(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
                         f"{deeper[0]} is a folder inside class folder {c}: three levels of folders; use "
                         "root/<class>/<image> or root/<group>/<class>/<image>"
                     )
+                _no_broken_links(files)
                 items += [(g.name, f"{g.name}/{c.name}", f) for f in files]
-    else:
-        items = [("all", c.name, f) for c in subs for f in _visible(c)]
-    _no_broken_links([f for _, _, f in items])
+    else:  # the class folders' files, listed and link-checked above
+        items = [("all", c.name, f) for c in subs for f in children[c]]
     # links to one file: a copy would be its own query's support, or its class's twin
     first: dict[Path, Path] = {}
     for _, _, f in items:

@@ -92,23 +92,16 @@ def read_all_runs(path: str | os.PathLike) -> LakeRuns:
                 if not line.strip():
                     continue
                 m = _LINE.match(line.strip())
-                if (
-                    m is None
-                    or int(m[1]) != r
-                    or int(m[3]) != r
-                    or not (1 <= int(m[2]) <= N_WAY and 1 <= int(m[4]) <= N_WAY)
-                ):
+                run_a, item, run_b, cls = map(int, m.groups()) if m else (0, 0, 0, 0)
+                if run_a != r or run_b != r or not (1 <= item <= N_WAY and 1 <= cls <= N_WAY):
                     raise ValueError(f"{path}:{labels}: unexpected line {line!r}")
-                if answer[r - 1, int(m[2]) - 1] >= 0:
+                if answer[r - 1, item - 1] >= 0:
+                    raise ValueError(f"{path}:{labels}: a second answer for test item{item:02d}: {line!r}")
+                if (answer[r - 1] == cls - 1).any():  # the answers must be a permutation of the classes
                     raise ValueError(
-                        f"{path}:{labels}: a second answer for test item{int(m[2]):02d}: {line!r}"
+                        f"{path}:{labels}: a second test item answered by training class{cls:02d}: {line!r}"
                     )
-                if (answer[r - 1] == int(m[4]) - 1).any():  # the answers must be a permutation of the classes
-                    raise ValueError(
-                        f"{path}:{labels}: a second test item answered by training class{int(m[4]):02d}: "
-                        f"{line!r}"
-                    )
-                answer[r - 1, int(m[2]) - 1] = int(m[4]) - 1
+                answer[r - 1, item - 1] = cls - 1
     if (answer < 0).any():
         r, i = np.argwhere(answer < 0)[0]
         raise ValueError(f"{path}: run{r + 1:02d}/class_labels.txt has no answer for test item{i + 1:02d}")
