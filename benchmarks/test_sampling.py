@@ -2,8 +2,10 @@
 
 Groups (one pytest-benchmark table each; "indices only" groups split the sampling cost from the image copy):
   pairs   batch of 128 verification pairs on MNIST-sized data, up to float images in [0, 1]:
-          `tutorial_pair_generator` (the classic per-pair loop) vs `sample_pairs` + `gather`, on one torch
-          thread and on all cores (target: >= 10x).
+          `tutorial_pair_generator` (the classic per-pair loop) vs `PairStream` + `gather` (what `train`
+          does: the batches of `sample_pairs`, drawn 512 at a time; one call of the benchmark takes the 512
+          batches of one draw, so the draw's cost is in every timing), on one torch thread and on all cores
+          (target: >= 10x); and `sample_pairs` + `gather` called batch by batch (`per-call`).
           `gather-ceiling`: the image half alone (indices drawn beforehand): 256 uint8 rows gathered and
           converted to float32 / 255, the floor of any sampler that hands out float images this way.
   episodes 20-way 1-shot episodes (1 or 5 queries per class) on an Omniglot-sized set (964 classes x 20
@@ -32,7 +34,7 @@ import torch
 
 from siamese_bench import allocator
 from siamese_bench.datasets.imageset import ImageSet
-from siamese_bench.episodes import ClassIndex, gather, sample_episodes, sample_pairs
+from siamese_bench.episodes import ClassIndex, PairStream, gather, sample_episodes, sample_pairs
 
 PAIR_BATCH = 128
 ALL_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -190,6 +192,13 @@ def summary(show):
             "vectorised-all-cores",
             f"pairs/s, batch 128 + float images, ours on {ALL_CORES} threads (target >= 10x)",
         ),
+        ("pairs", "tutorial", "per-call", "pairs/s, batch 128 + float images, sample_pairs batch by batch"),
+        (
+            "pairs",
+            "tutorial",
+            "per-call-all-cores",
+            f"pairs/s, batch 128 + float images, sample_pairs batch by batch on {ALL_CORES} threads",
+        ),
         (
             "pairs",
             "tutorial",
@@ -202,7 +211,8 @@ def summary(show):
             "gather-ceiling-all-cores",
             f"pairs/s, batch 128, images of pre-drawn indices alone ({ALL_CORES} threads; the ceiling)",
         ),
-        ("pairs-idx", "tutorial", "vectorised", "pairs/s, batch 128, indices only"),
+        ("pairs-idx", "tutorial", "vectorised", "pairs/s, batch 128, indices only (PairStream)"),
+        ("pairs-idx", "tutorial", "per-call", "pairs/s, batch 128, indices only (sample_pairs per batch)"),
         ("episodes-q1", "naive", "vectorised", "20-way 1-shot 1-query episodes/s + float images"),
         ("episodes-q5", "naive", "vectorised", "20-way 1-shot 5-query episodes/s + float images"),
         ("episodes-idx", "naive", "vectorised", "20-way 1-shot 1-query episodes/s, indices only"),
@@ -232,15 +242,42 @@ def test_pairs_tutorial(benchmark, mnist):
 
 @pytest.mark.parametrize("threads", [1, ALL_CORES], ids=["one-thread", "all-cores"])
 def test_pairs_vectorised(benchmark, mnist, threads):
-    """One thread (like for like with the single-threaded tutorial), and every core as torch intra-op threads
-    (what `run` does by default: the float conversion of the 256 gathered images is split across threads;
-    the tutorial loop cannot use them)."""
+    """What `train` does: `PairStream` batches, one gather of both sides each. One call takes all the batches
+    of one draw (stream.ahead), so every timing includes a draw. One thread (like for like with the
+    single-threaded tutorial), and every core as torch intra-op threads (what `run` does by default: the
+    float conversion of the 256 gathered images is split across threads; the tutorial loop cannot use them)."""
+    ds, what = mnist
+    benchmark.group = "pairs: batch 128, MNIST-sized, to float images"
+    stream = PairStream(ClassIndex.build(ds), PAIR_BATCH, torch.Generator().manual_seed(0))
+    assert stream.fast, "PairStream fell back to per-call sampling: its mapping check failed on this torch"
+
+    def step():
+        for _ in range(stream.ahead):
+            batch = next(stream)
+            a, b = gather(ds.images, torch.stack([batch.a, batch.b]))
+            y = batch.same.float()
+        return a, b, y
+
+    torch.set_num_threads(threads)
+    try:
+        a, b, y = benchmark(step)
+    finally:
+        torch.set_num_threads(1)
+    assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
+    benchmark.extra_info.update({"torch_threads": threads, "batches_per_call": stream.ahead})
+    key = "pairs/vectorised" if threads == 1 else "pairs/vectorised-all-cores"
+    _record(benchmark, key, PAIR_BATCH * stream.ahead, what)
+
+
+@pytest.mark.parametrize("threads", [1, ALL_CORES], ids=["one-thread", "all-cores"])
+def test_pairs_per_call(benchmark, mnist, threads):
+    """`sample_pairs` + gather, one batch per call: the per-call overhead that `PairStream` spreads out."""
     ds, what = mnist
     benchmark.group = "pairs: batch 128, MNIST-sized, to float images"
     index = ClassIndex.build(ds)
     generator = torch.Generator().manual_seed(0)
 
-    def step():  # as the training loop does it: one gather of both sides
+    def step():
         batch = sample_pairs(index, PAIR_BATCH, generator)
         a, b = gather(ds.images, torch.stack([batch.a, batch.b]))
         return a, b, batch.same.float()
@@ -252,7 +289,7 @@ def test_pairs_vectorised(benchmark, mnist, threads):
         torch.set_num_threads(1)
     assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
     benchmark.extra_info["torch_threads"] = threads
-    _record(benchmark, "pairs/vectorised" if threads == 1 else "pairs/vectorised-all-cores", PAIR_BATCH, what)
+    _record(benchmark, "pairs/per-call" if threads == 1 else "pairs/per-call-all-cores", PAIR_BATCH, what)
 
 
 @pytest.mark.parametrize("threads", [1, ALL_CORES], ids=["one-thread", "all-cores"])
@@ -294,11 +331,26 @@ def test_pairs_indices_tutorial(benchmark, mnist):
 def test_pairs_indices_vectorised(benchmark, mnist):
     ds, what = mnist
     benchmark.group = "pairs: batch 128, indices only"
+    stream = PairStream(ClassIndex.build(ds), PAIR_BATCH, torch.Generator().manual_seed(0))
+
+    def step():
+        for _ in range(stream.ahead):
+            batch = next(stream)
+        return batch
+
+    batch = benchmark(step)
+    assert int(batch.same.sum()) == PAIR_BATCH // 2
+    _record(benchmark, "pairs-idx/vectorised", PAIR_BATCH * stream.ahead, what)
+
+
+def test_pairs_indices_per_call(benchmark, mnist):
+    ds, what = mnist
+    benchmark.group = "pairs: batch 128, indices only"
     index = ClassIndex.build(ds)
     generator = torch.Generator().manual_seed(0)
     batch = benchmark(sample_pairs, index, PAIR_BATCH, generator)
     assert int(batch.same.sum()) == PAIR_BATCH // 2
-    _record(benchmark, "pairs-idx/vectorised", PAIR_BATCH, what)
+    _record(benchmark, "pairs-idx/per-call", PAIR_BATCH, what)
 
 
 def _by_class(ds: ImageSet) -> dict[int, list[int]]:

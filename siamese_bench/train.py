@@ -2,8 +2,8 @@
 
     result = train(model, images, train_index, TrainConfig(train_pairs=20_000), val=val_index)
 
-One step: draw a batch of image indices with the CPU generator (`sample_pairs` for pair heads,
-`sample_triplets` for triplet heads; seeded from `config.seed`) -> gather the images from the uint8 tensor
+One step: draw a batch of image indices with the CPU generator (`sample_pairs`' batches for pair heads,
+drawn many at a time by `PairStream`; `sample_triplets` for triplet heads; seeded from `config.seed`) -> gather the images from the uint8 tensor
 already on the device -> optional Koch affine distortions (on the device) -> ONE backbone forward over
 cat([a, b]) (or cat([anchor, positive, negative]); with `forward_chunk`, in chunks of that many images when
 the backbone has no BatchNorm) -> split -> head.loss -> backward -> optimizer step.
@@ -29,7 +29,7 @@ from torch import nn
 
 from siamese_bench.augment import AffineDistortion
 from siamese_bench.episodes.index import ClassIndex, gather
-from siamese_bench.episodes.pairs import sample_pairs
+from siamese_bench.episodes.stream import PairStream
 from siamese_bench.episodes.triplets import sample_triplets
 from siamese_bench.evaluate import evaluate_episodes
 from siamese_bench.model import SiameseModel
@@ -307,7 +307,6 @@ def train(
             "(model.to(device), imageset.to(device))"
         )
     objective = model.head.objective
-    sampler = sample_pairs if objective == "pair" else sample_triplets
     val_eps = _val_episodes(val, config)
 
     gen = torch.Generator().manual_seed(config.seed)
@@ -344,6 +343,18 @@ def train(
         if saved["best_state"] is not None:
             best_state = {k: v.to(device) for k, v in saved["best_state"].items()}
         train_seconds, start = saved["train_seconds"], saved["step"]
+    # pair batches: those of sample_pairs call after call, drawn many at a time (`PairStream`)
+    pair_stream = (
+        PairStream(
+            train_index,
+            config.batch_size,
+            gen,
+            strategy=config.sampling,
+            hard_negatives=config.hard_negatives,
+        )
+        if objective == "pair"
+        else None
+    )
     model.train()
     _sync(device)
     t0 = last_save = time.perf_counter()
@@ -376,7 +387,7 @@ def train(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "generator": gen.get_state(),
+                "generator": pair_stream.generator_state() if pair_stream is not None else gen.get_state(),
                 "distortion_generator": dist_gen.get_state() if dist_gen is not None else None,
                 "history": history,
                 "best": (best_acc, best_pairs, checks_since_best),
@@ -387,17 +398,18 @@ def train(
         t0 = last_save = time.perf_counter()
 
     for step in range(start, n_steps):
-        batch = sampler(
-            train_index,
-            config.batch_size,
-            gen,
-            strategy=config.sampling,
-            hard_negatives=config.hard_negatives,
-        )
-        if objective == "pair":
+        if pair_stream is not None:
+            batch = next(pair_stream)
             idx = torch.cat([batch.a, batch.b])
             targets = (batch.same.to(device, non_blocking=True),)
         else:
+            batch = sample_triplets(
+                train_index,
+                config.batch_size,
+                gen,
+                strategy=config.sampling,
+                hard_negatives=config.hard_negatives,
+            )
             idx = torch.cat([batch.anchor, batch.positive, batch.negative])
             targets = (
                 batch.anchor_class.to(device, non_blocking=True),
