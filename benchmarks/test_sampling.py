@@ -6,6 +6,9 @@ Groups (one pytest-benchmark table each; "indices only" groups split the samplin
           does: the batches of `sample_pairs`, drawn 512 at a time; one call of the benchmark takes the 512
           batches of one draw, so the draw's cost is in every timing), on one torch thread and on all cores
           (target: >= 10x); and `sample_pairs` + `gather` called batch by batch (`per-call`).
+  pairs: interleaved   the same tutorial / PairStream comparison in alternating rounds (64 tutorial batches,
+          then one draw of PairStream batches), the ratio taken per round: a shared machine's speed drifts
+          between the separate tests above, while the two halves of a round run within a fraction of a second.
           `gather-ceiling`: the image half alone (indices drawn beforehand): 256 uint8 rows gathered and
           converted to float32 / 255, the floor of any sampler that hands out float images this way.
   episodes 20-way 1-shot episodes (1 or 5 queries per class) on an Omniglot-sized set (964 classes x 20
@@ -27,6 +30,8 @@ from __future__ import annotations
 
 import os
 import random
+import statistics
+import time
 
 import numpy as np
 import pytest
@@ -39,6 +44,7 @@ from siamese_bench.episodes import ClassIndex, PairStream, gather, sample_episod
 PAIR_BATCH = 128
 ALL_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 EPISODES_PER_CALL = 100
+ALTERNATIONS = 15  # rounds of the interleaved comparison
 RESULTS: dict[str, float] = {}  # benchmark name -> items per second
 NOTES: list[str] = []  # what data each group used, for the summary
 
@@ -318,6 +324,44 @@ def test_pairs_gather_ceiling(benchmark, mnist, threads):
     assert x.shape == (2, PAIR_BATCH, 1, 28, 28) and x.dtype == torch.float32
     benchmark.extra_info["torch_threads"] = threads
     _record(benchmark, "pairs/gather-ceiling" + ("" if threads == 1 else "-all-cores"), PAIR_BATCH, what)
+
+
+@pytest.mark.parametrize("threads", [1, ALL_CORES], ids=["one-thread", "all-cores"])
+def test_pairs_interleaved(benchmark, mnist, threads):
+    """Tutorial and PairStream + gather timed in alternation, ALTERNATIONS rounds; each round's ratio of
+    pairs/s (the summary gives the median and the range)."""
+    ds, what = mnist
+    benchmark.group = "pairs: interleaved rounds (tutorial, then PairStream), batch 128, to float images"
+    tutorial = tutorial_pair_generator(ds.images.numpy(), ds.labels.numpy(), PAIR_BATCH, random.Random(0))
+    stream = PairStream(ClassIndex.build(ds), PAIR_BATCH, torch.Generator().manual_seed(0))
+    assert stream.fast
+    ratios = []
+
+    def rounds():
+        for _ in range(ALTERNATIONS):
+            t0 = time.perf_counter()
+            for _ in range(64):
+                next(tutorial)
+            t1 = time.perf_counter()
+            for _ in range(stream.ahead):
+                batch = next(stream)
+                gather(ds.images, torch.stack([batch.a, batch.b]))
+                batch.same.float()
+            t2 = time.perf_counter()
+            ratios.append(((t1 - t0) / 64) / ((t2 - t1) / stream.ahead))
+
+    torch.set_num_threads(threads)
+    try:
+        benchmark.pedantic(rounds, rounds=1, iterations=1, warmup_rounds=0)
+    finally:
+        torch.set_num_threads(1)
+    median = statistics.median(ratios)
+    benchmark.extra_info.update({"data": what, "torch_threads": threads, "ratios": ratios})
+    _say(
+        f"pairs/s, batch 128 + float images, interleaved on {threads} thread(s) (target >= 10x): PairStream "
+        f"/ tutorial per round: median {median:.1f}x, range {min(ratios):.1f}-{max(ratios):.1f}x over "
+        f"{ALTERNATIONS} rounds" + (" (meets the 10x target)" if median >= 10 else " (MISSES the 10x target)")
+    )
 
 
 def test_pairs_indices_tutorial(benchmark, mnist):
