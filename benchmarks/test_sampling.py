@@ -232,6 +232,15 @@ def summary(show):
     show(lines)
 
 
+def _on_threads(threads: int, benchmark, step):
+    """benchmark(step) with `threads` torch intra-op threads (back to one afterwards)."""
+    torch.set_num_threads(threads)
+    try:
+        return benchmark(step)
+    finally:
+        torch.set_num_threads(1)
+
+
 def _record(benchmark, key: str, items: int, data: str) -> None:
     RESULTS[key] = items / benchmark.stats.stats.median  # median: robust to a shared machine's hiccups
     benchmark.extra_info.update({"data": data, "items_per_call": items, "items_per_s": RESULTS[key]})
@@ -264,11 +273,7 @@ def test_pairs_vectorised(benchmark, mnist, threads):
             y = batch.same.float()
         return a, b, y
 
-    torch.set_num_threads(threads)
-    try:
-        a, b, y = benchmark(step)
-    finally:
-        torch.set_num_threads(1)
+    a, b, y = _on_threads(threads, benchmark, step)
     assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
     benchmark.extra_info.update({"torch_threads": threads, "batches_per_call": stream.ahead})
     key = "pairs/vectorised" if threads == 1 else "pairs/vectorised-all-cores"
@@ -288,11 +293,7 @@ def test_pairs_per_call(benchmark, mnist, threads):
         a, b = gather(ds.images, torch.stack([batch.a, batch.b]))
         return a, b, batch.same.float()
 
-    torch.set_num_threads(threads)
-    try:
-        a, b, y = benchmark(step)
-    finally:
-        torch.set_num_threads(1)
+    a, b, y = _on_threads(threads, benchmark, step)
     assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
     benchmark.extra_info["torch_threads"] = threads
     _record(benchmark, "pairs/per-call" if threads == 1 else "pairs/per-call-all-cores", PAIR_BATCH, what)
@@ -316,11 +317,7 @@ def test_pairs_gather_ceiling(benchmark, mnist, threads):
     def step():
         return gather(ds.images, drawn[next(calls) % len(drawn)])
 
-    torch.set_num_threads(threads)
-    try:
-        x = benchmark(step)
-    finally:
-        torch.set_num_threads(1)
+    x = _on_threads(threads, benchmark, step)
     assert x.shape == (2, PAIR_BATCH, 1, 28, 28) and x.dtype == torch.float32
     benchmark.extra_info["torch_threads"] = threads
     _record(benchmark, "pairs/gather-ceiling" + ("" if threads == 1 else "-all-cores"), PAIR_BATCH, what)

@@ -67,12 +67,8 @@ def sample_pairs(
     hard_negatives, a class with nonzero probability that has a single image (it cannot form a positive), or
     fewer than two classes with nonzero probability (no negatives).
     """
-    _check_batch_size(batch_size, even=True)
-    _check_generator(generator)
-    weights = class_weights(index, strategy, class_probs)
-    _check_classes(index, weights)
+    weights, n_hard = check_pair_args(index, batch_size, generator, strategy, class_probs, hard_negatives)
     half = batch_size // 2
-    n_hard = _hard_count(hard_negatives, half)
     host = index.host
     r = _rand_ints(generator, (4, batch_size))
     # a random permutation labels positions: perm < B/2 positive, the rest negative (the first n_hard of
@@ -90,6 +86,23 @@ def sample_pairs(
 
 # ---------------------------------------------------------------------------------------------------------
 # helpers shared with triplets.py
+
+
+def check_pair_args(
+    index: ClassIndex,
+    batch_size: int,
+    generator: torch.Generator,
+    strategy: str,
+    class_probs: Sequence[float] | torch.Tensor | None,
+    hard_negatives: float,
+) -> tuple[torch.Tensor | None, int]:
+    """`sample_pairs`' argument checks (ValueError as documented there); returns the anchor-class weights
+    (None: uniform) and the number of hard negatives per batch."""
+    _check_batch_size(batch_size, even=True)
+    _check_generator(generator)
+    weights = class_weights(index, strategy, class_probs)
+    _check_classes(index, weights)
+    return weights, _hard_count(hard_negatives, batch_size // 2)
 
 
 def class_weights(

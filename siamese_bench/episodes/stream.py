@@ -30,15 +30,11 @@ import torch
 from siamese_bench.episodes.index import ClassIndex
 from siamese_bench.episodes.pairs import (
     PairBatch,
-    _check_batch_size,
-    _check_classes,
-    _check_generator,
     _draw_classes,
     _draw_image,
     _draw_other_class,
     _draw_other_image,
-    _hard_count,
-    class_weights,
+    check_pair_args,
     sample_pairs,
     to_device,
 )
@@ -74,11 +70,7 @@ class PairStream:
         hard_negatives: float = 0.0,
         ahead: int | None = None,
     ) -> None:
-        _check_batch_size(batch_size, even=True)
-        _check_generator(generator)
-        weights = class_weights(index, strategy, class_probs)
-        _check_classes(index, weights)
-        n_hard = _hard_count(hard_negatives, batch_size // 2)
+        weights, n_hard = check_pair_args(index, batch_size, generator, strategy, class_probs, hard_negatives)
         if ahead is None:
             ahead = max(1, _PAIRS_AHEAD // batch_size)
         if not isinstance(ahead, int) or isinstance(ahead, bool) or ahead < 1:
