@@ -467,20 +467,21 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         runner = CellRunner(config)
         counts = {"wrote": 0, "failed_throughput": 0}
 
-        def before_row() -> None:
-            """Record this run in config.json, marked interrupted until it ends, before each row it writes: a
-            run killed on the spot (SIGKILL, a power cut: no handler runs) still records its rows' settings."""
+        def record_interrupted(rows: int) -> None:
+            """Record this run in config.json as interrupted after `rows` rows: before each row it writes (a
+            run killed on the spot, by SIGKILL or a power cut, runs no handler but still has its rows'
+            settings recorded) and on Ctrl-C or a crash."""
             wall = time.perf_counter() - start
-            doc = resume.config_doc(config, wall, earlier, started, counts["wrote"] + 1, interrupted=True)
+            doc = resume.config_doc(config, wall, earlier, started, rows, interrupted=True)
             write_json(config_path, doc)
 
         try:
-            _run_groups(config, groups, runner, acc, thr, counts, before_row)
+            _run_groups(
+                config, groups, runner, acc, thr, counts, lambda: record_interrupted(counts["wrote"] + 1)
+            )
         except BaseException:  # Ctrl-C or a crash: record the run that wrote rows, for the next resume
             if counts["wrote"]:
-                wall = time.perf_counter() - start
-                doc = resume.config_doc(config, wall, earlier, started, counts["wrote"], interrupted=True)
-                write_json(config_path, doc)
+                record_interrupted(counts["wrote"])
             raise
         wall, wrote = time.perf_counter() - start, counts["wrote"]
         # every cell of this grid whose row is an error, whether it failed now or in an earlier run that this

@@ -3,10 +3,11 @@
     result = train(model, images, train_index, TrainConfig(train_pairs=20_000), val=val_index)
 
 One step: draw a batch of image indices with the CPU generator (`sample_pairs`' batches for pair heads,
-drawn many at a time by `PairStream`; `sample_triplets` for triplet heads; seeded from `config.seed`) -> gather the images from the uint8 tensor
-already on the device -> optional Koch affine distortions (on the device) -> ONE backbone forward over
-cat([a, b]) (or cat([anchor, positive, negative]); with `forward_chunk`, in chunks of that many images when
-the backbone has no BatchNorm) -> split -> head.loss -> backward -> optimizer step.
+drawn many at a time by `PairStream`; `sample_triplets` for triplet heads; seeded from `config.seed`) ->
+gather the images from the uint8 tensor already on the device -> optional Koch affine distortions (on the
+device) -> ONE backbone forward over cat([a, b]) (or cat([anchor, positive, negative]); with
+`forward_chunk`, in chunks of that many images when the backbone has no BatchNorm) -> split -> head.loss ->
+backward -> optimizer step.
 
 Model selection uses only the validation episodes (drawn once from `val`, or given frozen): the state dict
 with the best one-shot validation accuracy is kept and restored at the end; `patience` stops training after

@@ -152,11 +152,11 @@ def _mt_outputs(state: torch.Tensor, n: int) -> tuple[np.ndarray, torch.Tensor]:
     # torch twists when `left` drops to 0; NumPy when `pos` reaches 624: pos = outputs since the last twist
     mt.state = {"bit_generator": "MT19937", "state": {"key": key, "pos": _MT_N + 1 - left}}
     out = mt.random_raw(n)
-    pos = mt.state["state"]["pos"]
+    now = mt.state["state"]  # the getter builds a new dict each time: read it once
     after = bytearray(raw)
-    after[_LEFT_AT : _LEFT_AT + 4] = np.int32(_MT_N + 1 - pos).tobytes()
-    after[_NEXT_AT : _NEXT_AT + 8] = np.uint64(pos).tobytes()
-    after[_KEY_AT : _KEY_AT + 8 * _MT_N] = mt.state["state"]["key"].astype(np.uint64).tobytes()
+    after[_LEFT_AT : _LEFT_AT + 4] = np.int32(_MT_N + 1 - now["pos"]).tobytes()
+    after[_NEXT_AT : _NEXT_AT + 8] = np.uint64(now["pos"]).tobytes()
+    after[_KEY_AT : _KEY_AT + 8 * _MT_N] = now["key"].astype(np.uint64).tobytes()
     return out, torch.frombuffer(after, dtype=torch.uint8).clone()
 
 
