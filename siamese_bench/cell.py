@@ -93,6 +93,7 @@ class CellRunner:
                 "episodes": (n_episodes, len(ep)),
                 "seed": (seed + TEST_SEED_OFFSET, ep.seed),
                 "within_group": (proto.within_group, ep.within_group),
+                "same_positions": (proto.same_positions, ep.same_positions),
             }
             wrong = [
                 f"{k} {have!r} (this cell needs {want!r})"
@@ -113,6 +114,7 @@ class CellRunner:
             seed=seed + TEST_SEED_OFFSET,
             within_group=proto.within_group,
             split_hash=split.hash,
+            same_positions=proto.same_positions,
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         ep.save(path)

@@ -179,6 +179,7 @@ def evaluate_command(args) -> int:
                 seed=seed + TEST_SEED_OFFSET,
                 within_group=proto.within_group,
                 split_hash=split.hash,
+                same_positions=proto.same_positions,
             ).to(args.device)
         r = evaluate_episodes(model, ds.images, ep)
         print(

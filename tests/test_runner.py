@@ -1061,6 +1061,7 @@ def test_a_frozen_episodes_file_must_match_every_field_its_name_stands_for(tmp_p
         ({"seed": ep.seed + 1}, f"seed {ep.seed + 1} (this cell needs {ep.seed})"),
         ({"split_hash": "0" * 16}, "split '0000000000000000'"),
         ({"within_group": True}, "within_group True (this cell needs False)"),
+        ({"same_positions": True}, "same_positions True (this cell needs False)"),
         ({"query": ep.query[:, :3], "n_query": 1}, "n_query 1 (this cell needs 5)"),
         ({"support": ep.support.repeat(1, 2), "k_shot": 2}, "k_shot 2 (this cell needs 1)"),
         ({"support": ep.support[:10], "query": ep.query[:10], "classes": ep.classes[:10]}, "episodes 10"),

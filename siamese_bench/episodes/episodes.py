@@ -33,7 +33,8 @@ class Episodes:
     support: (E, N*K) int64 image indices into the ImageSet, class-major (class 0's K shots, then class 1's)
     query:   (E, N*Q) int64 image indices, class-major
     classes: (E, N) int64 global class ids (ImageSet label values) in episode order
-    seed, split_hash, within_group: provenance (how the episodes were drawn; seed -1 = not sampled here).
+    seed, split_hash, within_group, same_positions: provenance (how the episodes were drawn; seed -1 = not
+    sampled here).
     """
 
     support: torch.Tensor
@@ -45,6 +46,7 @@ class Episodes:
     seed: int
     split_hash: str = ""
     within_group: bool = False
+    same_positions: bool = False
 
     def __post_init__(self) -> None:
         e = self.classes.shape[0] if self.classes.ndim == 2 else -1
@@ -86,6 +88,7 @@ class Episodes:
             self.seed,
             self.split_hash,
             self.within_group,
+            self.same_positions,
         )
 
     def save(self, path: str | os.PathLike) -> None:
@@ -104,6 +107,7 @@ class Episodes:
             "seed": self.seed,
             "split_hash": self.split_hash,
             "within_group": self.within_group,
+            "same_positions": self.same_positions,
             "fingerprint": episodes_fingerprint(self),
         }
         atomic_torch_save(blob, path)
@@ -132,6 +136,7 @@ class Episodes:
                 f"{', '.join(map(str, READABLE_VERSIONS))}; delete it and sample again with this version"
             )
         try:
+            blob.setdefault("same_positions", False)  # files written before it existed
             for key, kind in _FIELDS:  # exact types: bool("False") is True, int(5.5) is 5
                 if type(blob[key]) is not kind:
                     raise TypeError(f"{key} is {blob[key]!r}, not {kind.__name__}")
@@ -157,6 +162,7 @@ _FIELDS = (
     ("seed", int),
     ("split_hash", str),
     ("within_group", bool),
+    ("same_positions", bool),
 )
 
 
@@ -193,13 +199,18 @@ def sample_episodes(
     within_group: bool = False,
     *,
     split_hash: str = "",
+    same_positions: bool = False,
 ) -> Episodes:
     """`n_episodes` N-way K-shot episodes with Q queries per class, on `index.device`.
 
     Per episode: N distinct classes of the index (within_group: all from one group, the group drawn uniformly
     among the groups with >= N classes), then K + Q distinct images per class, the first K as support and the
     rest as queries (so support and query never share an image). Class order within an episode is random.
-    Deterministic in (index content, N, K, Q, E, seed, within_group).
+    same_positions: instead, K + Q distinct positions per episode (below the smallest class count), the same
+    for every class of the episode: the i-th image of each class is at the same position in its class's list.
+    Omniglot lists each character's images in drawer order, so there the supports of an episode all come from
+    the same drawer(s) and the queries from others, as in Lake et al.'s official runs.
+    Deterministic in (index content, N, K, Q, E, seed, within_group, same_positions).
 
     Raises ValueError: N < 2, K < 1, Q < 1, E < 1, a seed that is not an int in [0, 2**64) (-1 marks episodes
     not sampled here), a non-bool within_group, N above the number of classes, K + Q above the images of the
@@ -215,8 +226,9 @@ def sample_episodes(
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
-    if not isinstance(within_group, bool):
-        raise ValueError(f"within_group must be True or False, got {within_group!r}")
+    for name, flag in (("within_group", within_group), ("same_positions", same_positions)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
     num = index.num_classes
     if n_way > num:
         raise ValueError(
@@ -253,7 +265,12 @@ def sample_episodes(
         cls = by_group[group_start[pick][:, None] + pos]
     else:
         cls = _sample_distinct(torch.full((n_episodes,), num), n_way, gen)  # (E, N) local class ids
-    pos = _sample_distinct(counts[cls].reshape(-1), need, gen).view(n_episodes, n_way, need)  # (E, N, K+Q)
+    if same_positions:  # (E, 1, K+Q): one set of positions per episode, shared by its classes
+        pos = _sample_distinct(counts[smallest].expand(n_episodes), need, gen)[:, None, :]
+    else:
+        pos = _sample_distinct(counts[cls].reshape(-1), need, gen).view(
+            n_episodes, n_way, need
+        )  # (E, N, K+Q)
     dev = index.device
     cls, pos = cls.to(dev), pos.to(dev)
     images = index.order[index.offsets[cls][..., None] + pos]  # (E, N, K+Q) image indices
@@ -267,6 +284,7 @@ def sample_episodes(
         seed=seed,
         split_hash=split_hash,
         within_group=within_group,
+        same_positions=same_positions,
     )
 
 

@@ -19,6 +19,7 @@ from siamese_bench.protocols import (  # noqa: E402,F401
     digits_heldout,
     folder,
     koch2015,
+    lake_drawers,
     lake_runs,
     mnist_heldout,
     mnist_pairs,

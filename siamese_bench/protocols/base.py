@@ -29,6 +29,8 @@ class Protocol:
     n_query: int = 5  # query images per class in each test episode
     episodes: int = 1000  # default number of test episodes
     within_group: bool = False  # test episodes drawn within one group (Omniglot alphabet)
+    # every class of a test episode takes its images at the same positions (Omniglot: the same drawers)
+    same_positions: bool = False
     val_way: int = 5  # validation episodes (model selection) are val_way-way 1-shot
     # Optional fixed test episodes (e.g. Lake's 400 official trials): (data, split, n_way, k_shot) -> Episodes
     fixed_episodes: Callable | None = None

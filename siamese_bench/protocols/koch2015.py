@@ -9,7 +9,7 @@ Koch et al.'s published 92.0% is for the 400 official trials: that number belong
 Drawers are mixed: every image of an episode (support or query) comes from a random drawer of its
 character, while Lake's official runs (the 400 trials of Koch et al.'s 92.0%) take all 20 supports of a run
 from one drawer and all 20 queries from another. Version 1 keeps the mixed drawers of the committed results;
-the official trials are `lake-runs-105`.
+the official trials are `lake-runs-105`, and random trials with paired drawers `lake-drawers-105`.
 """
 
 from siamese_bench.datasets.splits_builtin import omniglot_lake

@@ -400,3 +400,78 @@ def test_within_group_must_be_a_bool(ds, within_group):
     """within_group='no' (truthy) drew within-group episodes and recorded 'no' as their provenance."""
     with pytest.raises(ValueError, match="within_group must be True or False"):
         sample_episodes(ClassIndex.build(ds), 2, 1, 1, 3, 0, within_group=within_group)
+    with pytest.raises(ValueError, match="same_positions must be True or False"):
+        sample_episodes(ClassIndex.build(ds), 2, 1, 1, 3, 0, same_positions=within_group)
+
+
+def _positions(index: ClassIndex) -> torch.Tensor:
+    """(num images,) the position of each image in its class's list (-1 for images outside the index)."""
+    pos = torch.full((int(index.order.max()) + 1,), -1)
+    local = torch.arange(index.order.numel()) - index.offsets.repeat_interleave(index.counts)
+    pos[index.order] = local
+    return pos
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "q", "within_group"), [(5, 1, 1, False), (4, 2, 3, False), (3, 1, 1, True)]
+)
+def test_same_positions_episodes(make_set, n, k, q, within_group):
+    """Every class of an episode takes its K + Q images at the same K + Q distinct positions of its class
+    list, below the smallest class's count (classes of 5 to 13 images here); the episodes are otherwise
+    ordinary ones (classes distinct, support and query disjoint, within one group when asked)."""
+    ds = make_set(counts=[5 + (3 * c) % 9 for c in range(30)])
+    index = ClassIndex.build(ds)
+    ep = sample_episodes(index, n, k, q, 400, seed=4, within_group=within_group, same_positions=True)
+    _check_structure(ds, ep, n, k, q)
+    assert ep.same_positions and ep.within_group == within_group
+    pos = _positions(index)
+    s = pos[ep.support].view(len(ep), n, k)
+    qp = pos[ep.query].view(len(ep), n, q)
+    assert bool((s == s[:, :1]).all()) and bool((qp == qp[:, :1]).all())  # shared by the episode's classes
+    shared = torch.cat([s[:, 0], qp[:, 0]], 1)  # (E, K+Q) the positions of the episode, supports first
+    both = shared.sort(1).values
+    assert bool((both[:, 1:] != both[:, :-1]).all()) and int(both.max()) < 5  # distinct, below the smallest
+    assert len(set(map(tuple, shared.tolist()))) > 1  # drawn per episode, not one fixed order
+    if within_group:
+        assert bool((ds.groups[ep.classes] == ds.groups[ep.classes[:, :1]]).all())
+    other = sample_episodes(index, n, k, q, 400, seed=4, within_group=within_group)
+    assert not other.same_positions
+    assert not bool(
+        (pos[other.support].view(len(ep), n, k) == pos[other.support].view(len(ep), n, k)[:, :1]).all()
+    )
+
+
+def test_same_positions_are_uniform_ordered_pairs(make_set):
+    """1-shot 1-query: the (support, query) position pair of an episode is uniform over the 6 * 5 ordered pairs
+    of distinct positions; the classes stay uniform."""
+    ds = make_set(counts=[6] * 30)
+    index = ClassIndex.build(ds)
+    ep = sample_episodes(index, 5, 1, 1, 3000, seed=9, same_positions=True)
+    pos = _positions(index)
+    pairs = pos[ep.support[:, 0]] * 6 + pos[ep.query[:, 0]]
+    freq = torch.bincount(pairs, minlength=36).view(6, 6)
+    assert int(freq.diagonal().sum()) == 0
+    off = freq[~torch.eye(6, dtype=torch.bool)].numpy()
+    assert chisquare(off).pvalue > 1e-3
+    assert chisquare(torch.bincount(ep.classes.flatten(), minlength=30).numpy()).pvalue > 1e-3
+
+
+def test_same_positions_stream_is_pinned(make_set):
+    """lake-drawers' test episodes come from this stream: change only on purpose (with a version bump)."""
+    ep = sample_episodes(
+        ClassIndex.build(make_set()), 5, 1, 1, 50, seed=7, within_group=True, same_positions=True
+    )
+    assert episodes_fingerprint(ep) == "25dd72e0cd3977943f5c44c17ba3cf183ab105d964585fef992ef231517ce871"
+
+
+def test_same_positions_is_saved_and_older_files_read_as_false(ds, tmp_path):
+    ep = sample_episodes(ClassIndex.build(ds), 3, 1, 1, 5, seed=1, same_positions=True, split_hash="h")
+    assert ep.to("cpu").same_positions
+    ep.save(tmp_path / "e.pt")
+    assert Episodes.load(tmp_path / "e.pt").same_positions
+    blob = torch.load(tmp_path / "e.pt", weights_only=True)
+    torch.save({k: v for k, v in blob.items() if k != "same_positions"}, tmp_path / "old.pt")
+    assert Episodes.load(tmp_path / "old.pt").same_positions is False  # written before the field existed
+    torch.save({**blob, "same_positions": "True"}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="corrupt episodes file"):
+        Episodes.load(tmp_path / "bad.pt")

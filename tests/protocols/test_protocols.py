@@ -109,16 +109,19 @@ def test_mnist_transfer_trains_on_omniglot_and_tests_on_mnist(real_data_dir):
 
 # Change only on purpose: these define the published protocol. Any edit here must come with a version bump of
 # the protocol (rows of different settings must not be compared under one id).
-# name: (version, dataset, image_size, ways, shots, n_query, episodes, within_group, val_way, has fixed_episodes)
+# name: (version, dataset, image_size, ways, shots, n_query, episodes, within_group, val_way, has fixed_episodes,
+#        same_positions)
 PINNED_PROTOCOLS = {
-    "digits-heldout": (1, "digits", None, (3, 5), (1,), 5, 1000, False, 5, False),
-    "koch2015": (1, "omniglot", 105, (20,), (1,), 1, 1000, True, 5, False),
-    "lake-runs": (1, "omniglot", 28, (20,), (1,), 1, 20, True, 5, True),
-    "lake-runs-105": (1, "omniglot", 105, (20,), (1,), 1, 20, True, 5, True),
-    "mnist-heldout": (1, "mnist", None, (5,), (1, 5), 5, 1000, False, 5, False),
-    "mnist-pairs": (1, "mnist", None, (10,), (1,), 5, 1000, False, 5, False),
-    "mnist-transfer": (1, "omniglot-mnist", 28, (10,), (1,), 1, 1000, False, 5, False),
-    "vinyals": (1, "omniglot-vinyals", 28, (5, 20), (1, 5), 5, 1000, False, 5, False),
+    "digits-heldout": (1, "digits", None, (3, 5), (1,), 5, 1000, False, 5, False, False),
+    "koch2015": (1, "omniglot", 105, (20,), (1,), 1, 1000, True, 5, False, False),
+    "lake-drawers": (1, "omniglot", 28, (20,), (1,), 1, 1000, True, 5, False, True),
+    "lake-drawers-105": (1, "omniglot", 105, (20,), (1,), 1, 1000, True, 5, False, True),
+    "lake-runs": (1, "omniglot", 28, (20,), (1,), 1, 20, True, 5, True, False),
+    "lake-runs-105": (1, "omniglot", 105, (20,), (1,), 1, 20, True, 5, True, False),
+    "mnist-heldout": (1, "mnist", None, (5,), (1, 5), 5, 1000, False, 5, False, False),
+    "mnist-pairs": (1, "mnist", None, (10,), (1,), 5, 1000, False, 5, False, False),
+    "mnist-transfer": (1, "omniglot-mnist", 28, (10,), (1,), 1, 1000, False, 5, False, False),
+    "vinyals": (1, "omniglot-vinyals", 28, (5, 20), (1, 5), 5, 1000, False, 5, False, False),
 }
 
 
@@ -136,6 +139,7 @@ def test_builtin_protocol_settings_are_pinned(name):
         p.within_group,
         p.val_way,
         p.fixed_episodes is not None,
+        p.same_positions,
     )
     assert got == PINNED_PROTOCOLS[name]
 
