@@ -22,28 +22,29 @@ import torch
 
 from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.datasets.splits_builtin import omniglot_lake
+from siamese_bench.episodes.index import ClassIndex
 from siamese_bench.protocols import register
 from siamese_bench.protocols.base import Protocol
 from siamese_bench.splits import ClassSplit
 
 
 def drawer_paired_split(data: dict[str, ImageSet], data_dir=None) -> ClassSplit:
-    """`omniglot_lake(data)`, after checking that the evaluation set lists each character's drawings in drawer
-    order (position p of a class is drawer p), which `same_positions` episodes rely on."""
+    """`omniglot_lake(data)`, after checking that position p of each character in the evaluation set's
+    `ClassIndex` (the order `same_positions` episodes draw from) is its drawing by drawer p."""
     ev = data["evaluation"]
     drawer = ev.extra.get("drawer")
-    labels = ev.labels.cpu()
     if drawer is None:
-        raise ValueError("lake-drawers needs Omniglot's drawer of every image (ImageSet.extra['drawer'])")
-    order = torch.argsort(labels, stable=True)  # images class by class, in their listed order
-    counts = torch.bincount(labels)
-    counts = counts[counts > 0]
-    starts = torch.cumsum(counts, 0) - counts
-    position = torch.arange(labels.numel()) - starts.repeat_interleave(counts)
-    if not torch.equal(drawer.cpu()[order], position):
+        raise ValueError(
+            "lake-drawers needs Omniglot's drawer of every image (ImageSet.extra['drawer']); load Omniglot "
+            "with siamese_bench.datasets.load_dataset('omniglot'), which records it"
+        )
+    index = ClassIndex.build(ev)
+    position = torch.arange(index.order.numel()) - index.offsets.cpu().repeat_interleave(index.counts.cpu())
+    if not torch.equal(drawer.cpu()[index.order.cpu()], position):
         raise ValueError(
             "lake-drawers: the Omniglot evaluation set does not list each character's drawings in drawer order "
-            "(drawer 1 first), so paired-drawer trials cannot be drawn; the Omniglot loader should sort them"
+            "(drawer 1 first), so paired-drawer trials cannot be drawn; load it with "
+            "siamese_bench.datasets.load_dataset('omniglot'), which sorts them"
         )
     return omniglot_lake(data)
 

@@ -3,11 +3,11 @@ another), on the real Omniglot; and the split's check of the drawer order."""
 
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 import torch
 
+from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.episodes.episodes import sample_episodes
 from siamese_bench.episodes.index import ClassIndex
 from siamese_bench.protocols import PROTOCOLS
@@ -67,14 +67,17 @@ def test_the_split_refuses_images_out_of_drawer_order(monkeypatch):
 
     monkeypatch.setattr(lake_drawers, "omniglot_lake", lambda data: "the lake-runs split")
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 0])  # class 0's fourth drawing listed last
-    ev = SimpleNamespace(labels=labels, extra={"drawer": torch.tensor([0, 1, 2, 0, 1, 2, 3])})
-    assert drawer_paired_split({"evaluation": ev}) == "the lake-runs split"
-    ev.extra = {"drawer": torch.tensor([1, 0, 2, 0, 1, 2, 3])}
+
+    def evaluation(drawers):
+        extra = {} if drawers is None else {"drawer": torch.tensor(drawers)}
+        images = torch.zeros(7, 1, 2, 2, dtype=torch.uint8)
+        return ImageSet("ev", images, labels, ("a", "b"), torch.tensor([0, 0]), ("g",), extra)
+
+    assert drawer_paired_split({"evaluation": evaluation([0, 1, 2, 0, 1, 2, 3])}) == "the lake-runs split"
     with pytest.raises(ValueError, match="does not list each character's drawings in drawer order"):
-        drawer_paired_split({"evaluation": ev})
-    ev.extra = {}
+        drawer_paired_split({"evaluation": evaluation([1, 0, 2, 0, 1, 2, 3])})
     with pytest.raises(ValueError, match="needs Omniglot's drawer of every image"):
-        drawer_paired_split({"evaluation": ev})
+        drawer_paired_split({"evaluation": evaluation(None)})
 
 
 @pytest.mark.realdata
