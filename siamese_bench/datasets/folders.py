@@ -23,6 +23,9 @@ open at a time, by its PIL mode:
 channels: 1 when every image is grayscale by that rule, else 3 (grayscale images repeated on R, G, B), or
 forced with `channels=1|3` (colour to gray with PIL's convert("L")). image_size resizes every image
 to (image_size, image_size) (antialiased bilinear, aspect not kept); without it all images must share a size.
+Group, class and file names are read in Unicode NFC (`nfc`): the same folder written by macOS (names
+decomposed) or Linux gives the same classes in the same order; two names in one folder that differ only in
+that form are an error, and so are two such labels or groups in a DataFrame.
 Hidden files (".DS_Store", ...) are skipped, and so is OS junk by exactly these names: "__MACOSX" (macOS zip
 archives), "@eaDir" (Synology thumbnails), "Thumbs.db" and "desktop.ini" (Windows; in any case). Any other file
 that is not an image is an error naming it, and so are broken links and two links to one file.
@@ -33,7 +36,9 @@ read as int (class "3", not "3.0"); a CSV's cells are text (own.py: "01" and "1"
 
 from __future__ import annotations
 
+import itertools
 import os
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,12 +58,31 @@ _JUNK = ("__MACOSX", "@eaDir")
 _WINDOWS_JUNK = ("thumbs.db", "desktop.ini")  # any case
 
 
+def nfc(name: str) -> str:
+    """`name` in Unicode normalization form C (accents composed). macOS writes file names decomposed (NFD), Linux
+    and Windows as typed (mostly composed): one image folder copied between them keeps its class names, their
+    order and its split hash."""
+    return unicodedata.normalize("NFC", name)
+
+
 def _visible(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if not (p.name.startswith(".") or p.name in _JUNK or p.name.lower() in _WINDOWS_JUNK)
+    """The entries of `folder` but hidden files and OS junk, sorted by their names in NFC; two names that
+    differ only in their Unicode form are an error (they would be one class, or have no stable order)."""
+    entries = sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if not (p.name.startswith(".") or p.name in _JUNK or p.name.lower() in _WINDOWS_JUNK)
+        ),
+        key=lambda p: (nfc(p.name), p.name),
     )
+    for a, b in itertools.pairwise(entries):
+        if nfc(a.name) == nfc(b.name):
+            raise ValueError(
+                f"{folder}: {ascii(a.name)} and {ascii(b.name)} are one name written in two Unicode forms (accents "
+                "composed and decomposed); rename one of them"
+            )
+    return entries
 
 
 class _BadPixels(ValueError):
@@ -256,9 +280,9 @@ def list_folder(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
                         "root/<class>/<image> or root/<group>/<class>/<image>"
                     )
                 _no_broken_links(files)
-                items += [(g.name, f"{g.name}/{c.name}", f) for f in files]
+                items += [(nfc(g.name), nfc(f"{g.name}/{c.name}"), f) for f in files]
     else:  # the class folders' files, listed and link-checked above
-        items = [("all", c.name, f) for c in subs for f in children[c]]
+        items = [("all", nfc(c.name), f) for c in subs for f in children[c]]
     # links to one file: a copy would be its own query's support, or its class's twin
     first: dict[Path, Path] = {}
     for _, _, f in items:
@@ -339,6 +363,24 @@ def _whole_floats_as_int(column):
     return column
 
 
+def _nfc_cells(values: list, column: str, where: str) -> list:
+    """`values` with every string in NFC (`nfc`); two strings that differ only in their Unicode form are an
+    error naming both (as escapes: they print alike)."""
+    seen: dict[str, str] = {}
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            n = nfc(v)
+            if seen.setdefault(n, v) != v:
+                raise ValueError(
+                    f"{where}: {column} {ascii(seen[n])} and {ascii(v)} are one name written in two Unicode forms "
+                    "(accents composed and decomposed); write them the same way"
+                )
+            v = n
+        out.append(v)
+    return out
+
+
 def _dataframe_items(
     df, path_col, label_col, group_col, root, source=None
 ) -> tuple[list[tuple[str, str, Path]], list]:
@@ -388,7 +430,7 @@ def _dataframe_items(
                 f"{where}: rows {seen} and {row} list the same image file {p} (labels {labels[seen - 1]!r} "
                 f"and {labels[row - 1]!r}; data rows counted from 1); list each image once, under one label"
             )
-    labels = _whole_floats_as_int(df[label_col]).tolist()
+    labels = _nfc_cells(_whole_floats_as_int(df[label_col]).tolist(), label_col, where)
     try:
         ordered = sorted(set(labels))
     except TypeError:
@@ -399,7 +441,7 @@ def _dataframe_items(
     if group_col is None:
         groups = ["all"] * len(df)
     else:
-        groups = [str(g) for g in _whole_floats_as_int(df[group_col]).tolist()]
+        groups = _nfc_cells([str(g) for g in _whole_floats_as_int(df[group_col]).tolist()], group_col, where)
         seen: dict[str, str] = {}
         for lab, g in zip(labels, groups, strict=True):
             if seen.setdefault(str(lab), g) != g:

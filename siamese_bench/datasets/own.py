@@ -101,9 +101,10 @@ def _stamp(f: Path) -> list:
     return [str(f), st.st_size, st.st_mtime_ns]
 
 
-# bump when folders.py decodes some image differently: cached folders are then decoded again
-# (2: 16-bit, float, transparent and palette images; before, they were clipped or lost their alpha)
-DECODER_VERSION = 2
+# bump when folders.py decodes some image (or names some class) differently: cached folders are then decoded again
+# (2: 16-bit, float, transparent and palette images; before, they were clipped or lost their alpha;
+# 3: class and group names in Unicode NFC, folders.py `nfc`)
+DECODER_VERSION = 3
 
 
 def load_own(dataset: str, image_size: int | None) -> ImageSet:

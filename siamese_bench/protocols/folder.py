@@ -10,8 +10,8 @@ default 28; decoded once, then cached).
 Split, pinned without a random generator: the classes are ordered by the sha256 of their names and cut
 20 / 20 / 60 into test / val / train (at least 2 classes in each). With groups (at least 3 of them), the
 groups are cut the same way instead, so that no group is in two parts (like Omniglot's alphabets). The order
-depends only on the names, not on the file system or the machine, and the split hash goes into every result
-row. Adding, removing or renaming a class can move other classes between parts. The hash also covers a digest
+depends only on the names (in Unicode NFC: folders.py `nfc`), not on the file system or the machine, and the
+split hash goes into every result row. Adding, removing or renaming a class can move other classes between parts. The hash also covers a digest
 of the images (names and contents, `images_digest`), so adding, removing, renaming or editing any image
 changes it: a resume into results made before such a change is refused (resume.py
 `_check_own_images_unchanged`), and so is `evaluate` of a checkpoint trained on other images.
@@ -29,6 +29,7 @@ import hashlib
 from collections import Counter
 
 from siamese_bench.datasets import store
+from siamese_bench.datasets.folders import nfc
 from siamese_bench.datasets.own import list_images, load_own, parse
 from siamese_bench.protocols.base import Protocol
 from siamese_bench.splits import ClassSplit, SplitPart
@@ -57,7 +58,7 @@ def images_digest(items) -> str:
     """sha256 (16 hex digits) over every (group, class, file) item's group, class, file name and file content,
     in a fixed order: it changes when an image is added, removed, renamed or edited, not when the folder
     moves."""
-    lines = sorted(f"{g}\0{c}\0{f.name}\0{store.sha256_file(f)}\n" for g, c, f in items)
+    lines = sorted(f"{g}\0{c}\0{nfc(f.name)}\0{store.sha256_file(f)}\n" for g, c, f in items)
     return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
 
 
@@ -108,7 +109,9 @@ def folder_protocol(spec: str) -> Protocol:
     dataset = f"{kind}:{root}"
     # the split names the folder (file) and digests its images, not its location: the same images elsewhere
     # give the same split hash; changed images give another (a resume or `evaluate` then refuses)
-    split = build_split(f"{kind}-{root.stem}", f"{kind}:{root.name}", class_groups, images_digest(items))
+    split = build_split(
+        f"{kind}-{nfc(root.stem)}", f"{kind}:{nfc(root.name)}", class_groups, images_digest(items)
+    )
     n_test, n_val = (len(split.part(k).classes) for k in ("test", "val"))
     return Protocol(
         name=spec,

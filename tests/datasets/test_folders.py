@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import struct
+import unicodedata
 import zlib
 
 import numpy as np
@@ -438,3 +439,77 @@ def test_a_dataframe_row_that_is_a_folder_is_named_as_one(tmp_path):
     df = pd.DataFrame({"path": ["cat/0.png", "dog", "cat/1.png"], "label": [0, 1, 0]})
     with pytest.raises(ValueError, match=r"DataFrame: row 2 .*dog is a folder, not an image file"):
         load_dataframe(df, root=root)  # not "image file(s) not found"
+
+
+def _form(form: str, name: str) -> str:
+    return unicodedata.normalize(form, name)
+
+
+# "Ålborg" sorts after "zebra" composed (U+00C5) and before it decomposed ("A" + U+030A); "Éa" after "F" composed
+# and before it decomposed: without reading names in one form, the classes and the images would change order
+ACCENTED = ("café", "zebra", "Ålborg")
+
+
+def accented(root, form):
+    """root/<class>/<file>: ACCENTED classes with files "Éa.png" and "F.png", names written in Unicode `form`."""
+    for v, cls in enumerate(ACCENTED):
+        for i, f in enumerate(("F.png", "Éa.png")):
+            save(root / _form(form, cls) / _form(form, f), value=10 * v + i)
+    return root
+
+
+def test_names_in_either_unicode_form_give_the_same_classes_and_order(tmp_path):
+    composed = load_folder(accented(tmp_path / "a", "NFC"))
+    decomposed = load_folder(accented(tmp_path / "b", "NFD"))
+    assert composed.class_names == decomposed.class_names == ("café", "zebra", "Ålborg")
+    assert all(unicodedata.is_normalized("NFC", n) for n in decomposed.class_names)
+    assert torch.equal(composed.labels, decomposed.labels)
+    assert torch.equal(composed.images, decomposed.images)  # files in the same order within each class
+    assert composed.images[:2, 0, 0, 0].tolist() == [
+        0,
+        1,
+    ]  # "F" (value 0), then "Éa" (1): É composed sorts after F
+
+
+def test_one_name_in_two_unicode_forms_is_an_error(tmp_path):
+    root = one_level(tmp_path / "r")
+    for form in ("NFC", "NFD"):
+        save(root / _form(form, "café") / "0.png")
+    with pytest.raises(ValueError, match="one name written in two Unicode forms") as err:
+        load_folder(root)
+    assert "'caf\\xe9'" in str(err.value) and "'cafe\\u0301'" in str(err.value)
+    root = one_level(tmp_path / "files")
+    for form in ("NFC", "NFD"):
+        save(root / "cat" / _form(form, "é.png"))
+    with pytest.raises(ValueError, match="one name written in two Unicode forms"):
+        load_folder(root)
+
+
+def test_dataframe_labels_and_groups_in_either_unicode_form(tmp_path):
+    paths = [save(tmp_path / f"{i}.png", value=i) for i in range(6)]
+    labels = [c for c in ACCENTED for _ in range(2)]
+    groups = ["Ü", "Ü", "o", "o", "o", "o"]
+    frames = {
+        form: pd.DataFrame(
+            {
+                "path": paths,
+                "label": [_form(form, x) for x in labels],
+                "group": [_form(form, g) for g in groups],
+            }
+        )
+        for form in ("NFC", "NFD")
+    }
+    a, b = (load_dataframe(f, group_col="group") for f in frames.values())
+    assert a.class_names == b.class_names == ("café", "zebra", "Ålborg")
+    assert a.group_names == b.group_names == ("o", "Ü")
+    assert torch.equal(a.labels, b.labels) and torch.equal(a.groups, b.groups)
+    mixed = frames["NFC"].assign(label=[*labels[:5], _form("NFD", labels[5])])
+    with pytest.raises(
+        ValueError, match="label '\\\\xc5lborg' and 'A\\\\u030alborg' are one name written in two Unicode"
+    ):
+        load_dataframe(mixed)
+    mixed = frames["NFC"].assign(group=[*groups[:1], _form("NFD", "Ü"), *groups[2:]])
+    with pytest.raises(
+        ValueError, match="group '\\\\xdc' and 'U\\\\u0308' are one name written in two Unicode"
+    ):
+        load_dataframe(mixed, group_col="group")

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
+import unicodedata
 
 import pytest
+import torch
 from PIL import Image
 
 from siamese_bench import runner
 from siamese_bench.cli import build_parser
+from siamese_bench.datasets.own import load_own
 from siamese_bench.protocols import get_protocol
 from siamese_bench.protocols.folder import build_split, folder_protocol
 from siamese_bench.results import read_csv
@@ -302,3 +306,25 @@ def test_the_image_digest_covers_the_class_of_each_image(tmp_path):
     Image.new("L", (2, 2), 5).save(f)
     assert images_digest([("all", "a", f)]) != images_digest([("all", "b", f)])
     assert images_digest([("g1", "a", f)]) != images_digest([("g2", "a", f)])
+
+
+def test_folder_copied_between_unicode_forms_keeps_its_split(tmp_path, digit_folder):
+    """macOS writes accented names decomposed (NFD), Linux as typed: the same folder gives the same split hash,
+    classes and episodes shape either way, and the same images in the same order."""
+    src = digit_folder(tmp_path / "src", per_class=3)
+    protocols = []
+    for form in ("NFC", "NFD"):
+        root = tmp_path / form / unicodedata.normalize(form, "chiffres-écrits")
+        for cls in sorted(src.iterdir()):
+            dst = root / unicodedata.normalize(form, f"{cls.name}-é")
+            dst.mkdir(parents=True)
+            for f in sorted(cls.iterdir()):
+                shutil.copy(f, dst / unicodedata.normalize(form, f"Ê{f.name}"))
+        protocols.append(folder_protocol(f"folder:{root}"))
+    a, b = (p.split({}, None) for p in protocols)
+    assert a.hash == b.hash and a == b
+    assert "zero-é" in a.part("train").classes + a.part("val").classes + a.part("test").classes
+    x, y = (load_own(p.dataset, p.image_size) for p in protocols)
+    assert (
+        x.class_names == y.class_names and torch.equal(x.images, y.images) and torch.equal(x.labels, y.labels)
+    )
