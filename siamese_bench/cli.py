@@ -25,6 +25,22 @@ def _csv(kind):
     return parse
 
 
+def _protocols(text: str) -> tuple[str, ...]:
+    """`run --protocols`: `_csv(str)`, and a clear error for a folder:/csv: path with a comma in it (commas
+    separate the protocols: "folder:/a/cats,dogs" would be folder:/a/cats and a protocol named "dogs")."""
+    from siamese_bench.datasets.own import is_own
+    from siamese_bench.protocols import PROTOCOLS
+
+    items = _csv(str)(text)
+    for prev, item in zip(items, items[1:], strict=False):
+        if is_own(prev) and not is_own(item) and item not in PROTOCOLS:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} follows {prev!r}: commas separate protocols, so a path cannot contain one; if the "
+                f"path is {prev},{item}, rename it or link it under a name without a comma (ln -s)"
+            )
+    return items
+
+
 def _data_dir(text: str) -> Path | None:
     """--data-dir "" (e.g. an unset shell variable) means not given, as an empty $SIAMESE_BENCH_DATA does;
     Path("") would be the current directory."""
@@ -61,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default="quick", help="named grid (see `ls`; default: quick)")
     run.add_argument(
         "--protocols",
-        type=_csv(str),
+        type=_protocols,
         help="protocols, e.g. vinyals,mnist-heldout; folder:PATH[@SIZE] or csv:FILE[@SIZE] benchmarks your "
         "own images (PATH/<class>/<image>, or a CSV of path,label[,group] rows; resized to SIZE, default 28; "
         "pinned class split 60/20/20; default --out results/folder-<name> or results/csv-<name>)",

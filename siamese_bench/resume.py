@@ -157,7 +157,8 @@ def _check_resume_settings(out: Path, recorded: dict, groups: list[dict], done) 
 
 def _check_own_images_unchanged(out: Path, groups: list[dict], recorded: list[dict]) -> None:
     """Refuse to resume a run on your own images (folder:/csv: protocols) when their split changed since its
-    finished cells: images or classes were added, removed, renamed or edited (the split hash digests them).
+    finished cells: images or classes were added, removed, renamed or edited, or another siamese_bench decodes
+    them differently (the split hash digests them and the decoder's version).
     The finished cells would be kept and the new ones scored on other images, in one table; so any recorded
     row of the protocol counts, also one of a cell this run does not make (another head or backbone)."""
     from siamese_bench.commands import UserError
@@ -172,7 +173,8 @@ def _check_own_images_unchanged(out: Path, groups: list[dict], recorded: list[di
         if old - {now}:
             raise UserError(
                 f"the images of {proto.name} changed since {out} was written (split {', '.join(sorted(old))} "
-                f"then, {now} now: images or classes added, removed, renamed or edited); write this run to a new --out "
+                f"then, {now} now: images or classes added, removed, renamed or edited, or decoded differently by "
+                "another siamese_bench version); write this run to a new --out "
                 "directory (or delete that folder to start over)"
             )
 

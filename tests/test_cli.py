@@ -289,6 +289,22 @@ def test_comma_separated_flags_ignore_empty_items_and_name_a_bad_one(capsys):
     assert "expected a comma-separated list of int, got '5,twenty'" in capsys.readouterr().err
 
 
+def test_a_comma_in_a_folder_path_is_named(capsys):
+    """Commas separate --protocols: "folder:/a/cats,dogs" must not be run as folder:/a/cats (and "dogs")."""
+    from siamese_bench.cli import build_parser
+
+    parsed = build_parser().parse_args(
+        ["run", "--protocols", "folder:/a/cats,mnist-heldout,csv:x.csv,vinyals"]
+    )
+    assert parsed.protocols == ("folder:/a/cats", "mnist-heldout", "csv:x.csv", "vinyals")
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["run", "--protocols", "vinyals,folder:/a/cats,dogs"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "'dogs' follows 'folder:/a/cats': commas separate protocols" in err
+    assert "if the path is folder:/a/cats,dogs, rename it" in err
+
+
 def test_no_command_is_exit_2_and_ctrl_c_is_exit_130(monkeypatch, capsys):
     from siamese_bench import commands
     from siamese_bench.cli import main

@@ -10,8 +10,9 @@ Inside:
 - `list_dataframe(df, ...)`: its rows as (group, class, path) items, checked but not decoded.
 - `load_images(paths, ...)`: decode files into (N, C, H, W) uint8.
 
-Images are kept as they are (no ink inversion unless `invert=True`). Each file becomes 8-bit pixels, one file
-open at a time, by its PIL mode:
+Images are kept as they are (no ink inversion unless `invert=True`), upright: a JPEG's (or TIFF's, PNG's, WebP's)
+EXIF Orientation tag is applied, as image viewers do (phone photos are stored sideways plus that tag). Each file
+becomes 8-bit pixels, one file open at a time, by its PIL mode:
 - "1", "L": grayscale as is ("1" as 0/255); "RGB": colour as is.
 - "I;16*" (16-bit PNG/TIFF): grayscale, value >> 8 (65535 -> 255, v * 257 -> v). "I" (32-bit int): clipped to
   0..65535, then >> 8. "F" (float): grayscale; values scaled by 255 when every pixel is within 0..1, else
@@ -25,7 +26,8 @@ forced with `channels=1|3` (colour to gray with PIL's convert("L")). image_size 
 to (image_size, image_size) (antialiased bilinear, aspect not kept); without it all images must share a size.
 Group, class and file names are read in Unicode NFC (`nfc`): the same folder written by macOS (names
 decomposed) or Linux gives the same classes in the same order; two names in one folder that differ only in
-that form are an error, and so are two such labels or groups in a DataFrame.
+that form are an error. A DataFrame's label and group cells are read stripped of surrounding white space and in
+NFC, so cells that print alike ("c0" and "c0 ", an accent composed or not) are one class.
 Hidden files (".DS_Store", ...) are skipped, and so is OS junk by exactly these names: "__MACOSX" (macOS zip
 archives), "@eaDir" (Synology thumbnails), "Thumbs.db" and "desktop.ini" (Windows; in any case). Any other file
 that is not an image is an error naming it, and so are broken links and two links to one file.
@@ -44,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from siamese_bench.datasets import store
 from siamese_bench.datasets.imageset import ImageSet
@@ -127,12 +129,29 @@ def _pixels(im: Image.Image, path: Path) -> tuple[np.ndarray, bool]:
     return rgb, False
 
 
+_ORIENTATION = 0x0112  # the EXIF Orientation tag: 1 = upright, 2-8 = mirrored and/or turned
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """`im` as image viewers show it: turned and mirrored as its EXIF Orientation tag says (phone cameras store
+    the pixels as the sensor read them, plus this tag). An unreadable EXIF block counts as no tag, as in viewers."""
+    try:
+        orientation = im.getexif().get(_ORIENTATION, 1)
+    except Exception:  # a damaged EXIF block: Pillow raises various errors; the pixels are still fine
+        return im
+    return im if orientation == 1 else ImageOps.exif_transpose(im)
+
+
 def _decode(path: Path) -> tuple[np.ndarray, bool]:
     """`_pixels` of one file, opened and closed here (never more than one image file open)."""
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an image file")
     try:
         with Image.open(path) as im:
             im.load()
-            return _pixels(im, path)
+            return _pixels(_upright(im), path)
     except _BadPixels:
         raise
     except Image.DecompressionBombError as e:
@@ -234,6 +253,11 @@ def list_folder(root: str | os.PathLike) -> list[tuple[str, str, Path]]:
     file name; group "all" for root/<class>/<image>. The same checks and errors as `load_folder`."""
     root = Path(root)
     if not root.is_dir():
+        if root.is_file():
+            hint = (
+                f"; a CSV of path,label rows is written csv:{root}" if root.suffix.lower() == ".csv" else ""
+            )
+            raise ValueError(f"{root} is a file; folder:PATH takes a folder of class folders{hint}")
         raise FileNotFoundError(f"image folder {root} does not exist (or is not a folder)")
     subs = _visible(root)
     if not subs:
@@ -363,22 +387,10 @@ def _whole_floats_as_int(column):
     return column
 
 
-def _nfc_cells(values: list, column: str, where: str) -> list:
-    """`values` with every string in NFC (`nfc`); two strings that differ only in their Unicode form are an
-    error naming both (as escapes: they print alike)."""
-    seen: dict[str, str] = {}
-    out = []
-    for v in values:
-        if isinstance(v, str):
-            n = nfc(v)
-            if seen.setdefault(n, v) != v:
-                raise ValueError(
-                    f"{where}: {column} {ascii(seen[n])} and {ascii(v)} are one name written in two Unicode forms "
-                    "(accents composed and decomposed); write them the same way"
-                )
-            v = n
-        out.append(v)
-    return out
+def _names(values: list) -> list:
+    """`values` with every string stripped of surrounding white space and in NFC (`nfc`): cells that print
+    alike ("c0" and "c0 "; an accent composed or not) name one class or group."""
+    return [nfc(v.strip()) if isinstance(v, str) else v for v in values]
 
 
 def _dataframe_items(
@@ -418,9 +430,13 @@ def _dataframe_items(
             f"{where}: row {dirs[0][0]} (data rows counted from 1): {dirs[0][1]} is a folder, not an image "
             f"file{more}; list one image file per row"
         )
-    absent = [p for p in paths if not p.is_file()]
+    absent = [(row, p) for row, p in enumerate(paths, 1) if not p.is_file()]
     if absent:
-        raise FileNotFoundError(f"{len(absent)} image file(s) not found, e.g. {absent[0]}")
+        row, p = absent[0]
+        raise FileNotFoundError(
+            f"{where}: {len(absent)} image file(s) not found, e.g. row {row} (data rows counted from 1): "
+            f"{str(p)!r}"
+        )
     first: dict[Path, int] = {}
     for row, p in enumerate(paths, 1):
         seen = first.setdefault(p.resolve(), row)
@@ -430,7 +446,7 @@ def _dataframe_items(
                 f"{where}: rows {seen} and {row} list the same image file {p} (labels {labels[seen - 1]!r} "
                 f"and {labels[row - 1]!r}; data rows counted from 1); list each image once, under one label"
             )
-    labels = _nfc_cells(_whole_floats_as_int(df[label_col]).tolist(), label_col, where)
+    labels = _names(_whole_floats_as_int(df[label_col]).tolist())
     try:
         ordered = sorted(set(labels))
     except TypeError:
@@ -441,7 +457,7 @@ def _dataframe_items(
     if group_col is None:
         groups = ["all"] * len(df)
     else:
-        groups = _nfc_cells([str(g) for g in _whole_floats_as_int(df[group_col]).tolist()], group_col, where)
+        groups = _names([str(g) for g in _whole_floats_as_int(df[group_col]).tolist()])
         seen: dict[str, str] = {}
         for lab, g in zip(labels, groups, strict=True):
             if seen.setdefault(str(lab), g) != g:

@@ -8,8 +8,9 @@ folder: PATH/<class>/<image> or PATH/<group>/<class>/<image> (folders.py `list_f
 and `label` and optionally `group` (one group per class), one row per image; relative paths are taken from the
 CSV's folder (folders.py `list_dataframe`); cells are text, so labels "01" and "1" are two classes and "3.0" is
 class "3.0" (labels all written as plain integers keep their numeric order: 2 before 10). Images are resized to
-SIZE x SIZE (default 28), grayscale when every image is, else RGB. The cache key holds every file's path, size
-and modification time (and the CSV's sha256), so a changed, added or removed image rebuilds it.
+SIZE x SIZE (default 28), grayscale when every image is, else RGB. The cache key holds every file's path and
+sha256 (and the CSV's), so a changed, added or removed image rebuilds it, also one rewritten with its old size
+and modification time (`cp -p`, `rsync -t`); the checksums are the ones the split's `images_digest` computes.
 protocols/folder.py builds the one-shot protocol on top.
 """
 
@@ -96,14 +97,10 @@ def _plain_ints_as_int(column):
     return column
 
 
-def _stamp(f: Path) -> list:
-    st = f.stat()
-    return [str(f), st.st_size, st.st_mtime_ns]
-
-
-# bump when folders.py decodes some image (or names some class) differently: cached folders are then decoded again
-# (2: 16-bit, float, transparent and palette images; before, they were clipped or lost their alpha;
-# 3: class and group names in Unicode NFC, folders.py `nfc`)
+# bump when folders.py decodes some image (or names some class) differently: cached folders are then decoded
+# again, and the split hash of every folder changes (protocols/folder.py `images_digest`), so that a resume does
+# not mix cells of two decodings (2: 16-bit, float, transparent and palette images; before, they were clipped or
+# lost their alpha; 3: EXIF orientation applied, names in Unicode NFC (folders.py `nfc`), cache keyed by sha256)
 DECODER_VERSION = 3
 
 
@@ -117,7 +114,7 @@ def load_own(dataset: str, image_size: int | None) -> ImageSet:
         "decoder": DECODER_VERSION,
         "source": dataset,
         "image_size": image_size,
-        "files": [_stamp(f) for _, _, f in items],
+        "files": [[str(f), store.sha256_file(f)] for _, _, f in items],
     }
     if kind == "csv":
         key["csv_sha256"] = store.sha256_file(path)

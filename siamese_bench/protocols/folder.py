@@ -7,14 +7,18 @@
 The images: datasets/own.py (class folders, or a CSV of path,label[,group] rows; resized to SIZE x SIZE,
 default 28; decoded once, then cached).
 
-Split, pinned without a random generator: the classes are ordered by the sha256 of their names and cut
-20 / 20 / 60 into test / val / train (at least 2 classes in each). With groups (at least 3 of them), the
-groups are cut the same way instead, so that no group is in two parts (like Omniglot's alphabets). The order
-depends only on the names (in Unicode NFC: folders.py `nfc`), not on the file system or the machine, and the
-split hash goes into every result row. Adding, removing or renaming a class can move other classes between parts. The hash also covers a digest
-of the images (names and contents, `images_digest`), so adding, removing, renaming or editing any image
-changes it: a resume into results made before such a change is refused (resume.py
-`_check_own_images_unchanged`), and so is `evaluate` of a checkpoint trained on other images.
+Split, pinned without a random generator: the classes are ordered by the sha256 of their names and cut 20 / 20 /
+60 into test / val / train (at least 2 classes in each). With groups (at least 3 of them), the groups are cut
+the same way instead, so that no group is in two parts (like Omniglot's alphabets). The order depends only on
+the names (in Unicode NFC: folders.py `nfc`), not on the file system or the machine, and the split hash goes
+into every result row. Adding, removing or renaming a class can move other classes between parts. The hash also
+covers a digest of the images (names and contents, `images_digest`) and the decoder's version, so adding,
+removing, renaming or editing any image, or a siamese_bench that decodes images differently, changes it: a
+resume into results made before such a change is refused (resume.py `_check_own_images_unchanged`), and so is
+`evaluate` of a checkpoint trained on other images.
+
+Two files with the same content (a copy in its own class could be its own query's support; in another class
+it contradicts its label) are an error naming them.
 
 Episodes: N-way 1-shot with N = 5 (or every test class, when there are fewer), Q = min(5, smallest class - 1)
 queries per class, 1,000 episodes; model selection on `val_way`-way 1-shot episodes of the val part.
@@ -27,10 +31,11 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import Counter
+from pathlib import Path
 
 from siamese_bench.datasets import store
 from siamese_bench.datasets.folders import nfc
-from siamese_bench.datasets.own import list_images, load_own, parse
+from siamese_bench.datasets.own import DECODER_VERSION, list_images, load_own, parse
 from siamese_bench.protocols.base import Protocol
 from siamese_bench.splits import ClassSplit, SplitPart
 
@@ -56,10 +61,28 @@ def _cut(units: list[str], minimum: int) -> dict[str, list[str]]:
 
 def images_digest(items) -> str:
     """sha256 (16 hex digits) over every (group, class, file) item's group, class, file name and file content,
-    in a fixed order: it changes when an image is added, removed, renamed or edited, not when the folder
-    moves."""
+    in a fixed order, and the decoder's version (own.py `DECODER_VERSION`): it changes when an image is added,
+    removed, renamed or edited, or decoded differently by another siamese_bench, not when the folder moves."""
     lines = sorted(f"{g}\0{c}\0{nfc(f.name)}\0{store.sha256_file(f)}\n" for g, c, f in items)
-    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
+    return hashlib.sha256(f"decoder {DECODER_VERSION}\n{''.join(lines)}".encode()).hexdigest()[:16]
+
+
+def _no_copies(root, items) -> None:
+    """ValueError when two image files have the same content: a copy in its own class can be its own query's
+    support, and one in another class contradicts its label (links to one file: folders.py refuses them)."""
+    first: dict[str, tuple[str, object]] = {}
+    copies = []
+    for _, c, f in items:
+        seen = first.setdefault(store.sha256_file(f), (c, f))
+        if seen[1] != f:
+            copies.append((seen, (c, f)))
+    if copies:
+        (c1, f1), (c2, f2) = copies[0]
+        where = f"both in class {c1!r}" if c1 == c2 else f"classes {c1!r} and {c2!r}"
+        raise ValueError(
+            f"{root}: {len(copies)} image file(s) are byte-identical copies of another, e.g. {f1} and {f2} "
+            f"({where}); a copy can be its own query's support, or contradict its label: keep each image once"
+        )
 
 
 def build_split(name: str, dataset: str, class_groups: dict[str, str], images: str = "") -> ClassSplit:
@@ -97,7 +120,16 @@ def folder_protocol(spec: str) -> Protocol:
     pins the split."""
     kind, path, size = parse(spec)
     root = path.resolve()
-    items = list_images(kind, root)  # FileNotFoundError / ValueError name the problem
+    try:
+        items = list_images(kind, root)  # FileNotFoundError / ValueError name the problem
+    except FileNotFoundError as e:
+        sized = Path(f"{path}@{size}")
+        if not root.exists() and spec.endswith(f"@{size}") and sized.exists():
+            raise FileNotFoundError(
+                f"{e}; '@{size}' was read as the image size, and {sized} exists: to use it, give the size "
+                f"after its name, e.g. {kind}:{sized}@28"
+            ) from None
+        raise
     class_groups = {c: g for g, c, _ in items}
     counts = Counter(c for _, c, _ in items)
     smallest, fewest = min((n, c) for c, n in counts.items())
@@ -106,6 +138,7 @@ def folder_protocol(spec: str) -> Protocol:
             f"{root}: class {fewest!r} has 1 image; one-shot episodes need at least 2 images per class (1 "
             "support + 1 query) and positive pairs need 2; add images or remove the class"
         )
+    _no_copies(root, items)
     dataset = f"{kind}:{root}"
     # the split names the folder (file) and digests its images, not its location: the same images elsewhere
     # give the same split hash; changed images give another (a resume or `evaluate` then refuses)

@@ -485,7 +485,8 @@ def test_one_name_in_two_unicode_forms_is_an_error(tmp_path):
         load_folder(root)
 
 
-def test_dataframe_labels_and_groups_in_either_unicode_form(tmp_path):
+def test_dataframe_labels_and_groups_are_read_stripped_and_in_nfc(tmp_path):
+    """Cells that print alike are one class (or group): an accent composed or not, surrounding spaces."""
     paths = [save(tmp_path / f"{i}.png", value=i) for i in range(6)]
     labels = [c for c in ACCENTED for _ in range(2)]
     groups = ["Ü", "Ü", "o", "o", "o", "o"]
@@ -499,17 +500,52 @@ def test_dataframe_labels_and_groups_in_either_unicode_form(tmp_path):
         )
         for form in ("NFC", "NFD")
     }
-    a, b = (load_dataframe(f, group_col="group") for f in frames.values())
-    assert a.class_names == b.class_names == ("café", "zebra", "Ålborg")
-    assert a.group_names == b.group_names == ("o", "Ü")
-    assert torch.equal(a.labels, b.labels) and torch.equal(a.groups, b.groups)
-    mixed = frames["NFC"].assign(label=[*labels[:5], _form("NFD", labels[5])])
-    with pytest.raises(
-        ValueError, match="label '\\\\xc5lborg' and 'A\\\\u030alborg' are one name written in two Unicode"
-    ):
-        load_dataframe(mixed)
-    mixed = frames["NFC"].assign(group=[*groups[:1], _form("NFD", "Ü"), *groups[2:]])
-    with pytest.raises(
-        ValueError, match="group '\\\\xdc' and 'U\\\\u0308' are one name written in two Unicode"
-    ):
-        load_dataframe(mixed, group_col="group")
+    frames["mixed"] = pd.DataFrame(
+        {
+            "path": paths,
+            "label": [
+                _form(f, x) + pad for f, x, pad in zip(["NFC", "NFD"] * 3, labels, ["", " "] * 3, strict=True)
+            ],
+            "group": [" Ü", _form("NFD", "Ü"), "o", "o ", "o", "\to"],
+        }
+    )
+    a, b, c = (load_dataframe(f, group_col="group") for f in frames.values())
+    assert a.class_names == b.class_names == c.class_names == ("café", "zebra", "Ålborg")
+    assert a.group_names == b.group_names == c.group_names == ("o", "Ü")
+    assert torch.equal(a.labels, b.labels) and torch.equal(a.labels, c.labels)
+    assert a.labels.tolist() == [0, 0, 1, 1, 2, 2] and torch.equal(a.groups, c.groups)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_exif_orientation_is_applied(tmp_path, fmt):
+    """A picture stored as the sensor read it plus an EXIF Orientation tag is loaded as viewers show it."""
+    stored = np.zeros((20, 40), np.uint8)  # 40 wide, 20 high: left half black, right half white
+    stored[:, 20:] = 255
+    shown = {  # how each tag value displays the stored pixels (EXIF 2.32, Orientation)
+        1: stored,
+        2: stored[:, ::-1],
+        3: stored[::-1, ::-1],
+        4: stored[::-1],
+        5: stored.T,
+        6: np.rot90(stored, -1),  # 90 degrees clockwise: the black half on top
+        7: stored[::-1, ::-1].T,  # row 0 shown as the right column, column 0 as the bottom row
+        8: np.rot90(stored),
+    }
+    for tag in shown:
+        exif = Image.Exif()
+        exif[0x0112] = tag
+        save_to = tmp_path / str(tag) / f"x.{fmt}"
+        save_to.parent.mkdir()
+        Image.fromarray(stored).save(save_to, exif=exif, **({"quality": 100} if fmt == "jpg" else {}))
+        (got,) = load_images([save_to])
+        assert got.shape[1:] == shown[tag].shape, tag
+        diff = (got[0].int() - torch.from_numpy(shown[tag].copy()).int()).abs()
+        assert diff.max() <= (0 if fmt == "png" else 8), tag  # JPEG: lossy near the edge
+    assert load_images([save(tmp_path / "plain.png", size=(40, 20))]).shape == (1, 1, 20, 40)  # no tag
+
+
+def test_a_missing_file_or_a_folder_given_as_an_image_is_named(tmp_path):
+    with pytest.raises(ValueError, match="nope.png: no such file"):
+        load_images([tmp_path / "nope.png"])
+    with pytest.raises(ValueError, match="is a folder, not an image file"):
+        load_images([tmp_path])

@@ -67,13 +67,24 @@ def test_decoded_images_are_cached_and_rebuilt_when_a_file_changes(
     store.clear_memory_cache()
     rebuilt = load_own(dataset, 16)
     assert decoded == [1] and not torch.equal(rebuilt.images, first.images)
+    # rewritten with its old size and modification time (cp -p, rsync -t): the content is in the key
+    Image.fromarray(np.full((8, 8), 10, np.uint8)).save(some, compress_level=0)  # stored: size = pixels' size
+    st = some.stat()
+    store.clear_memory_cache()
+    rebuilt = load_own(dataset, 16)
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(some, compress_level=0)
+    assert some.stat().st_size == st.st_size
+    os.utime(some, ns=(st.st_atime_ns, st.st_mtime_ns))
+    store.clear_memory_cache()  # as in a new process
+    edited = load_own(dataset, 16)
+    assert decoded == [1, 1, 1] and not torch.equal(edited.images, rebuilt.images)
     # a new decoder version (images decoded differently) also rebuilds: no stale pixels from the cache
     from siamese_bench.datasets import own
 
     monkeypatch.setattr(own, "DECODER_VERSION", own.DECODER_VERSION + 1)
     store.clear_memory_cache()
     load_own(dataset, 16)
-    assert decoded == [1, 1]
+    assert decoded == [1, 1, 1, 1]
 
 
 @pytest.mark.parametrize(
@@ -200,3 +211,16 @@ def test_csv_labels_and_groups_are_text_so_zero_padding_is_kept(tmp_path):
     csv.write_text("path,label\na,10\nb,2\nc, -3\n")
     df, _ = own._read_csv(csv)
     assert folders.load_dataframe(df, root=tmp_path).class_names == ("-3", "2", "10")
+
+
+def test_a_folder_named_like_a_size_or_a_csv_given_as_a_folder_is_explained(tmp_path, digit_folder):
+    from siamese_bench.protocols.folder import folder_protocol
+
+    root = digit_folder(tmp_path / "photos@2024", per_class=2)
+    with pytest.raises(FileNotFoundError, match="'@2024' was read as the image size") as err:
+        folder_protocol(f"folder:{tmp_path / 'photos'}@2024")
+    assert f"e.g. folder:{root}@28" in str(err.value)
+    assert folder_protocol(f"folder:{root}@28").image_size == 28  # the way the message gives
+    (tmp_path / "labels.csv").write_text("path,label\n")
+    with pytest.raises(ValueError, match=f"is a file; folder:PATH .* written csv:{tmp_path / 'labels.csv'}"):
+        list_images("folder", tmp_path / "labels.csv")

@@ -174,7 +174,7 @@ def _edit_pixels(root):
 
 def _add_image(root):
     src = next((root / "one").iterdir())
-    (root / "one" / "copy.png").write_bytes(src.read_bytes())
+    Image.open(src).point(lambda v: 255 - v).save(root / "one" / "new.png")  # not a copy: copies are refused
 
 
 @pytest.mark.parametrize(
@@ -248,7 +248,7 @@ def test_evaluate_says_when_your_images_changed_since_the_checkpoint(tmp_path, d
     (ckpt,) = (out / "checkpoints").iterdir()
     (root / "zeta").mkdir()  # a class added since training: another split
     for i, src in enumerate(sorted((root / "one").iterdir())):
-        (root / "zeta" / f"{i}.png").write_bytes(src.read_bytes())
+        Image.open(src).point(lambda v: 255 - v).save(root / "zeta" / f"{i}.png")
     r = subprocess.run(
         [sys.executable, "-m", "siamese_bench", "evaluate", "--checkpoint", str(ckpt), "--episodes", "5"],
         capture_output=True,
@@ -261,12 +261,15 @@ def test_evaluate_says_when_your_images_changed_since_the_checkpoint(tmp_path, d
 
 def _tiny_folder(root, classes: dict[str, int], per_class: int):
     """root/<class>/<i>.png (8x8, distinct pixels), `classes` mapping a class path (maybe group/class) to
-    a value."""
+    a value (< 256; per_class <= 256)."""
     for name, v in classes.items():
         for i in range(per_class):
             path = root / name / f"{i}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("L", (8, 8), (v * 7 + i) % 256).save(path)
+            im = Image.new("L", (8, 8), (v * 7 + i) % 256)
+            im.putpixel((0, 0), v)
+            im.putpixel((1, 0), i)  # (v, i) in two pixels: no two images alike
+            im.save(path)
     return root
 
 
@@ -328,3 +331,24 @@ def test_folder_copied_between_unicode_forms_keeps_its_split(tmp_path, digit_fol
     assert (
         x.class_names == y.class_names and torch.equal(x.images, y.images) and torch.equal(x.labels, y.labels)
     )
+
+
+@pytest.mark.parametrize("other_class", [False, True], ids=["same-class", "other-class"])
+def test_byte_identical_copies_are_refused(tmp_path, digit_folder, other_class):
+    root = digit_folder(tmp_path / "mine")
+    src = sorted((root / "one").iterdir())[0]
+    dst = root / ("two" if other_class else "one") / "copy.png"
+    dst.write_bytes(src.read_bytes())
+    where = "classes 'one' and 'two'" if other_class else "both in class 'one'"
+    with pytest.raises(ValueError, match="1 image file\\(s\\) are byte-identical copies of another") as err:
+        folder_protocol(f"folder:{root}")
+    assert f"{src} and {dst} ({where})" in str(err.value)
+    env = {**os.environ, "SIAMESE_BENCH_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run(
+        [sys.executable, "-m", "siamese_bench", "data", "verify", f"folder:{root}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 1 and "FAILED" in r.stdout and "byte-identical" in r.stdout
