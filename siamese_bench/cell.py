@@ -349,8 +349,9 @@ class CellRunner:
 
     # ------------------------------------------------------------------ throughput
     def note_shape(self, group) -> None:
-        """Add the group's model and image shape to the throughput table without training (`--throughput-only`):
-        the shape of the protocol's training images (the dataset is loaded once to learn it)."""
+        """Add the group's model and image shape to the throughput table without training (`--throughput-only`,
+        and a group whose cells a resumed run finds done): the shape of the protocol's training images (the
+        dataset is loaded once to learn it)."""
         proto = group["protocol"]
         data = self.data(proto, "cpu")
         self._add_shape(group, data[proto.split(data, self.config.data_dir).part("train").subset])
@@ -362,7 +363,7 @@ class CellRunner:
         )
 
     def throughput_rows(self, table, log=None) -> Iterator[dict]:
-        """Throughput rows of every shape trained (or noted) in this run, per batch size; rows already in
+        """Throughput rows of every shape trained (or noted: `note_shape`) in this run, per batch size; rows already in
         `table` with status ok are not measured again. `log(line)` hears of each measurement as it starts."""
         from siamese_bench.throughput import measure
 

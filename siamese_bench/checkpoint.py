@@ -74,13 +74,23 @@ def load(path: Path, device: str = "cpu") -> tuple[SiameseModel, dict]:
         )
         model.load_state_dict(doc["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
             f"{path}: its weights do not fit {doc.get('backbone')}+{doc.get('head')} as this siamese_bench "
-            f"builds it ({first}); it was written at git {doc.get('git_hash', '?')}: evaluate it with that "
+            f"builds it ({_first_problem(e)}); it was written at git {doc.get('git_hash', '?')}: evaluate it with that "
             "version, or train it again"
         ) from None
     return model.to(device).eval(), doc
+
+
+def _first_problem(e: Exception) -> str:
+    """One line on why a checkpoint's weights do not load: the missing field (KeyError), or the first detail of
+    load_state_dict's message (its first line only says "Error(s) in loading state_dict for ...")."""
+    if isinstance(e, KeyError):
+        return f"it has no {e.args[0]!r} field"
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        lines = lines[1:]
+    return (lines[0][:300] + ("; ..." if len(lines) > 1 else "")) if lines else type(e).__name__
 
 
 def _check_device(device: str) -> None:

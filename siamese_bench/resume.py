@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 
 def recorded_config(config_path: Path, tables: tuple[Table, ...]) -> dict | None:
-    """The config.json of a directory being resumed; None when it cannot be read but no table has rows (it is
-    then written anew). Unreadable beside rows, it is a UserError: it records the settings those rows were
+    """The config.json of a directory being resumed; None when it is missing or cannot be read but no table has
+    rows (it is then written anew). Missing or unreadable beside rows, it is a UserError: it records the settings those rows were
     made with, and without them a resume could silently mix rows of other settings into the table."""
     from siamese_bench.commands import UserError
 
@@ -43,8 +43,9 @@ def recorded_config(config_path: Path, tables: tuple[Table, ...]) -> dict | None
         rows = sum(len(t.rows) for t in tables)
         if not rows:
             return None
+        problem = "is missing" if isinstance(err, FileNotFoundError) else f"cannot be read ({err})"
         raise UserError(
-            f"{config_path} cannot be read ({err}), and {config_path.parent} holds {rows} row(s) made with the "
+            f"{config_path} {problem}, and {config_path.parent} holds {rows} row(s) made with the "
             "settings it records, which a resume must compare with this run's; restore it (e.g. `git checkout "
             f"-- {config_path}` when it is committed), or move {config_path.parent} away or write this run "
             "to another --out directory"
@@ -131,11 +132,13 @@ def _check_same_threads(config: RunConfig, recorded: dict, acc: Table, groups: l
             )
 
 
-def _check_resume_settings(out: Path, recorded: dict, groups: list[dict], done) -> None:
+def _check_resume_settings(out: Path, recorded: dict, groups: list[dict], done, finished: set[tuple]) -> None:
     """Refuse to resume into a directory whose finished cells were made with other training settings than this
     run asks for (`recorded`: cell key -> Grid.settings): re-running would skip them, and the table would
     silently answer a different question. done(group) says whether any cell of the group has a finished
-    (status ok) row: error and skipped rows are re-run, so their settings do not matter."""
+    (status ok) row: error and skipped rows are re-run, so their settings do not matter. Also refused: a new
+    seed of a protocol/backbone/head/device/dtype whose other seeds finished (`finished`: their cell keys, seed
+    as text) with other settings: the summary would average them as if they were seeds of one setting."""
     from siamese_bench.commands import UserError
 
     for group in groups:
@@ -143,16 +146,34 @@ def _check_resume_settings(out: Path, recorded: dict, groups: list[dict], done) 
         key = (*name[:3], group["device"], group["dtype"], group["seed"])
         want = group["grid"].settings
         if key in recorded and recorded[key] != want and done(group):
-            diff = ", ".join(
-                f"{n} {a!r} (recorded) vs {b!r} (now)"
-                for n, a, b in zip(Grid.SETTINGS, recorded[key], want, strict=True)
-                if a != b
-            )
             raise UserError(
                 f"{out} already holds {'/'.join(map(str, name))} (protocol/backbone/head/seed) on "
-                f"{group['device']} {group['dtype']} made with other settings: {diff}. Resuming would skip "
-                "those cells; write this run to a new --out directory (or delete the folder to start over)"
+                f"{group['device']} {group['dtype']} made with other settings: {_diff(recorded[key], want)}. "
+                "Resuming would skip those cells; write this run to a new --out directory (or delete the folder "
+                "to start over)"
             )
+        others = sorted(
+            (k[-1], settings)
+            for k, settings in recorded.items()
+            if k[:5] == key[:5] and k[-1] != key[-1] and settings != want and (*k[:5], str(k[-1])) in finished
+        )
+        if others:
+            seed, settings = others[0]
+            raise UserError(
+                f"{out} holds {'/'.join(map(str, name[:3]))} (protocol/backbone/head) on {group['device']} "
+                f"{group['dtype']} seed {seed} made with other settings than this run's seed {group['seed']}: "
+                f"{_diff(settings, want)}. The summary would average the two as seeds of one setting; run this "
+                f"seed with the recorded settings, or write this run to a new --out directory"
+            )
+
+
+def _diff(recorded: tuple, want: tuple) -> str:
+    """The Grid.SETTINGS that differ, e.g. "lr 0.001 (recorded) vs 0.01 (now)"."""
+    return ", ".join(
+        f"{n} {a!r} (recorded) vs {b!r} (now)"
+        for n, a, b in zip(Grid.SETTINGS, recorded, want, strict=True)
+        if a != b
+    )
 
 
 def _check_own_images_unchanged(out: Path, groups: list[dict], recorded: list[dict]) -> None:
@@ -196,7 +217,12 @@ def check_resumable(config: RunConfig, doc: dict, acc: Table, groups: list[dict]
     except (TypeError, KeyError, AttributeError):  # a config.json of another version: nothing to compare
         cells = []
     _check_same_kind(config, doc, acc)
-    _check_resume_settings(config.out, {key: settings for key, settings, _ in cells}, groups, done)
+    finished = {
+        tuple(r[c] for c in ("protocol", "backbone", "head", "device", "dtype", "seed"))
+        for r in acc.rows
+        if r["status"] == "ok"
+    }
+    _check_resume_settings(config.out, {key: settings for key, settings, _ in cells}, groups, done, finished)
     _check_same_threads(config, {key: threads for key, _, threads in cells}, acc, groups)
     _check_own_images_unchanged(config.out, groups, acc.rows)
 

@@ -387,15 +387,17 @@ def plan(config: RunConfig) -> str:
     snapshot_path = CellRunner(config).snapshot_path
     groups, lines, todo, total, skipped = expand(config), [], 0, 0, 0
     config_path = config.out / "config.json"
-    if acc is not None and config_path.exists():  # the checks a real run makes before it starts
+    if acc is not None:  # the checks a real run makes before it starts
         thr = Table(config.out / "throughput.csv", THROUGHPUT_COLUMNS, THROUGHPUT_KEY)
         doc = resume.recorded_config(config_path, (acc, thr))
         if doc is not None:
             resume.check_resumable(config, doc, acc, groups)
     for gi, g in enumerate(groups, 1):
         cells = g["cells"]
-        pending = sum(_to_run(acc.get(base_row(g, n, k)) if acc else None, config) for n, k in cells)
-        done = len(cells) - pending
+        rows = [acc.get(base_row(g, n, k)) if acc else None for n, k in cells]
+        pending = sum(_to_run(r, config) for r in rows)
+        failed = sum(r is not None and r["status"] == "error" and not _to_run(r, config) for r in rows)
+        done = len(cells) - pending - failed
         total += len(cells)
         if g["unavailable"]:
             skipped += pending
@@ -407,8 +409,10 @@ def plan(config: RunConfig) -> str:
         elif g["unavailable"]:
             state = f"skipped ({g['unavailable']})"
         else:
-            state = f"{done}/{len(cells)} done" + (
-                ", training snapshot waiting" if snapshot_path(g).is_file() else ""
+            state = (
+                f"{done}/{len(cells)} done"
+                + (f", {failed} failed (--retry-failed runs them again)" if failed else "")
+                + (", training snapshot waiting" if snapshot_path(g).is_file() else "")
             )
         budget = f"{g['grid'].train_pairs:,} training pairs" if g["grid"].train_pairs else "untrained"
         lines.append(
@@ -455,8 +459,8 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         # config.json describes the run that wrote the rows: a resume that finds every cell done must not
         # replace the recorded git hash, hardware and wall time with its own
         config_path, wrote, failed = config.out / "config.json", 0, 0
-        doc = resume.recorded_config(config_path, (acc, thr)) if config_path.exists() else None
-        fresh = doc is None  # no config.json, or an unreadable one beside no rows: written anew
+        doc = resume.recorded_config(config_path, (acc, thr))
+        fresh = doc is None  # no config.json, or an unreadable one, beside no rows: written anew
         earlier = [] if fresh else resume.earlier_runs(doc)
         started = provenance.timestamp()
         if fresh:
@@ -519,7 +523,11 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         if n
     ]
     if failures:
-        print("; ".join(failures) + "; fix and re-run with --retry-failed", file=sys.stderr)
+        print(
+            "; ".join(failures) + "; fix the cause and re-run with --retry-failed (a cell whose episodes its "
+            "protocol cannot make, e.g. more ways than test classes, needs other --ways or --shots instead)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -551,6 +559,8 @@ def _run_groups(
             done += len(group["cells"])
             what = f"skipped ({group['unavailable']})" if group["unavailable"] else "skipped"
             _log(config, f"{label}: {len(group['cells'])} cell(s) already in {acc.path.name}, {what}")
+            if config.throughput and available:  # its throughput rows, unless measured: a resume after the
+                runner.note_shape(group)  # cells but before (or during) the throughput table measures them
             continue
         if group["unavailable"]:
             for n, k in todo:

@@ -272,6 +272,18 @@ def test_weights_of_another_head_are_a_clear_error(ckpt_dir, tmp_path):
         ValueError, match=r"its weights do not fit small-cnn\+koch as this siamese_bench builds it"
     ):
         checkpoint.load(_edited(src, tmp_path / "h.pt", head="koch"))  # koch's fc weights are missing
+    with pytest.raises(ValueError, match=r"builds it \(Missing key\(s\) in state_dict: .*head"):
+        checkpoint.load(tmp_path / "h.pt")  # the detail, not torch's "Error(s) in loading state_dict for"
+    import torch
+
+    doc = torch.load(src, map_location="cpu", weights_only=True)
+    del doc["state_dict"]
+    torch.save(doc, tmp_path / "n.pt")
+    with pytest.raises(
+        ValueError,
+        match=r"small-cnn\+contrastive as this siamese_bench builds it \(it has no 'state_dict' field\)",
+    ):
+        checkpoint.load(tmp_path / "n.pt")
 
 
 def test_evaluate_refuses_a_protocol_of_another_image_size(tmp_path):

@@ -807,8 +807,9 @@ def test_a_run_with_failed_cells_exits_1_and_its_error_rows_never_block_a_retry(
     assert main([*argv, "--train-pairs", "128"]) == 1
     err = capsys.readouterr().err
     assert (
-        f"2 cell(s) failed: see the error column of {tmp_path / 'accuracy.csv'}; fix and re-run with "
-        "--retry-failed"
+        f"2 cell(s) failed: see the error column of {tmp_path / 'accuracy.csv'}; fix the cause and re-run "
+        "with --retry-failed (a cell whose episodes its protocol cannot make, e.g. more ways than test classes, "
+        "needs other --ways or --shots instead)"
     ) in err
     # the same command again skips the error rows: still exit 1, saying so (without --quiet it does not say
     # "nothing was run": test_a_re_run_that_skips_error_rows_says_they_failed_not_that_nothing_was_run)
@@ -1220,8 +1221,10 @@ def test_error_rows_are_run_again_only_with_retry_failed(tmp_path, monkeypatch):
     assert calls == [[(3, 1), (5, 1)]]
     assert runner.run(config(tmp_path, *argv), print_summary=False) == 1
     assert len(calls) == 1
-    assert "2/2 done" in runner.plan(config(tmp_path, *argv))
-    assert "0/2 done" in runner.plan(config(tmp_path, *argv, "--retry-failed"))
+    # the dry run says they failed (not "done"), and that --retry-failed would run them
+    assert "0/2 done, 2 failed (--retry-failed runs them again)" in runner.plan(config(tmp_path, *argv))
+    plan = runner.plan(config(tmp_path, *argv, "--retry-failed"))
+    assert plan.splitlines()[0].endswith("; 0/2 done")
     assert runner.run(config(tmp_path, *argv, "--retry-failed"), print_summary=False) == 1
     assert calls == [[(3, 1), (5, 1)]] * 2
 
@@ -1242,15 +1245,22 @@ def test_a_re_run_that_skips_error_rows_says_they_failed_not_that_nothing_was_ru
     assert "2 cell(s) failed" in err and "nothing was run" not in err
 
 
-def test_a_folder_whose_config_json_was_lost_gets_a_complete_one_with_nothing_to_run(tmp_path, monkeypatch):
-    """Rows without a config.json (deleted, or copied without it): the next run records itself in full,
-    wall time and run entry included, even when every cell is already done."""
+def test_a_folder_whose_config_json_was_lost_is_not_resumed(tmp_path, monkeypatch):
+    """Rows without a config.json (deleted, or copied without it): their settings are unknown, so a resume could
+    mix rows of other settings into the table and record this run's settings as theirs. Refused, naming the
+    file, for a real run and a dry run alike; nothing is written."""
+    from siamese_bench.commands import UserError
+
     monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
     assert runner.run(config(tmp_path, "--heads", "koch"), print_summary=False) == 0
     (tmp_path / "config.json").unlink()
-    assert runner.run(config(tmp_path, "--heads", "koch"), print_summary=False) == 0
-    doc = json.loads((tmp_path / "config.json").read_text())
-    assert doc["wall_seconds"] is not None and len(doc["runs"]) == 1
+    before = (tmp_path / "accuracy.csv").read_text()
+    for attempt in (runner.run, runner.plan):
+        with pytest.raises(
+            UserError, match=r"config.json is missing, and .* holds \d+ row\(s\) made with the settings"
+        ):
+            attempt(config(tmp_path, "--heads", "koch", "--train-pairs", "256"))
+    assert (tmp_path / "accuracy.csv").read_text() == before and not (tmp_path / "config.json").exists()
 
 
 def test_a_run_that_only_records_skipped_cells_is_recorded_in_config_json(tmp_path, monkeypatch):
@@ -1339,3 +1349,87 @@ def test_an_empty_list_is_refused_rather_than_running_nothing_or_the_defaults(tm
     with pytest.raises(UserError, match="--throughput-batch-sizes: the list is empty"):
         config(tmp_path / "out", "--throughput-batch-sizes", ",")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_new_seed_with_other_settings_than_the_finished_seeds_is_refused(tmp_path, monkeypatch):
+    """The summary averages a cell's seeds: a seed trained with other settings beside finished ones would be
+    averaged with them as if it were one more seed of the same setting."""
+    from siamese_bench.commands import UserError
+
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    runner.run(config(tmp_path, "--heads", "koch", "--lr", "0.001"), print_summary=False)
+    before = (tmp_path / "accuracy.csv").read_text()
+    with pytest.raises(
+        UserError,
+        match=r"digits-heldout/small-cnn/koch \(protocol/backbone/head\) on cpu float32 seed 0 made with other "
+        r"settings than this run's seed 1: lr 0.001 \(recorded\) vs 0.01 \(now\)\. The summary would average",
+    ):
+        runner.run(config(tmp_path, "--heads", "koch", "--seeds", "1", "--lr", "0.01"), print_summary=False)
+    assert (tmp_path / "accuracy.csv").read_text() == before
+    # the recorded settings for the new seed, or other settings for another head: nothing mixed
+    runner.run(config(tmp_path, "--heads", "koch", "--seeds", "1", "--lr", "0.001"), print_summary=False)
+    runner.run(
+        config(tmp_path, "--heads", "contrastive", "--seeds", "1", "--lr", "0.01"), print_summary=False
+    )
+    assert {(r["head"], r["seed"]) for r in read_csv(tmp_path / "accuracy.csv")} == {
+        ("koch", "0"),
+        ("koch", "1"),
+        ("contrastive", "1"),
+    }
+
+
+def test_a_resume_measures_the_throughput_rows_an_earlier_run_left_out(tmp_path, monkeypatch):
+    """Every cell done but the throughput table not (the run was stopped during it, or ran --no-throughput):
+    a re-run measures the missing rows, and only those."""
+    from siamese_bench import throughput
+
+    measured = []
+
+    def measure(row, *a, **k):
+        measured.append(row["head"])
+        return {
+            **row,
+            "status": "ok",
+            "train_pairs_per_s": 1.0,
+            "eval_images_per_s": 2.0,
+            "eval_episodes_per_s": 3.0,
+        }
+
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    monkeypatch.setattr(throughput, "measure", measure)
+
+    def run(heads, *extra):
+        argv = [
+            "run",
+            "--preset",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--train-pairs",
+            "128",
+            "--episodes",
+            "20",
+        ]
+        argv += [
+            "--quiet",
+            "--devices",
+            "cpu",
+            "--ways",
+            "3",
+            "--heads",
+            heads,
+            "--throughput-batch-sizes",
+            "16",
+        ]
+        config_ = runner.config_from_args(build_parser().parse_args([*argv, *extra]))
+        assert runner.run(config_, print_summary=False) == 0
+
+    run("koch,contrastive", "--no-throughput")
+    assert measured == [] and not (tmp_path / "throughput.csv").exists()
+    run("koch")
+    assert measured == ["koch"]
+    run("koch,contrastive")
+    assert measured == ["koch", "contrastive"]
+    run("koch,contrastive")
+    assert measured == ["koch", "contrastive"]
+    assert sorted(r["head"] for r in read_csv(tmp_path / "throughput.csv")) == ["contrastive", "koch"]
