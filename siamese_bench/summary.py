@@ -5,6 +5,7 @@ Never edit the output by hand: `python -m siamese_bench summarize DIR` regenerat
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -271,13 +272,34 @@ def wall_text(cfg: dict) -> str:
     return f"{cfg.get('wall_seconds_total', '?')} s over {len(runs)} runs ({parts} s)"
 
 
-def _grid_line(g: dict) -> str:
+def _pairs_text(g: dict, rows: list[dict] | None) -> str:
+    """The training pairs of a grid's cells as their rows record them (the budget rounded up to whole batches),
+    e.g. "2,048 training pairs (2,000 asked, whole batches of 128)"; the asked budget alone without rows, or
+    where the rows record it (parameter-free cells, which record 0, are not counted)."""
+    asked, batch = g["train_pairs"], g["batch_size"]
+    done = {
+        int(_f(r, "train_pairs"))
+        for r in rows or ()
+        if r["status"] == "ok"
+        and r["protocol"] in g["protocols"]
+        and r["backbone"] in g["backbones"]
+        and r["head"] in g["heads"]
+        and int(r["seed"]) in g.get("seeds", ())
+        and _f(r, "train_pairs") > 0  # NaN > 0 is False
+    }
+    if not done or done == {asked}:
+        return f"{asked:,} training pairs"
+    whole = f", whole batches of {batch}" if all(n % batch == 0 for n in done) else ""
+    return f"{', '.join(f'{n:,}' for n in sorted(done))} training pairs ({asked:,} asked{whole})"
+
+
+def _grid_line(g: dict, rows: list[dict] | None = None) -> str:
     cells = _cells_line(g)
     seeds = ", ".join(str(s) for s in g.get("seeds", ()))
     if not g.get("train_pairs"):
         return f"{cells}, seeds {seeds}: untrained (0 training pairs)"
     return (
-        f"{cells}, seeds {seeds}: {g['train_pairs']:,} training pairs, batch {g['batch_size']}, "
+        f"{cells}, seeds {seeds}: {_pairs_text(g, rows)}, batch {g['batch_size']}, "
         f"Adam lr {g['lr']:g}"
         + (", Koch distortions" if g.get("distort") else "")
         + f", validation every {g['val_every']:,} pairs on {g['val_episodes']} episodes"
@@ -288,12 +310,13 @@ def _cells_line(g: dict) -> str:
     return f"{', '.join(g['protocols'])} x {', '.join(g['backbones'])} x {', '.join(g['heads'])}"
 
 
-def settings_lines(cfg: dict) -> list[str]:
-    """Markdown bullets: the grids (cells and training settings) recorded in config.json. A grid finished over
+def settings_lines(cfg: dict, rows: list[dict] | None = None) -> list[str]:
+    """Markdown bullets: the grids (cells and training settings) recorded in config.json, with the training
+    pairs that `rows` (accuracy.csv's) record where those differ from the budget asked. A grid finished over
     several runs with different commands or grids lists each run's command and, where recorded, its grids
     (the latest command alone may not say how every cell was made). A throughput-only folder lists its cells
     (protocol x backbone x head) without training settings."""
-    head, line = [], _grid_line
+    head, line = [], functools.partial(_grid_line, rows=rows)
     if cfg.get("throughput_only"):
         sizes = ", ".join(str(b) for b in cfg.get("throughput_batch_sizes", ()))
         head = [
@@ -385,7 +408,7 @@ def _header(out_dir: Path, cfg: dict, acc: list[dict]) -> list[str]:
         f"- git: `{env.get('git_hash', '?')}`; torch {env.get('torch', '?')}; python {env.get('python', '?')}",
         f"- hardware: {env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads); {gpu_text(env)}",
         f"- wall time: {wall_text(cfg)}",
-        *settings_lines(cfg),
+        *settings_lines(cfg, acc),
     ]
 
 

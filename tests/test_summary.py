@@ -159,6 +159,27 @@ def test_without_config_json_the_gpus_are_unknown(tmp_path):
     assert "threads); no GPU" in write_summary(folder).read_text()  # recorded as none
 
 
+def test_the_grid_line_states_the_training_pairs_the_rows_record():
+    """--train-pairs 2000 trains 2,048 pairs (whole batches of 128), which the rows record; the summary said
+    2,000. Parameter-free cells (0 pairs) and cells of other grids do not count."""
+    from siamese_bench.summary import settings_lines
+
+    grid = dict(protocols=["vinyals"], backbones=["conv4", "pixels"], heads=["koch", "l2"], seeds=[0, 1])
+    grid.update(train_pairs=2000, batch_size=128, lr=0.001, val_every=500, val_episodes=20)
+    cfg = {"grids": [grid]}
+    rows = [
+        {**_row(0, 0.8), "train_pairs": "2048"},
+        {**_row(1, 0.8), "train_pairs": "2048"},
+        {**_row(0, 0.5), "backbone": "pixels", "head": "l2", "train_pairs": "0"},
+        {**_row(2, 0.8), "train_pairs": "4096"},  # seed 2: not of this grid
+    ]
+    (line,) = settings_lines(cfg, rows)[1:]
+    assert ": 2,048 training pairs (2,000 asked, whole batches of 128), batch 128," in line
+    assert ": 2,000 training pairs, batch 128," in settings_lines(cfg)[1]  # no rows: the budget asked
+    rows[0]["train_pairs"] = rows[1]["train_pairs"] = "2000"
+    assert ": 2,000 training pairs, batch 128," in settings_lines(cfg, rows)[1]  # rows record what was asked
+
+
 def test_an_unreadable_per_episode_file_is_an_error_naming_it(tmp_path):
     """A per_episode/*.pt cut short (a copy) stopped summarize and compare with torch's "PytorchStreamReader
     failed reading zip archive" and a traceback naming no file."""
