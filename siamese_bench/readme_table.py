@@ -6,12 +6,19 @@ The section sits between two marker comments; `readme --check` (and a test) fail
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from siamese_bench.protocols.published import published_lookup
-from siamese_bench.results import atomic_write_text, read_csv
-from siamese_bench.summary import accuracy_table, settings_lines, throughput_table, wall_text
+from siamese_bench.results import atomic_write_text, read_table
+from siamese_bench.summary import (
+    accuracy_table,
+    from_config,
+    gpu_text,
+    read_config,
+    settings_lines,
+    throughput_table,
+    wall_text,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = (
@@ -35,25 +42,13 @@ def section(results_root: Path = REPO / "results") -> str:
         and p.name not in PRIVATE_NAMES
     ]
     for d in sorted(dirs, key=_order):
-        cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
-        env = cfg.get("environment", {})
-        thr = read_csv(d / "throughput.csv")
-        parts += [
-            f"### `{d.name}`{_kind(cfg, d.name)}"
-            + f" ([summary]({d.relative_to(results_root.parent)}/summary.md))",
-            "",
-            f"`{env.get('command', '?')}` at git `{env.get('git_hash', '?')}`, torch {env.get('torch', '?')}, "
-            f"{env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads)"
-            + (f", GPUs: {', '.join(env['gpus'])}" if env.get("gpus") else ", no GPU")
-            + f"; wall time {wall_text(cfg)}.",
-            "",
-            *settings_lines(cfg),
-            "",
-        ]
+        # read and checked as `summarize` reads them: a malformed row or config.json is an error naming it
+        acc, thr, cfg = read_table(d, "accuracy.csv"), read_table(d, "throughput.csv"), read_config(d)
+        parts += from_config(d / "config.json", _heading, d, cfg, results_root)
         if cfg.get("throughput_only"):  # the throughput table is the result
             parts += [throughput_table(thr), ""]
             continue
-        parts += [accuracy_table(read_csv(d / "accuracy.csv"), published_lookup()), ""]
+        parts += [accuracy_table(acc, published_lookup()), ""]
         if thr:
             parts += [
                 f"<details><summary>Throughput of <code>{d.name}</code> (train pairs/s, eval images/s and "
@@ -65,6 +60,22 @@ def section(results_root: Path = REPO / "results") -> str:
                 "",
             ]
     return "\n".join([BEGIN, "", *parts, END])
+
+
+def _heading(d: Path, cfg: dict, results_root: Path) -> list[str]:
+    """A results folder's heading, command, environment, wall time and grids, from its config.json."""
+    env = cfg.get("environment", {})
+    return [
+        f"### `{d.name}`{_kind(cfg, d.name)}"
+        + f" ([summary]({d.relative_to(results_root.parent)}/summary.md))",
+        "",
+        f"`{env.get('command', '?')}` at git `{env.get('git_hash', '?')}`, torch {env.get('torch', '?')}, "
+        f"{env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads), {gpu_text(env)}"
+        + f"; wall time {wall_text(cfg)}.",
+        "",
+        *settings_lines(cfg),
+        "",
+    ]
 
 
 def _kind(cfg: dict, name: str) -> str:

@@ -207,7 +207,7 @@ class Table:
 
     Reading it checks every row, since a resume skips the cells it finds: a truncated last row (a copy or
     write cut short) is dropped with a warning on stderr, so that its cell runs again; any other malformed
-    row is a ValueError naming the file and line."""
+    row, or a second row with the same key, is a ValueError naming the file and line."""
 
     def __init__(self, path: Path, columns: tuple[str, ...], key: tuple[str, ...]) -> None:
         self.path, self.columns, self.key = Path(path), columns, key
@@ -220,10 +220,19 @@ class Table:
             reader = csv.DictReader(f)
             self._check_header(reader.fieldnames)
             rows = [(reader.line_num, row) for row in reader]
+        first: dict[tuple, int] = {}  # each key's line
         for i, (line, row) in enumerate(rows):
             problem = _row_problem(row, self.columns)
             if problem is None:
-                continue
+                key = key_of(row, self.key)
+                if key not in first:
+                    first[key] = line
+                    continue
+                raise ValueError(
+                    f"{self.path} line {line}: the same key as line {first[key]} ({'/'.join(self.key)} = "
+                    f"{'/'.join(key)}), so that result would count twice; delete one of the two lines (or both: "
+                    "it is then re-run), or write to a new --out directory"
+                )
             if i == len(rows) - 1 and None not in row and None in row.values():  # cut short
                 key = key_of(row, self.key)
                 if all(key):  # the row names its cell
@@ -286,8 +295,8 @@ SCHEMAS = {
 
 def read_table(directory: Path, name: str) -> list[dict[str, str]]:
     """The rows of DIRECTORY/NAME ("accuracy.csv" or "throughput.csv"), read and checked as `run` reads them:
-    a missing column or malformed row is a ValueError naming the file and line (a truncated last row is
-    dropped with a warning); a missing file is an empty table."""
+    a missing column, a malformed row or a second row with the same key is a ValueError naming the file and
+    line (a truncated last row is dropped with a warning); a missing file is an empty table."""
     columns, key = SCHEMAS[name]
     return Table(Path(directory) / name, columns, key).rows
 

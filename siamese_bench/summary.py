@@ -5,9 +5,11 @@ Never edit the output by hand: `python -m siamese_bench summarize DIR` regenerat
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -105,10 +107,26 @@ def accuracy_table(rows: list[dict], published: dict | None = None) -> str:
     return markdown_table(header, out)
 
 
+def load_correct(path: Path) -> torch.Tensor:
+    """A cell's per-episode correctness (an (episodes, queries) bool tensor) from `per_episode_path`; a file
+    that is not one (cut short by a copy, overwritten) is a ValueError naming it and saying how to replace it."""
+    try:
+        correct = torch.load(path, map_location="cpu", weights_only=True)
+        if not (isinstance(correct, torch.Tensor) and correct.dtype == torch.bool and correct.dim() == 2):
+            raise ValueError(f"holds a {type(correct).__name__}, not an (episodes, queries) bool tensor")
+    except Exception as err:  # torch's own message (zip archives, pickle advice) would not say which file
+        raise ValueError(
+            f"{path}: not a readable per-episode correctness file ({err}); delete it and re-run its cell (delete "
+            f"the cell's row from {Path(path).parent.parent / 'accuracy.csv'} and run the same command into "
+            "that folder again); without the file, compare leaves the cell out"
+        ) from None
+    return correct
+
+
 def paired_test(path_a: Path, path_b: Path, n_boot: int = 2000) -> tuple[float, float, float, float, float]:
     """A - B from two cells' per-episode correctness files (same episodes): (mean accuracy difference, paired
     bootstrap 95% CI low, high, bootstrap p, McNemar p over queries)."""
-    ca, cb = torch.load(path_a), torch.load(path_b)
+    ca, cb = load_correct(path_a), load_correct(path_b)
     diff, lo, hi, p_boot = stats.paired_bootstrap(
         ca.float().mean(1), cb.float().mean(1), n_boot=n_boot, seed=0
     )
@@ -254,13 +272,34 @@ def wall_text(cfg: dict) -> str:
     return f"{cfg.get('wall_seconds_total', '?')} s over {len(runs)} runs ({parts} s)"
 
 
-def _grid_line(g: dict) -> str:
+def _pairs_text(g: dict, rows: list[dict] | None) -> str:
+    """The training pairs of a grid's cells as their rows record them (the budget rounded up to whole batches),
+    e.g. "2,048 training pairs (2,000 asked, whole batches of 128)"; the asked budget alone without rows, or
+    where the rows record it (parameter-free cells, which record 0, are not counted)."""
+    asked, batch = g["train_pairs"], g["batch_size"]
+    done = {
+        int(_f(r, "train_pairs"))
+        for r in rows or ()
+        if r["status"] == "ok"
+        and r["protocol"] in g["protocols"]
+        and r["backbone"] in g["backbones"]
+        and r["head"] in g["heads"]
+        and int(r["seed"]) in g.get("seeds", ())
+        and _f(r, "train_pairs") > 0  # NaN > 0 is False
+    }
+    if not done or done == {asked}:
+        return f"{asked:,} training pairs"
+    whole = f", whole batches of {batch}" if all(n % batch == 0 for n in done) else ""
+    return f"{', '.join(f'{n:,}' for n in sorted(done))} training pairs ({asked:,} asked{whole})"
+
+
+def _grid_line(g: dict, rows: list[dict] | None = None) -> str:
     cells = _cells_line(g)
     seeds = ", ".join(str(s) for s in g.get("seeds", ()))
     if not g.get("train_pairs"):
         return f"{cells}, seeds {seeds}: untrained (0 training pairs)"
     return (
-        f"{cells}, seeds {seeds}: {g['train_pairs']:,} training pairs, batch {g['batch_size']}, "
+        f"{cells}, seeds {seeds}: {_pairs_text(g, rows)}, batch {g['batch_size']}, "
         f"Adam lr {g['lr']:g}"
         + (", Koch distortions" if g.get("distort") else "")
         + f", validation every {g['val_every']:,} pairs on {g['val_episodes']} episodes"
@@ -271,12 +310,13 @@ def _cells_line(g: dict) -> str:
     return f"{', '.join(g['protocols'])} x {', '.join(g['backbones'])} x {', '.join(g['heads'])}"
 
 
-def settings_lines(cfg: dict) -> list[str]:
-    """Markdown bullets: the grids (cells and training settings) recorded in config.json. A grid finished over
+def settings_lines(cfg: dict, rows: list[dict] | None = None) -> list[str]:
+    """Markdown bullets: the grids (cells and training settings) recorded in config.json, with the training
+    pairs that `rows` (accuracy.csv's) record where those differ from the budget asked. A grid finished over
     several runs with different commands or grids lists each run's command and, where recorded, its grids
     (the latest command alone may not say how every cell was made). A throughput-only folder lists its cells
     (protocol x backbone x head) without training settings."""
-    head, line = [], _grid_line
+    head, line = [], functools.partial(_grid_line, rows=rows)
     if cfg.get("throughput_only"):
         sizes = ", ".join(str(b) for b in cfg.get("throughput_batch_sizes", ()))
         head = [
@@ -320,20 +360,44 @@ def _title(out_dir: Path, cfg: dict) -> str:
     return out_dir.name if preset in (None, out_dir.name) else f"{out_dir.name} (preset {preset})"
 
 
-def write_summary(out_dir: Path, published: dict | None = None) -> Path:
-    out_dir = Path(out_dir)
-    # read as a resume reads them: every row checked, a truncated last row left out with a warning
-    acc, thr = read_table(out_dir, "accuracy.csv"), read_table(out_dir, "throughput.csv")
-    cfg_path = out_dir / "config.json"
+def read_config(out_dir: Path) -> dict:
+    """OUT_DIR/config.json ({} when there is none); one that is not a JSON object is a ValueError naming it."""
+    path = Path(out_dir) / "config.json"
+    if not path.exists():
+        return {}
     try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
-    except ValueError as e:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(cfg, dict):
+            raise ValueError(f"a JSON {type(cfg).__name__}, not an object")
+    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"{path} cannot be read ({e}); restore it (e.g. from git) or delete it") from None
+    return cfg
+
+
+def from_config(path: Path, make: Callable[..., list[str]], *args: object) -> list[str]:
+    """make(*args), text made from the fields of config.json at `path`; a field of another shape than `run`
+    writes (a hand edit, a file of another version) is a ValueError naming the file, not a traceback."""
+    try:
+        return make(*args)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(
-            f"{cfg_path} cannot be read ({e}); restore it (e.g. from git) or delete it"
+            f"{path} has a field of another shape than `run` writes ({type(e).__name__}: {e}); restore it "
+            "(e.g. from git) or delete it"
         ) from None
+
+
+def gpu_text(env: dict) -> str:
+    """The GPUs of an environment record: "GPUs: A, B", "no GPU", or "GPUs: ?" where it lacks them (no
+    config.json)."""
+    if "gpus" not in env:
+        return "GPUs: ?"
+    return f"GPUs: {', '.join(env['gpus'])}" if env["gpus"] else "no GPU"
+
+
+def _header(out_dir: Path, cfg: dict, acc: list[dict]) -> list[str]:
+    """summary.md's title and bullets: the command, environment, wall time and grids from config.json."""
     env = cfg.get("environment", {})
-    png = plot(out_dir, acc)
-    parts = [
+    return [
         f"# siamese_bench throughput: {out_dir.name}"
         if cfg.get("throughput_only")
         else f"# siamese_bench results: {_title(out_dir, cfg)}",
@@ -342,13 +406,20 @@ def write_summary(out_dir: Path, published: dict | None = None) -> Path:
         "",
         f"- command: `{env.get('command', '?')}`",
         f"- git: `{env.get('git_hash', '?')}`; torch {env.get('torch', '?')}; python {env.get('python', '?')}",
-        f"- hardware: {env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads)"
-        + (f"; GPUs: {', '.join(env['gpus'])}" if env.get("gpus") else "; no GPU"),
+        f"- hardware: {env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads); {gpu_text(env)}",
         f"- wall time: {wall_text(cfg)}",
-        *settings_lines(cfg),
-        *own_images_lines(acc),
-        "",
+        *settings_lines(cfg, acc),
     ]
+
+
+def write_summary(out_dir: Path, published: dict | None = None) -> Path:
+    out_dir = Path(out_dir)
+    # read as a resume reads them: every row checked, a truncated last row left out with a warning
+    acc, thr = read_table(out_dir, "accuracy.csv"), read_table(out_dir, "throughput.csv")
+    cfg = read_config(out_dir)
+    head = from_config(out_dir / "config.json", _header, out_dir, cfg, acc)
+    png = plot(out_dir, acc)
+    parts = [*head, *own_images_lines(acc), ""]
     if not cfg.get("throughput_only"):
         parts += [
             "## One-shot accuracy",

@@ -197,3 +197,31 @@ def test_a_hand_edited_table_is_a_clear_error_not_a_traceback(tmp_path, capsys):
     assert (
         "accuracy.csv has a different schema (missing columns ['status'])" in err and "Traceback" not in err
     )
+
+
+def test_a_row_copied_twice_is_an_error_not_a_cell_counted_twice(tmp_path, capsys):
+    """`tail -1 B/accuracy.csv >> B/accuracy.csv` made compare report 3 cells for 2."""
+    no = [[False] * 5] * 4
+    a = _directory(tmp_path / "a", [{"seed": 0, "correct": no}, {"seed": 1, "correct": no}])
+    b = _directory(tmp_path / "b", [{"seed": 0, "correct": no}, {"seed": 1, "correct": no}])
+    text = (b / "accuracy.csv").read_text()
+    (b / "accuracy.csv").write_text(text + text.splitlines()[-1] + "\n")
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert f"{b / 'accuracy.csv'} line 4: the same key as line 3" in err and "Traceback" not in err
+
+
+def test_a_per_episode_file_cut_short_is_a_clear_error(tmp_path, capsys):
+    """A truncated per_episode/*.pt stopped compare with torch's "PytorchStreamReader failed reading zip
+    archive" and a traceback; it is named, with the way to replace it."""
+    no = [[False] * 5] * 4
+    a = _directory(tmp_path / "a", [{"seed": 0, "correct": no}])
+    b = _directory(tmp_path / "b", [{"seed": 0, "correct": no}])
+    from siamese_bench.summary import per_episode_path
+
+    path = per_episode_path(b, read_csv(b / "accuracy.csv")[0])
+    path.write_bytes(path.read_bytes()[:100])
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}: not a readable per-episode correctness file" in err
+    assert "delete it and re-run its cell" in err and "Traceback" not in err

@@ -1,5 +1,6 @@
 """The README's generated results section: a throughput-only folder shows its table, without an accuracy one."""
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -54,3 +55,47 @@ def test_check_fails_on_a_stale_section_and_writes_nothing(tmp_path, monkeypatch
     assert readme_table.command(SimpleNamespace(check=True)) == 1
     assert "out of date" in capsys.readouterr().out
     assert (tmp_path / "README.md").read_text() == stale
+
+
+def _folder(path, config):
+    """A results folder written here: one finished cell in accuracy.csv, and `config` as config.json."""
+    from siamese_bench.results import ACCURACY_COLUMNS, write_csv
+
+    row = dict(
+        protocol="vinyals", backbone="conv4", head="koch", device="cpu", dtype="float32", n_way=5, k_shot=1
+    )
+    path.mkdir(parents=True)
+    write_csv(path / "accuracy.csv", [{**row, "seed": 0, "accuracy": 0.8, "status": "ok"}], ACCURACY_COLUMNS)
+    (path / "config.json").write_text(config)
+    return path
+
+
+def test_rows_and_config_json_are_checked_as_summarize_checks_them(tmp_path):
+    """readme read the CSVs unchecked (a hand-edited accuracy `abc` showed as "–") and named no file for a
+    config.json cut short ("Expecting value: line 1 column 2")."""
+    folder = _folder(tmp_path / "results" / "quick", '{"environment": {"gpus": []}}')
+    assert "| cpu | 5-way 1-shot | 80.0 |" in readme_table.section(tmp_path / "results")
+    text = (folder / "accuracy.csv").read_text()
+    (folder / "accuracy.csv").write_text(text.replace(",0.8,", ",abc,"))
+    with pytest.raises(
+        ValueError, match=f"{folder / 'accuracy.csv'} line 2: accuracy 'abc' of a finished cell"
+    ):
+        readme_table.section(tmp_path / "results")
+    (folder / "accuracy.csv").write_text(text + text.splitlines()[1] + "\n")  # a row twice
+    with pytest.raises(ValueError, match=f"{folder / 'accuracy.csv'} line 3: the same key as line 2"):
+        readme_table.section(tmp_path / "results")
+    (folder / "accuracy.csv").write_text(text)
+    for config, says in (
+        ('{"environment": {', "cannot be read (Expecting"),
+        ("[]", "cannot be read (a JSON list, not an object)"),
+        ('{"environment": "x"}', "has a field of another shape than `run` writes"),
+    ):
+        (folder / "config.json").write_text(config)
+        with pytest.raises(ValueError, match=f"{folder / 'config.json'} {re.escape(says)}.*restore it"):
+            readme_table.section(tmp_path / "results")
+
+
+def test_gpus_are_unknown_without_a_recorded_environment(tmp_path):
+    _folder(tmp_path / "results" / "quick", "{}")
+    text = readme_table.section(tmp_path / "results")
+    assert "? (? threads), GPUs: ?; wall time" in text and "no GPU" not in text

@@ -203,6 +203,31 @@ def test_a_hand_edited_number_is_an_error_naming_the_line(tmp_path):
         Table(p, ACCURACY_COLUMNS, CELL_KEY)
 
 
+def test_a_second_row_with_the_same_key_is_an_error_naming_both_lines(tmp_path):
+    """A row copied twice (`tail -1 accuracy.csv >> accuracy.csv`) was read as two cells: summarize showed a
+    seed std of 0.0 over two "seeds" and compare counted the cell twice. It is refused as a malformed row is."""
+    p = tmp_path / "accuracy.csv"
+    text = _two_rows(p)
+    p.write_text(text + text.splitlines()[1] + "\n")
+    with pytest.raises(
+        ValueError,
+        match=f"{p} line 4: the same key as line 2 \\(protocol/.*/seed = p/d/b/h/cpu/float32/3/1/0\\)",
+    ) as err:
+        results.read_table(tmp_path, "accuracy.csv")
+    assert "delete one of the two lines" in str(err.value)
+    t = Table(tmp_path / "throughput.csv", results.THROUGHPUT_COLUMNS, results.THROUGHPUT_KEY)
+    t.put(
+        dict(backbone="b", head="h", device="cpu", dtype="float32", image_size=8, batch_size=16, status="ok")
+    )
+    t.put({**t.rows[0], "batch_size": 32})
+    lines = t.path.read_text().splitlines()
+    t.path.write_text("\n".join([*lines, lines[2]]) + "\n")
+    with pytest.raises(
+        ValueError, match=f"{t.path} line 4: the same key as line 3 .*= b/h/cpu/float32/8/32\\)"
+    ):
+        results.read_table(tmp_path, "throughput.csv")
+
+
 def test_an_extra_column_is_named_as_extra(tmp_path):
     p = tmp_path / "a.csv"
     p.write_text(",".join([*ACCURACY_COLUMNS, "note"]) + "\n")

@@ -118,3 +118,88 @@ def test_own_images_are_named_with_their_folder_and_split():
     assert own_images_lines([_row(0, 0.8), own, dict(own, seed="1", split_hash="bbbb")]) == [
         "- folder:mine@16: images folder:/home/u/mine at 16x16, split aaaa, bbbb"
     ]
+
+
+def _folder(path, config=None, rows=None):
+    """A results folder written here: accuracy.csv of `rows` (one cell by default), config.json when given."""
+    from siamese_bench.results import ACCURACY_COLUMNS, write_csv
+
+    path.mkdir(parents=True, exist_ok=True)
+    write_csv(path / "accuracy.csv", rows or [_row(0, 0.8)], ACCURACY_COLUMNS)
+    if config is not None:
+        (path / "config.json").write_text(config)
+    return path
+
+
+def test_a_config_json_of_another_shape_is_an_error_naming_it(tmp_path, capsys):
+    """Valid JSON of the wrong shape stopped summarize with an AttributeError and a traceback."""
+    from siamese_bench.cli import main
+
+    for text, says in (
+        ("[]", "config.json cannot be read (a JSON list, not an object); restore it"),
+        (
+            '{"environment": "x"}',
+            "config.json has a field of another shape than `run` writes (AttributeError",
+        ),
+        ('{"grids": [{"protocols": 1}]}', "config.json has a field of another shape than `run` writes"),
+    ):
+        folder = _folder(tmp_path / "out", text)
+        assert main(["summarize", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {folder / 'config.json'}" in err and says in err and "Traceback" not in err
+
+
+def test_without_config_json_the_gpus_are_unknown(tmp_path):
+    """Without config.json the summary said "no GPU", which nothing recorded."""
+    from siamese_bench.summary import write_summary
+
+    text = write_summary(_folder(tmp_path / "out")).read_text()
+    assert "- hardware: ? (? threads); GPUs: ?" in text and "no GPU" not in text
+    folder = _folder(tmp_path / "gpu", '{"environment": {"gpus": []}}')
+    assert "threads); no GPU" in write_summary(folder).read_text()  # recorded as none
+
+
+def test_the_grid_line_states_the_training_pairs_the_rows_record():
+    """--train-pairs 2000 trains 2,048 pairs (whole batches of 128), which the rows record; the summary said
+    2,000. Parameter-free cells (0 pairs) and cells of other grids do not count."""
+    from siamese_bench.summary import settings_lines
+
+    grid = dict(protocols=["vinyals"], backbones=["conv4", "pixels"], heads=["koch", "l2"], seeds=[0, 1])
+    grid.update(train_pairs=2000, batch_size=128, lr=0.001, val_every=500, val_episodes=20)
+    cfg = {"grids": [grid]}
+    rows = [
+        {**_row(0, 0.8), "train_pairs": "2048"},
+        {**_row(1, 0.8), "train_pairs": "2048"},
+        {**_row(0, 0.5), "backbone": "pixels", "head": "l2", "train_pairs": "0"},
+        {**_row(2, 0.8), "train_pairs": "4096"},  # seed 2: not of this grid
+    ]
+    (line,) = settings_lines(cfg, rows)[1:]
+    assert ": 2,048 training pairs (2,000 asked, whole batches of 128), batch 128," in line
+    assert ": 2,000 training pairs, batch 128," in settings_lines(cfg)[1]  # no rows: the budget asked
+    rows[0]["train_pairs"] = rows[1]["train_pairs"] = "2000"
+    assert ": 2,000 training pairs, batch 128," in settings_lines(cfg, rows)[1]  # rows record what was asked
+
+
+def test_an_unreadable_per_episode_file_is_an_error_naming_it(tmp_path):
+    """A per_episode/*.pt cut short (a copy) stopped summarize and compare with torch's "PytorchStreamReader
+    failed reading zip archive" and a traceback naming no file."""
+    import pytest
+    import torch
+
+    from siamese_bench.summary import paired_comparisons, per_episode_path
+
+    rows = [{**_row(0, 0.5), "head": h, "episodes": "2", "episodes_hash": "h"} for h in ("koch", "triplet")]
+    for r in rows:
+        path = per_episode_path(tmp_path, r)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(torch.ones(2, 5, dtype=torch.bool), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=f"{path}: not a readable per-episode correctness file") as err:
+        paired_comparisons(tmp_path, rows, n_boot=50)
+    assert f"delete it and re-run its cell (delete the cell's row from {tmp_path / 'accuracy.csv'}" in str(
+        err.value
+    )
+    torch.save({"not": "a tensor"}, path)
+    with pytest.raises(ValueError, match="holds a dict, not an .episodes, queries. bool tensor"):
+        paired_comparisons(tmp_path, rows, n_boot=50)
