@@ -44,7 +44,7 @@ def section(results_root: Path = REPO / "results") -> str:
     for d in sorted(dirs, key=_order):
         # read and checked as `summarize` reads them: a malformed row or config.json is an error naming it
         acc, thr, cfg = read_table(d, "accuracy.csv"), read_table(d, "throughput.csv"), read_config(d)
-        parts += from_config(d / "config.json", _heading, d, cfg, results_root)
+        parts += from_config(d / "config.json", _heading, d, cfg, results_root, acc)
         if cfg.get("throughput_only"):  # the throughput table is the result
             parts += [throughput_table(thr), ""]
             continue
@@ -62,8 +62,9 @@ def section(results_root: Path = REPO / "results") -> str:
     return "\n".join([BEGIN, "", *parts, END])
 
 
-def _heading(d: Path, cfg: dict, results_root: Path) -> list[str]:
-    """A results folder's heading, command, environment, wall time and grids, from its config.json."""
+def _heading(d: Path, cfg: dict, results_root: Path, acc: list[dict]) -> list[str]:
+    """A results folder's heading, command, environment, wall time and grids, from its config.json (with the
+    training pairs its accuracy rows `acc` record: `settings_lines`)."""
     env = cfg.get("environment", {})
     return [
         f"### `{d.name}`{_kind(cfg, d.name)}"
@@ -73,7 +74,7 @@ def _heading(d: Path, cfg: dict, results_root: Path) -> list[str]:
         f"{env.get('cpu', '?')} ({env.get('cpu_threads', '?')} threads), {gpu_text(env)}"
         + f"; wall time {wall_text(cfg)}.",
         "",
-        *settings_lines(cfg),
+        *settings_lines(cfg, acc),
         "",
     ]
 
