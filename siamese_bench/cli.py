@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate protocols x backbones x heads x devices x ways x shots x seeds. "
         "Each finished cell is written to OUT/accuracy.csv at once; re-running the same command resumes, "
         "skipping finished cells (a run that would train finished cells with other settings is refused) and "
-        "continuing an interrupted training from its snapshot (--snapshot-every). "
+        "continuing an interrupted training from its snapshot (--snapshot-every). Ctrl-C or SIGTERM (`kill`, "
+        "`timeout`) stops it resumably (exit 130, or 143 for SIGTERM). "
         "--protocols/--backbones/--heads pick the preset's cells with those names (each keeping its grid's "
         "training settings); names the preset lacks replace those of every grid. Other flags override every "
         "grid.",
@@ -252,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-runs the configuration recorded in RESULTS/config.json into a fresh directory and "
         "compares: an accuracy reproduces when it lies within --tolerance times the recorded 95% CI and the "
         "test episodes are bit-identical; throughput is reported as a ratio. Exit 1 when a cell does not "
-        "reproduce or cannot be re-run here (e.g. CUDA cells without a GPU: listed as 'not re-run'). It runs with the recorded torch thread count; on the recorder's CPU model and library versions "
+        "reproduce or cannot be re-run here (e.g. CUDA cells without a GPU: listed as 'not re-run'); cells "
+        "recorded as 'skipped' hold no result: they are listed and leave the exit code alone. Ctrl-C (exit 130) "
+        "or SIGTERM (exit 143) names the partial re-run's folder: --out that folder resumes it. It runs with the recorded torch thread count; on the recorder's CPU model and library versions "
         "CPU cells then repeat bit for bit "
         "('identical'); on other hardware they move by training noise.",
     )
@@ -310,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from siamese_bench import commands
 
+    stoppable = args.command in (
+        "run",
+        "reproduce",
+    )  # SIGTERM stops them as Ctrl-C does: resumably, and said so
+    previous = signal.signal(signal.SIGTERM, commands.terminate) if stoppable else None
     try:
         return getattr(commands, args.command)(args)
     except commands.UserError as e:
@@ -320,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         # at /dev/null so that flushing it at exit raises no second error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE
-    except KeyboardInterrupt:
-        if args.command in ("run", "reproduce"):
+    except KeyboardInterrupt as stop:  # Ctrl-C: 130; SIGTERM (run and reproduce only): 143
+        if stoppable:
             print(
                 "\ninterrupted: finished cells are saved, and so is the training in progress up to its last "
                 "snapshot (OUT/snapshots/); re-run the same command to resume",
@@ -329,4 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:  # files are written atomically: an interrupted write leaves the old file or none
             print(f"\ninterrupted: {args.command} stopped; no file is left half-written", file=sys.stderr)
-        return 130
+        return getattr(stop, "exit_code", 130)
+    finally:
+        if stoppable:
+            signal.signal(signal.SIGTERM, previous)

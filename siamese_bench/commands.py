@@ -14,6 +14,18 @@ class UserError(Exception):
     """A problem the user can fix; the CLI prints its message (no traceback) and exits with 2."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a job scheduler) during `run` or `reproduce`: they stop as on Ctrl-C (finished
+    cells kept, how to resume printed), with exit code 143 (128 + SIGTERM) instead of Ctrl-C's 130."""
+
+    exit_code = 143
+
+
+def terminate(signum, frame) -> None:
+    """The SIGTERM handler the CLI installs for `run` and `reproduce`."""
+    raise Terminated
+
+
 def _user_errors():
     from siamese_bench.datasets.store import DatasetMissingError, DownloadError
 

@@ -9,9 +9,15 @@ is reported as new / recorded, never pass/fail (it depends on the machine).
 
 Every recorded cell that --protocols/--backbones/--heads/--devices/--seeds/--ways keep gets a verdict: one the
 re-run could not make (a dtype reproduce cannot set, a device not available here, a cell outside the grids
-config.json records) is listed as "not re-run" with the reason. Exit code 0 when every such cell reproduced;
-1 when a cell does not reproduce or is not re-run; 2 (an error) when the restriction keeps no recorded cell;
-130 when interrupted (the partial re-run's folder is named; `--out` that folder resumes it).
+config.json records) is listed as "not re-run" with the reason. A cell recorded as failed (status error)
+reproduces when it fails with the same error again. A cell recorded as "skipped" (a device the recording
+machine lacked) holds no result: it is listed as "skipped when recorded", nothing to re-run or compare.
+The exit code says whether every recorded result was re-made and matched: 0 when every such cell reproduced
+(skipped rows record no result, so they leave it alone); 1 when a cell does not reproduce or is not re-run
+(a recorded result left unchecked, e.g. a CUDA cell without a GPU here); 2 (an error) when the restriction
+keeps no recorded cell, or --out holds rows that no `reproduce` of this folder wrote; 130 when interrupted
+by Ctrl-C, 143 by SIGTERM (`kill`, `timeout`): the partial re-run's folder is named, and `--out` that folder
+resumes it (reproduce.json in it names the recorded folder, so that only its own re-run is resumed).
 """
 
 from __future__ import annotations
@@ -24,11 +30,23 @@ import tempfile
 from pathlib import Path
 
 from siamese_bench.presets import recorded_grids
-from siamese_bench.results import CELL_KEY, THROUGHPUT_KEY, key_of, rate_ratio, rate_ratios, read_table
+from siamese_bench.results import (
+    CELL_KEY,
+    THROUGHPUT_KEY,
+    key_of,
+    rate_ratio,
+    rate_ratios,
+    read_table,
+    write_json,
+)
 
-# verdicts of a cell scored on other episodes (or another split): no tolerance, nor training noise, explains them
-OTHER_EPISODES = ("FAIL (split differs", "FAIL (episodes differ)")
+# verdicts no tolerance, nor training noise, explains: a cell scored on other episodes (or another split), one
+# that fails now, or one recorded as failed that runs (or fails otherwise) now
+NOT_NOISE = ("FAIL (split differs", "FAIL (episodes differ)", "FAIL (error", "FAIL (recorded as failed")
 
+
+# In a re-run's folder: the recorded folder it re-runs (resolved), so that `--out` resumes only that re-run.
+MARKER = "reproduce.json"
 
 # The dtype column of a recorded row -> the `amp` setting that makes it again.
 DTYPE_AMP = {"float32": "none", "bfloat16-amp": "bf16"}
@@ -149,6 +167,50 @@ def recorded_rows(
     return rows
 
 
+def skipped_rows(results_dir: Path, *which) -> list[dict]:
+    """The rows of results_dir/accuracy.csv recorded as "skipped" (a device the recording machine lacked) that
+    the restriction `which` (recorded_rows' protocols, ..., ways) keeps."""
+    wanted = [None if w is None else {str(v).rstrip("?") for v in w} for w in which]
+    return [
+        r
+        for r in read_table(results_dir, "accuracy.csv")
+        if r["status"] == "skipped"
+        and all(w is None or r[column] in w for (column, _, _), w in zip(RESTRICTIONS, wanted, strict=True))
+    ]
+
+
+def check_out(results: Path, out: Path) -> bool:
+    """Refuse an --out whose rows no `reproduce` of `results` wrote: `results` itself (or a link to it), whose
+    rows would be compared with themselves, or a folder of another run or of another folder's re-run, whose
+    rows would be reported as re-run now. True when `out` holds an earlier (e.g. interrupted) re-run of
+    `results`, which is resumed: its reproduce.json names `results`."""
+    fix = "choose an empty or new --out (or none: a temporary folder)"
+    if out.exists() and out.samefile(results):
+        raise ValueError(
+            f"--out {out} is the recorded folder {results} itself: its rows would be compared with themselves, "
+            f"and nothing re-run; {fix}"
+        )
+    if not any((out / name).exists() for name in ("accuracy.csv", "throughput.csv", "config.json")):
+        return False
+    try:
+        source = json.loads((out / MARKER).read_text()).get("source")
+    except (OSError, ValueError, AttributeError):  # no reproduce.json (or not one reproduce wrote)
+        source = None
+    if source == str(Path(results).resolve()):
+        return True
+    if source:
+        raise ValueError(f"--out {out} holds a re-run of {source}, not of {results}: {fix}")
+    try:
+        command = json.loads((out / "config.json").read_text())["environment"]["command"]
+        made_by = f" (its config.json records `{command}`)"
+    except (OSError, ValueError, KeyError, TypeError):
+        made_by = ""
+    raise ValueError(
+        f"--out {out} holds rows no `reproduce` of {results} wrote{made_by}: they would be reported as re-run "
+        f"now; {fix}"
+    )
+
+
 def _values(rows: list[dict], column: str) -> str:
     """The distinct values of `column` in `rows`, sorted (numbers by value), comma-separated."""
     return ", ".join(
@@ -199,6 +261,8 @@ def compare(
     "split differs" when the split hash changed (for your own images: they were edited since).
     A recorded cell the new run did not make is "not re-run (why)"; `planned`, the keys the re-run asked for,
     tells a cell outside config.json's grids from one the run left out. Either verdict makes "all" False.
+    A cell recorded as failed reproduces when it fails with the same error; one recorded as skipped is listed
+    ("skipped when recorded: nothing to compare") and leaves "all" alone: it holds no result.
     """
     from siamese_bench.datasets.own import is_own
 
@@ -208,15 +272,29 @@ def compare(
         k = key_of(old, CELL_KEY)
         if cells is not None and k not in cells:
             continue
-        if old["status"] == "skipped":
-            continue
         dtype = "" if old["dtype"] == "float32" else f" {old['dtype']}"
         label = (
             f"{old['protocol']} {old['backbone']}+{old['head']} {old['device']}{dtype} "
             f"{old['n_way']}w{old['k_shot']}s seed {old['seed']}"
         )
+        if old["status"] == "skipped":  # a device the recording machine lacked: no result to re-run
+            rows.append(
+                [label, "–", "–", "–", "–", f"skipped when recorded ({old['error']}): nothing to compare"]
+            )
+            continue
         recorded = f"{100 * float(old['accuracy']):.2f}" if old["accuracy"] else "–"
         r = new.get(k)
+        if old["status"] == "error" and r is not None and r["status"] != "skipped":
+            if r["status"] == "ok":
+                verdict = f"FAIL (recorded as failed: {old['error']}; runs now)"
+            elif r["error"] == old["error"]:
+                verdict = f"recorded as failed, and fails the same way now: {old['error']}"
+            else:
+                verdict = f"FAIL (recorded as failed: {old['error']}; fails otherwise now: {r['error']})"
+            ok_all &= not verdict.startswith("FAIL")
+            now = f"{100 * float(r['accuracy']):.2f}" if r["accuracy"] else "–"
+            rows.append([label, recorded, now, "–", "–", verdict])
+            continue
         if r is None or r["status"] != "ok":
             ok_all = False
             if r is None:
@@ -272,14 +350,26 @@ def _not_rerun_reason(old: dict, planned: set | None) -> str:
 
 
 def verdict_line(rows: list[list[str]], out: Path) -> str:
-    """The last line: "all cells reproduced", or how many did not reproduce and how many were not re-run."""
-    fails = sum(r[-1].startswith("FAIL") for r in rows)
-    skipped = sum(r[-1].startswith("not re-run") for r in rows)
-    if not fails and not skipped:
-        return f"all cells reproduced (new run in {out})"
+    """The last line: "all cells reproduced", or how many did not reproduce and how many were not re-run; and
+    how many were recorded as failed (and failed the same way again) or skipped when recorded."""
+
+    def count(verdict: str) -> int:
+        return sum(r[-1].startswith(verdict) for r in rows)
+
+    fails, skipped, unrecorded = count("FAIL"), count("not re-run"), count("skipped when recorded")
     parts = [f"SOME CELLS DID NOT REPRODUCE ({fails} of {len(rows)})"] if fails else []
     if skipped:
         parts.append(f"{skipped} of {len(rows)} recorded cells not re-run (the verdicts say why)")
+    if not parts:
+        again = count("recorded as failed")
+        parts.append(
+            ("all measured cells reproduced" if unrecorded else "all cells reproduced")
+            + (f" ({again} of them recorded as failed, failing the same way again)" if again else "")
+        )
+    if unrecorded:
+        parts.append(
+            f"{unrecorded} of {len(rows)} recorded cells skipped when recorded (no result to compare)"
+        )
     return f"{'; '.join(parts)} (new run in {out})"
 
 
@@ -297,7 +387,7 @@ def throughput_ratios(recorded_dir: Path, new_dir: Path) -> list[list[str]]:
 
 
 def command(args) -> int:
-    """Re-run, compare and print; the exit code is the module docstring's (0, 1, or 130 when interrupted)."""
+    """Re-run, compare and print; the exit code is the module docstring's (0, 1, or 130/143 when interrupted)."""
     from siamese_bench import runner
     from siamese_bench.summary import markdown_table
 
@@ -310,6 +400,7 @@ def command(args) -> int:
             "is nothing to reproduce; drop --no-throughput"
         )
     which = (args.protocols, args.backbones, args.heads, args.devices, args.seeds, args.ways)
+    skipped = []
     if config.throughput_only:  # one re-measurement per recorded dtype, as for cells
         rows, base = [], restrict(config, *which)
         recorded = read_table(args.results, "throughput.csv")
@@ -319,8 +410,16 @@ def command(args) -> int:
         rows = recorded_rows(args.results, *which)
         if not args.no_throughput:  # a malformed throughput.csv is refused now, not after the re-run
             read_table(args.results, "throughput.csv")
-        plans = reruns(config, rows)
+        plans, skipped = reruns(config, rows), skipped_rows(args.results, *which)
+    if args.out and check_out(args.results, Path(args.out)):
+        print(
+            f"resuming the re-run of {args.results} in {args.out}, which an earlier `reproduce` of it started "
+            f"(the cells it holds are kept; delete {args.out} to start over)",
+            file=sys.stderr,
+        )
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="siamese_bench_reproduce_"))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MARKER, {"source": str(Path(args.results).resolve())})
     plans = [
         dataclasses.replace(
             plan,
@@ -334,14 +433,15 @@ def command(args) -> int:
     try:
         for plan in plans:
             runner.run(plan, print_summary=False)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (commands.Terminated, exit 143)
         print(interrupted_text(out, resumable=args.out is not None), file=sys.stderr)
-        return 130
+        return getattr(stop, "exit_code", 130)
     if plans:  # else every recorded cell is listed as not re-run, and nothing ran here
         print(hardware_line(args.results, out))
     if not config.throughput_only:
         planned = {key_of(base, CELL_KEY) for plan in plans for base in _cell_rows(plan)}
-        table, ok = compare(args.results, out, {key_of(r, CELL_KEY) for r in rows}, args.tolerance, planned)
+        cells = {key_of(r, CELL_KEY) for r in [*rows, *skipped]}
+        table, ok = compare(args.results, out, cells, args.tolerance, planned)
         print(
             markdown_table(
                 ["cell", "recorded %", "now %", "recorded CI", "train speed now/recorded", "verdict"], table
@@ -355,7 +455,7 @@ def command(args) -> int:
         print(f"\nthroughput re-measured, as ratios new / recorded (never pass/fail); new run in {out}")
         return 0
     print(f"\n{verdict_line(table, out)}")
-    if any(r[-1].startswith("FAIL") and not r[-1].startswith(OTHER_EPISODES) for r in table):
+    if any(r[-1].startswith("FAIL") and not r[-1].startswith(NOT_NOISE) for r in table):
         print(
             "Training repeats bit for bit only on the same CPU model with the same library versions (CUDA "
             "training is not bit-deterministic even on one GPU); elsewhere a cell moves by training noise, "

@@ -454,3 +454,30 @@ def test_a_reader_that_goes_away_is_no_traceback():
     p.stdout.close()  # before the child has imported anything, so its first write meets a closed pipe
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 141 and err == "", err
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    """`timeout N python -m siamese_bench run ...` or `kill`: the same message as Ctrl-C (how to resume), exit
+    143 (128 + SIGTERM), no traceback."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    argv = ["run", "--preset", "smoke", "--devices", "cpu", "--heads", "koch", "--ways", "3", "--seeds", "0"]
+    argv += ["--train-pairs", str(10**8), "--no-throughput", "--out", str(out)]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "siamese_bench", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "config.json").exists():
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.2)
+    time.sleep(1)
+    p.send_signal(signal.SIGTERM)
+    stdout, err = p.communicate(timeout=120)
+    assert p.returncode == 143, stdout + err
+    assert "interrupted: finished cells are saved" in err and "re-run the same command to resume" in err
+    assert "Traceback" not in err

@@ -392,3 +392,112 @@ def test_reproduce_refuses_a_hand_edited_table_before_it_re_runs(tmp_path, capsy
     )
     assert rc == 2 and f"{table} has a different schema (missing columns ['status'])" in err, out + err
     assert "Traceback" not in err
+
+
+def test_reproduce_refuses_an_out_whose_rows_no_reproduce_of_this_folder_made(tmp_path, capsys, monkeypatch):
+    """`--out` the recorded folder itself (or a link to it), a folder of another run, or the re-run of another
+    folder: their rows were reported as "identical", "all cells reproduced", with nothing re-run. Only a folder
+    an earlier `reproduce` of the same folder wrote (an interrupted one, say) is resumed."""
+    import shutil
+
+    from siamese_bench import runner
+
+    rec = tmp_path / "rec"
+    _record(rec, "--train-pairs", "64")
+    shutil.copytree(rec, tmp_path / "older")  # an unrelated results folder, here with the very same rows
+    shutil.copytree(rec, tmp_path / "other")  # another recorded folder
+    (tmp_path / "link").symlink_to(rec)
+    assert _reproduce(capsys, str(tmp_path / "other"), "--quiet", "--out", str(tmp_path / "rerun"))[0] == 0
+    real_run = runner.run
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("re-ran into a refused --out"))
+    for out, why in (
+        (rec, f"--out {rec} is the recorded folder {rec} itself"),
+        (tmp_path / "link", f"--out {tmp_path / 'link'} is the recorded folder {rec} itself"),
+        (tmp_path / "older", "holds rows no `reproduce` of"),
+        (tmp_path / "rerun", f"holds a re-run of {tmp_path / 'other'}, not of {rec}"),
+    ):
+        rc, stdout, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(out))
+        assert rc == 2 and why in err and "choose an empty or new --out" in err, stdout + err
+        assert "reproduced" not in stdout and "Traceback" not in err
+    err = _reproduce(capsys, str(rec), "--out", str(tmp_path / "older"))[2]
+    assert "(its config.json records `python -m siamese_bench " in err  # what made them
+    monkeypatch.setattr(runner, "run", real_run)
+    rc, stdout, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new"))
+    assert rc == 0 and "all cells reproduced" in stdout, stdout + err
+    rc, stdout, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new"))  # a resume
+    assert rc == 0 and "all cells reproduced" in stdout, stdout + err
+    assert f"resuming the re-run of {rec} in {tmp_path / 'new'}" in err
+
+
+def test_a_recorded_error_cell_gets_its_own_verdict_and_no_tolerance_advice(tmp_path, capsys):
+    """A cell recorded as failed (20-way on digits' 5 test classes) reproduces when it fails the same way;
+    another error, or a run, now is a difference, but not one training noise or --tolerance explains."""
+    rec = tmp_path / "rec"
+    _record(rec, "--train-pairs", "64", "--ways", "3,20")
+    assert [r["status"] for r in read_csv(rec / "accuracy.csv")] == ["ok", "error"]
+    rc, out, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new"))
+    assert rc == 0, out + err
+    assert "| recorded as failed, and fails the same way now: ValueError: n_way=20" in out
+    assert "all cells reproduced (1 of them recorded as failed, failing the same way again)" in out
+    assert "FAIL" not in out and "--tolerance" not in out
+    rows = read_csv(rec / "accuracy.csv")
+    write_csv(rec / "accuracy.csv", [rows[0], dict(rows[1], error="boom")], ACCURACY_COLUMNS)
+    table, ok = compare(rec, tmp_path / "new")
+    assert not ok and table[1][-1].startswith(
+        "FAIL (recorded as failed: boom; fails otherwise now: ValueError"
+    )
+    write_csv(rec / "accuracy.csv", [dict(rows[0], status="error", error="boom")], ACCURACY_COLUMNS)
+    table, ok = compare(rec, tmp_path / "new")
+    assert not ok and table[0][-1] == "FAIL (recorded as failed: boom; runs now)" and table[0][2] != "–"
+    rc, out, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new2"))
+    assert rc == 1 and "FAIL (recorded as failed: boom; runs now)" in out, out + err
+    assert "SOME CELLS DID NOT REPRODUCE (1 of 1)" in out and "--tolerance" not in out
+
+
+def test_recorded_skipped_cells_are_listed_and_leave_the_exit_code_alone(tmp_path, capsys, monkeypatch):
+    """`run --devices cpu,cuda` without a GPU records skipped CUDA rows: they hold no result, so there is
+    nothing to re-run or compare, but they are listed (not hidden under "all cells reproduced")."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rec = tmp_path / "rec"
+    _record(rec, "--train-pairs", "64", "--devices", "cpu,cuda")
+    assert [r["status"] for r in read_csv(rec / "accuracy.csv")] == ["ok", "skipped"]
+    rc, out, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new"))
+    assert rc == 0, out + err
+    assert out.count("| skipped when recorded (CUDA not available") == 1 and "nothing to compare |" in out
+    assert "all measured cells reproduced; 1 of 2 recorded cells skipped when recorded" in out
+    assert [r["device"] for r in read_csv(tmp_path / "new" / "accuracy.csv")] == ["cpu"]
+    rc, out, err = _reproduce(capsys, str(rec), "--quiet", "--devices", "cpu", "--out", str(tmp_path / "new"))
+    assert rc == 0 and "skipped when recorded" not in out and "all cells reproduced" in out, out + err
+
+
+def test_sigterm_stops_reproduce_as_ctrl_c_does_and_names_the_partial_run(tmp_path):
+    """`timeout N python -m siamese_bench reproduce ...` (SIGTERM): the temporary folder of the partial
+    re-run, and how to resume it, are printed; exit 143."""
+    import json
+    import os
+    import signal
+    import time
+
+    rec = tmp_path / "rec"
+    _record(rec, "--train-pairs", "64")
+    doc = json.loads((rec / "config.json").read_text())
+    for g in [*doc["grids"], *(g for r in doc["runs"] for g in r["grids"])]:
+        g["train_pairs"] = 10**8  # long enough to be stopped while training
+    (rec / "config.json").write_text(json.dumps(doc))
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    cmd = [sys.executable, "-m", "siamese_bench", "reproduce", str(rec), "--no-throughput"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "tmp").glob("siamese_bench_reproduce_*/config.json")):
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.2)
+    time.sleep(1)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    (partial,) = (tmp_path / "tmp").glob("siamese_bench_reproduce_*")
+    assert p.returncode == 143, out + err
+    assert f"interrupted: the partial re-run is in {partial}" in err and f"--out {partial}" in err
+    assert "Traceback" not in err
