@@ -1,5 +1,6 @@
 """`reproduce` on a small subset of the committed quick preset, and the README's generated results table."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -420,7 +421,9 @@ def test_reproduce_refuses_an_out_whose_rows_no_reproduce_of_this_folder_made(tm
         assert rc == 2 and why in err and "choose an empty or new --out" in err, stdout + err
         assert "reproduced" not in stdout and "Traceback" not in err
     err = _reproduce(capsys, str(rec), "--out", str(tmp_path / "older"))[2]
-    assert "(its config.json records `python -m siamese_bench " in err  # what made them
+    # what made them: the command config.json records (under pytest, "python -m siamese_bench" + pytest's argv)
+    recorded = json.loads((tmp_path / "older" / "config.json").read_text())["environment"]["command"]
+    assert f"(its config.json records `{recorded}`)" in err
     monkeypatch.setattr(runner, "run", real_run)
     rc, stdout, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new"))
     assert rc == 0 and "all cells reproduced" in stdout, stdout + err
