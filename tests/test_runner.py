@@ -20,7 +20,9 @@ from siamese_bench.presets import PRESETS
 from siamese_bench.results import read_csv
 
 
-def config(tmp_path, *extra):
+def config(tmp_path, *extra, throughput=False):
+    """The smoke preset into tmp_path: 128 training pairs, 20 test episodes, on the CPU, quiet, without the
+    throughput table unless `throughput`."""
     args = build_parser().parse_args(
         [
             "run",
@@ -32,7 +34,7 @@ def config(tmp_path, *extra):
             "128",
             "--episodes",
             "20",
-            "--no-throughput",
+            *([] if throughput else ["--no-throughput"]),
             "--quiet",
             "--devices",
             "cpu",
@@ -1399,30 +1401,8 @@ def test_a_resume_measures_the_throughput_rows_an_earlier_run_left_out(tmp_path,
     monkeypatch.setattr(throughput, "measure", measure)
 
     def run(heads, *extra):
-        argv = [
-            "run",
-            "--preset",
-            "smoke",
-            "--out",
-            str(tmp_path),
-            "--train-pairs",
-            "128",
-            "--episodes",
-            "20",
-        ]
-        argv += [
-            "--quiet",
-            "--devices",
-            "cpu",
-            "--ways",
-            "3",
-            "--heads",
-            heads,
-            "--throughput-batch-sizes",
-            "16",
-        ]
-        config_ = runner.config_from_args(build_parser().parse_args([*argv, *extra]))
-        assert runner.run(config_, print_summary=False) == 0
+        argv = ("--ways", "3", "--heads", heads, "--throughput-batch-sizes", "16", *extra)
+        assert runner.run(config(tmp_path, *argv, throughput=True), print_summary=False) == 0
 
     run("koch,contrastive", "--no-throughput")
     assert measured == [] and not (tmp_path / "throughput.csv").exists()

@@ -155,15 +155,20 @@ def test_data_verify_reports_your_images(tmp_path, digit_folder):
     assert bad.found and not bad.ok and "notes.txt" in bad.detail
     missing = verify(f"csv:{tmp_path / 'none.csv'}")
     assert not missing.found and "does not exist" in missing.detail
-    env = {**os.environ, "SIAMESE_BENCH_CACHE": str(tmp_path / "cache")}
-    r = subprocess.run(
-        [sys.executable, "-m", "siamese_bench", "data", "verify", f"folder:{root}@16"],
+    r = _cli_verify(f"folder:{root}@16", tmp_path / "cache")
+    assert r.returncode == 1 and "FAILED" in r.stdout and "notes.txt" in r.stdout
+
+
+def _cli_verify(spec: str, cache):
+    """`python -m siamese_bench data verify SPEC` in a subprocess, with its decoded images cached in `cache`."""
+    env = {**os.environ, "SIAMESE_BENCH_CACHE": str(cache)}
+    return subprocess.run(
+        [sys.executable, "-m", "siamese_bench", "data", "verify", spec],
         capture_output=True,
         text=True,
         env=env,
         timeout=120,
     )
-    assert r.returncode == 1 and "FAILED" in r.stdout and "notes.txt" in r.stdout
 
 
 def _edit_pixels(root):
@@ -343,12 +348,5 @@ def test_byte_identical_copies_are_refused(tmp_path, digit_folder, other_class):
     with pytest.raises(ValueError, match="1 image file\\(s\\) are byte-identical copies of another") as err:
         folder_protocol(f"folder:{root}")
     assert f"{src} and {dst} ({where})" in str(err.value)
-    env = {**os.environ, "SIAMESE_BENCH_CACHE": str(tmp_path / "cache")}
-    r = subprocess.run(
-        [sys.executable, "-m", "siamese_bench", "data", "verify", f"folder:{root}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    r = _cli_verify(f"folder:{root}", tmp_path / "cache")
     assert r.returncode == 1 and "FAILED" in r.stdout and "byte-identical" in r.stdout
