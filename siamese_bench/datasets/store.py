@@ -14,13 +14,17 @@ Inside:
   `mismatched(found, files)` (files whose bytes are not the official download's) and `read_zip_entry`.
 - `cached(key_parts, build, name)`: decoded `ImageSet`s stored as uint8 tensors in one .pt file whose name
   is a hash of the key (source checksums, FORMAT_VERSION, parameters); loaded memory-mapped, memoised per
-  process; a corrupt or stale file is rebuilt with a warning.
+  process. A normal load checks only that the file loads and holds this key (else it is rebuilt with a
+  warning), not the pixel bytes (hashing them would cost more than the load): damaged bytes in a file that
+  still loads are served as they are. `from_source()` (used by `data verify`) builds from the source files
+  instead, compares with the cache file and rewrites a damaged one.
 - `resize_images(images, size)`: (N, C, H, W) uint8 -> (N, C, size, size) uint8, antialiased bilinear.
 - `VerifyReport` and `format_report(reports)` for `python -m siamese_bench data verify`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,7 +34,7 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -380,6 +384,42 @@ def cache_path(key_parts: dict, name: str = "dataset") -> Path:
     return cache_dir() / f"{name}-{cache_key(key_parts)[:20]}.pt"
 
 
+_REBUILT: list[Path] | None = None  # inside from_source(): the damaged cache files rebuilt so far
+
+
+@contextlib.contextmanager
+def from_source() -> Iterator[list[Path]]:
+    """Within it, `cached` ignores the memo and never serves the disk cache: it builds from the source files,
+    compares the result with the cache file when there is one, and writes the file when it was absent or
+    differed (damaged bytes, or a file that does not load). Yields the list of damaged cache files rebuilt
+    (filled as `cached` runs): what `data verify` reports."""
+    global _REBUILT
+    outer, _REBUILT = _REBUILT, []
+    try:
+        yield _REBUILT
+    finally:
+        if outer is not None:
+            outer.extend(_REBUILT)
+        _REBUILT = outer
+
+
+def _same_sets(a: dict[str, ImageSet], b: dict[str, ImageSet]) -> bool:
+    """True when both hold the same ImageSets, tensor for tensor and name for name."""
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if (x.name, x.class_names, x.group_names) != (y.name, y.class_names, y.group_names):
+            return False
+        tensors = [(x.images, y.images), (x.labels, y.labels), (x.groups, y.groups)]
+        if x.extra.keys() != y.extra.keys():
+            return False
+        tensors += [(x.extra[n], y.extra[n]) for n in x.extra]
+        if not all(u.dtype == v.dtype and torch.equal(u, v) for u, v in tensors):
+            return False
+    return True
+
+
 def cached(
     key_parts: dict, build: Callable[[], dict[str, ImageSet]], name: str = "dataset"
 ) -> dict[str, ImageSet]:
@@ -387,14 +427,16 @@ def cached(
 
     key_parts: everything the result depends on (source file checksums, parameters such as image_size);
     FORMAT_VERSION is added. The file is written atomically and loaded memory-mapped (fast, shared pages).
-    An unreadable, corrupt or mismatching cache file is rebuilt (with a warning), never trusted; an unwritable
-    cache folder only costs the rebuild next time (warning).
+    A file that does not load or holds another key is rebuilt (with a warning), never trusted; damaged
+    tensor bytes in a file that loads are NOT detected here (too slow to hash on every load): inside
+    `from_source()` (what `data verify` uses) the result is built from the source, compared with the file,
+    and a differing file is rewritten. An unwritable cache folder only costs the rebuild next time (warning).
     """
     key = cache_key(key_parts)
-    if key in _MEMO:
+    if key in _MEMO and _REBUILT is None:
         return _MEMO[key]
     path = cache_path(key_parts, name)
-    sets = None
+    sets, damaged = None, False
     if path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -402,23 +444,45 @@ def cached(
                 raise ValueError("key mismatch")
             sets = _unpack(blob["sets"])
         except Exception as e:  # a corrupt or foreign file: rebuild rather than crash
-            warnings.warn(
-                f"ignoring unreadable cache file {path} ({type(e).__name__}: {e}); rebuilding it",
-                stacklevel=2,
-            )
-            sets = None
-    if sets is None:
-        sets = build()
-        try:
-            atomic_torch_save(
-                {"key": key, "format_version": FORMAT_VERSION, "parts": key_parts, "sets": _pack(sets)}, path
-            )
-        except OSError as e:
-            warnings.warn(
-                f"could not write cache file {path} ({e}); set {ENV_CACHE} to a writable folder", stacklevel=2
-            )
+            damaged = True
+            if _REBUILT is None:
+                warnings.warn(
+                    f"ignoring unreadable cache file {path} ({type(e).__name__}: {e}); rebuilding it",
+                    stacklevel=2,
+                )
+    if _REBUILT is not None:
+        built = build()
+        if sets is not None and not _same_sets(sets, built):
+            damaged, sets = True, None
+        if damaged:
+            _REBUILT.append(path)
+        if sets is None:
+            sets = _write(built, key, key_parts, path)
+    elif sets is None:
+        sets = _write(build(), key, key_parts, path)
     _MEMO[key] = sets
     return sets
+
+
+def _write(sets: dict[str, ImageSet], key: str, key_parts: dict, path: Path) -> dict[str, ImageSet]:
+    """Save `sets` as the cache file `path` (a failed write only warns); returns `sets`."""
+    try:
+        atomic_torch_save(
+            {"key": key, "format_version": FORMAT_VERSION, "parts": key_parts, "sets": _pack(sets)}, path
+        )
+    except OSError as e:
+        warnings.warn(
+            f"could not write cache file {path} ({e}); set {ENV_CACHE} to a writable folder", stacklevel=3
+        )
+    return sets
+
+
+REBUILT_NOTE = "the decoded cache was damaged and has been rebuilt"
+
+
+def rebuilt_note(paths: Sequence[Path]) -> str:
+    """What `data verify` says about the damaged cache files `from_source()` rebuilt ("" when none)."""
+    return f"{REBUILT_NOTE} ({', '.join(str(p) for p in paths)})" if paths else ""
 
 
 # ---------------------------------------------------------------------------------------------- resizing
