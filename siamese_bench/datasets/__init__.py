@@ -26,6 +26,7 @@ from siamese_bench.datasets.store import (
     FetchError,
     VerifyReport,
     cache_dir,
+    cannot_read,
     check_data_dir,
     download,
     format_report,
@@ -131,7 +132,7 @@ def _checked_data_dir(checks: Sequence[str], data_dir: str | os.PathLike | None)
 
 def verify(name: str, data_dir: str | os.PathLike | None = None) -> VerifyReport:
     """Check one file check's files (see VERIFY_NAMES; or your own images, folder:PATH[@SIZE] /
-    csv:FILE[@SIZE]); never raises for missing or bad files, reports them."""
+    csv:FILE[@SIZE]); never raises for missing, bad or unreadable files, reports them."""
     if name not in _CHECKS and not is_own(name):
         checks = _names([name])  # raises for an unknown name
         raise ValueError(
@@ -141,7 +142,13 @@ def verify(name: str, data_dir: str | os.PathLike | None = None) -> VerifyReport
         from siamese_bench.protocols.folder import verify_own
 
         return verify_own(name)
-    return _CHECKS[name][0].verify(data_dir)
+    try:
+        return _CHECKS[name][0].verify(data_dir)
+    except DatasetMissingError:  # the data directory is a file: verify_all says so once
+        raise
+    except OSError as e:  # e.g. a file without read permission, met while checksumming or decoding
+        where = resolve_data_dir(data_dir)[0] / _CHECKS[name][1]
+        return VerifyReport(name, True, False, where, detail=cannot_read(e.filename, e))
 
 
 def verify_all(

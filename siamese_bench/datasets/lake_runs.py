@@ -59,6 +59,8 @@ def read_all_runs(path: str | os.PathLike) -> LakeRuns:
     path = Path(path)
     try:
         zf = zipfile.ZipFile(path)
+    except PermissionError as e:
+        raise ValueError(store.cannot_read(path, e)) from e
     except (zipfile.BadZipFile, OSError) as e:
         raise ValueError(
             f"{path}: not a readable zip archive ({e}); replace it (`{store.FETCH_HINT} omniglot-runs`)"

@@ -60,6 +60,8 @@ def _read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as f:
                 return f.read()
         return path.read_bytes()
+    except PermissionError as e:
+        raise ValueError(store.cannot_read(path, e)) from e
     except (OSError, EOFError, zlib.error) as e:
         raise ValueError(
             f"{path}: cannot decompress ({type(e).__name__}: {e}); the file is corrupt or truncated — "

@@ -66,6 +66,8 @@ def read_omniglot_zip(path: str | os.PathLike, subset: str) -> ImageSet:
     entries = []
     try:
         zf = zipfile.ZipFile(path)
+    except PermissionError as e:
+        raise ValueError(store.cannot_read(path, e)) from e
     except (zipfile.BadZipFile, OSError) as e:
         raise ValueError(
             f"{path}: not a readable zip archive ({e}); replace it (`{store.FETCH_HINT} omniglot`)"

@@ -11,7 +11,8 @@ Inside:
   `atomic_torch_save` (temp file in the same folder, fsync, os.replace).
 - `RemoteFile`, `download(url, dest, md5=..., sha256=...)`, `require_files(...)`, `DatasetMissingError`,
   `FetchError` (what `fetch` raises, with every dataset's outcome),
-  `mismatched(found, files)` (files whose bytes are not the official download's) and `read_zip_entry`.
+  `mismatched(found, files)` (files whose bytes are not the official download's), `read_zip_entry` and
+  `cannot_read(path, error)` (the message for a file that cannot be read, e.g. permission denied).
 - `cached(key_parts, build, name)`: decoded `ImageSet`s stored as uint8 tensors in one .pt file whose name
   is a hash of the key (source checksums, FORMAT_VERSION, parameters); loaded memory-mapped, memoised per
   process. A normal load checks only that the file loads and holds this key (else it is rebuilt with a
@@ -317,6 +318,15 @@ def mismatched(found: dict[str, Path], files: Sequence[RemoteFile]) -> list[Remo
         ):
             bad.append(rf)
     return bad
+
+
+def cannot_read(path: str | os.PathLike | None, e: OSError) -> str:
+    """The message for a data file that could not be read: permission denied says to fix the permissions,
+    not that the file is corrupt."""
+    path = path if path is not None else (e.filename or "a data file")
+    if isinstance(e, PermissionError):
+        return f"cannot read {path} (permission denied): fix its permissions (e.g. `chmod a+r {path}`)"
+    return f"cannot read {path} ({e.strerror or e}): check the disk, or copy the file again"
 
 
 def read_zip_entry(zf: zipfile.ZipFile, path: Path, name: str, fetch_name: str) -> bytes:

@@ -295,3 +295,16 @@ def test_verify_decodes_from_the_zips_and_rebuilds_a_damaged_cache(tmp_path, mon
     for k in clean:
         assert torch.equal(again[k].images, clean[k].images)
     store.clear_memory_cache()
+
+
+def test_an_unreadable_zip_says_to_fix_its_permissions(tmp_path, monkeypatch):
+    path = tiny_zip(tmp_path / "images_background.zip")
+
+    def deny(*a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(og.zipfile, "ZipFile", deny)
+    with pytest.raises(ValueError) as e:
+        og.read_omniglot_zip(path, "background")
+    assert str(e.value).startswith(f"cannot read {path} (permission denied): fix its permissions")
+    assert "replace" not in str(e.value)
