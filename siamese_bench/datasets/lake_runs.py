@@ -71,7 +71,8 @@ def read_all_runs(path: str | os.PathLike) -> LakeRuns:
         def image(name: str) -> np.ndarray:
             if name not in names:
                 raise ValueError(f"{path}: missing entry {name}")
-            return decode_png(store.read_zip_entry(zf, path, name, "omniglot-runs"), f"{path}:{name}")
+            data = store.read_zip_entry(zf, path, name, "omniglot-runs")
+            return decode_png(data, f"{path}:{name}", fetch_name="omniglot-runs")
 
         train = np.stack(
             [

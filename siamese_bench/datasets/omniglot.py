@@ -41,18 +41,24 @@ EXPECTED = {"background": (30, 964, 19280), "evaluation": (20, 659, 13180)}
 DRAWERS = 20
 SIZE = 105
 
+_ADDRESS = re.compile(r" ?<[^<>]* at 0x[0-9a-fA-F]+>")
 _PATH = re.compile(
     r"^images_(?P<subset>\w+)/(?P<alphabet>[^/]+)/character(?P<char>\d+)/(?P<id>\d+)_(?P<drawer>\d+)\.png$"
 )
 
 
-def decode_png(data: bytes, source: str, invert: bool = True) -> np.ndarray:
-    """PNG bytes -> (H, W) uint8 grayscale; `invert` makes dark ink bright (255 - L). Errors name `source`."""
+def decode_png(data: bytes, source: str, invert: bool = True, fetch_name: str = "omniglot") -> np.ndarray:
+    """PNG bytes -> (H, W) uint8 grayscale; `invert` makes dark ink bright (255 - L). Errors name `source`
+    and say to replace the archive (`data fetch <fetch_name>`)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             gray = np.asarray(im.convert("L"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ValueError(f"{source}: not a readable PNG ({e})") from e
+        why = _ADDRESS.sub("", str(e))  # PIL names the BytesIO by its memory address: noise to the user
+        raise ValueError(
+            f"{source}: not a readable PNG ({why}); replace the archive (`{store.FETCH_HINT} {fetch_name}`, "
+            "or copy it again)"
+        ) from e
     return 255 - gray if invert else gray
 
 

@@ -308,3 +308,17 @@ def test_an_unreadable_zip_says_to_fix_its_permissions(tmp_path, monkeypatch):
         og.read_omniglot_zip(path, "background")
     assert str(e.value).startswith(f"cannot read {path} (permission denied): fix its permissions")
     assert "replace" not in str(e.value)
+
+
+def test_a_png_that_is_not_an_image_is_named_without_a_memory_address_and_says_the_fix(tmp_path):
+    """Was: "not a readable PNG (cannot identify image file <_io.BytesIO object at 0x7f68e4512160>)"."""
+    path = tiny_zip(tmp_path / "bg.zip", extra={"images_background/Zeta/character09/0099_01.png": b"junk"})
+    with pytest.raises(ValueError) as e:
+        og.read_omniglot_zip(path, "background")
+    msg = str(e.value)
+    assert "0099_01.png: not a readable PNG (cannot identify image file)" in msg and "0x" not in msg
+    assert msg.endswith(
+        "replace the archive (`python -m siamese_bench data fetch omniglot`, or copy it again)"
+    )
+    with pytest.raises(ValueError, match="data fetch omniglot-runs`, or copy it again"):
+        og.decode_png(b"junk", "all_runs.zip:run01/test/item01.png", fetch_name="omniglot-runs")
