@@ -28,6 +28,7 @@ from siamese_bench.datasets.store import (
     cache_dir,
     cannot_read,
     check_data_dir,
+    check_image_size,
     download,
     format_report,
     mismatched,
@@ -98,11 +99,13 @@ def load_dataset(
     image_size: int | None = None,
     download: bool = False,
 ) -> dict[str, ImageSet]:
-    """`DATASETS.get(name)(data_dir, image_size, download)`; an unknown name lists the valid ones.
+    """`DATASETS.get(name)(data_dir, image_size, download)`; an unknown name lists the valid ones, an
+    image_size that is not None or an int >= 1 raises ValueError.
 
     "folder:PATH" (a folder of class folders) and "csv:FILE" (path,label[,group] rows) load your own images
     as {"all": ImageSet} (own.py).
     """
+    image_size = check_image_size(image_size)  # 14.5, True, "14": refused, not truncated to 14 or 1
     if is_own(name):
         return {"all": own.load_own(name, image_size)}
     return DATASETS.get(name)(data_dir=data_dir, image_size=image_size, download=download)

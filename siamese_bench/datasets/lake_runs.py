@@ -117,15 +117,16 @@ def load_lake_runs(
     data_dir: str | os.PathLike | None = None, image_size: int | None = None, download: bool = False
 ) -> LakeRuns:
     """The 20 runs from `<data dir>/omniglot/all_runs.zip`; images resized to image_size when given."""
+    size = store.check_image_size(image_size)
     path = store.require_files(
         "omniglot", data_dir, (ALL_RUNS,), allow_download=download, fetch_name="omniglot-runs"
     )["all_runs.zip"]
     runs = read_all_runs(path)
-    if image_size is None:
+    if size is None:
         return runs
     shape = runs.train.shape
-    flat = store.resize_images(torch.cat([runs.train, runs.test]).flatten(0, 1), int(image_size))
-    train, test = flat.view(2, *shape[:3], int(image_size), int(image_size)).unbind(0)
+    flat = store.resize_images(torch.cat([runs.train, runs.test]).flatten(0, 1), size)
+    train, test = flat.view(2, *shape[:3], size, size).unbind(0)
     return LakeRuns(train, test, runs.answer)
 
 

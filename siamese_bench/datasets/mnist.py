@@ -138,15 +138,16 @@ def load_mnist(
     each file must equal the official one. Missing files raise DatasetMissingError (or are downloaded when
     `download`). Cached on disk (see store.cached).
     """
+    size = store.check_image_size(image_size)
     paths = store.require_files("mnist", data_dir, MNIST_FILES, allow_download=download)
     key = {"dataset": "mnist", "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())}}
     full = store.cached(key, lambda: _build(paths), name="mnist")
-    if image_size is None or int(image_size) == 28:
+    if size is None or size == 28:
         return full
     return store.cached(
-        {**key, "image_size": int(image_size)},
-        lambda: {k: store.resize_set(s, int(image_size)) for k, s in full.items()},
-        name=f"mnist{int(image_size)}",
+        {**key, "image_size": size},
+        lambda: {k: store.resize_set(s, size) for k, s in full.items()},
+        name=f"mnist{size}",
     )
 
 

@@ -169,12 +169,12 @@ def load_omniglot(
     Decodes the 32,460 PNGs once (a few seconds) and caches the tensors (store.cached); later loads are
     memory-mapped reads. Raises DatasetMissingError when the zips are missing (unless `download`).
     """
+    size = store.check_image_size(image_size)
     paths = store.require_files("omniglot", data_dir, OMNIGLOT_FILES, allow_download=download)
     key = {"dataset": "omniglot", "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())}}
     full = store.cached(key, lambda: _build(paths), name="omniglot")
-    if image_size is None or int(image_size) == SIZE:
+    if size is None or size == SIZE:
         return full
-    size = int(image_size)
     return store.cached(
         {**key, "image_size": size},
         lambda: {k: store.resize_set(s, size) for k, s in full.items()},

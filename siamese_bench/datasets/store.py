@@ -19,7 +19,8 @@ Inside:
   warning), not the pixel bytes (hashing them would cost more than the load): damaged bytes in a file that
   still loads are served as they are. `from_source()` (used by `data verify`) builds from the source files
   instead, compares with the cache file and rewrites a damaged one.
-- `resize_images(images, size)`: (N, C, H, W) uint8 -> (N, C, size, size) uint8, antialiased bilinear.
+- `resize_images(images, size)`: (N, C, H, W) uint8 -> (N, C, size, size) uint8, antialiased bilinear;
+  `check_image_size(image_size)`: None or an int >= 1 (what every loader takes), else ValueError.
 - `VerifyReport` and `format_report(reports)` for `python -m siamese_bench data verify`.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import operator
 import os
 import tempfile
 import urllib.error
@@ -498,6 +500,25 @@ def rebuilt_note(paths: Sequence[Path]) -> str:
 # ---------------------------------------------------------------------------------------------- resizing
 
 
+def check_image_size(image_size: object) -> int | None:
+    """None, or `image_size` as a Python int >= 1 (a NumPy integer is fine); ValueError for anything else (a
+    float such as 14.5 is not rounded, a bool is not a size)."""
+    if image_size is None:
+        return None
+    try:
+        if isinstance(image_size, bool):
+            raise TypeError
+        size = operator.index(image_size)
+    except TypeError:
+        size = 0
+    if size < 1:
+        raise ValueError(
+            f"image_size must be a positive int, got {image_size!r} ({type(image_size).__name__}); give the "
+            "side of the square images in pixels, e.g. 28, or None for the dataset's own size"
+        )
+    return size
+
+
 def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
     """(N, C, H, W) uint8 -> (N, C, size, size) uint8: antialiased bilinear, rounded; same device.
 
@@ -519,10 +540,11 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.T
 
 def resize_set(s: ImageSet, size: int | None) -> ImageSet:
     """The same ImageSet with images resized to (size, size) (None: unchanged)."""
+    size = check_image_size(size)
     if size is None:
         return s
     return ImageSet(
-        s.name, resize_images(s.images, int(size)), s.labels, s.class_names, s.groups, s.group_names, s.extra
+        s.name, resize_images(s.images, size), s.labels, s.class_names, s.groups, s.group_names, s.extra
     )
 
 

@@ -154,3 +154,19 @@ def test_fetch_tries_every_dataset_and_reports_each(tmp_path, monkeypatch):
     assert "could not download images_background.zip" in e.reports[2].detail
     assert calls.index("all_runs.zip") > calls.index("train-images-idx3-ubyte.gz")  # tried after mnist failed
     assert "images_background.zip" in calls
+
+
+@pytest.mark.parametrize("size", [14.5, 28.9, True, "14", 0, -3, 14.0])
+def test_load_dataset_refuses_an_image_size_that_is_not_a_positive_int(size, tmp_path):
+    """Was: 14.5 gave 14x14 images, 28.9 28x28 and True 1x1."""
+    for name in ("digits", "mnist", "omniglot", "omniglot-vinyals", "omniglot-mnist"):
+        with pytest.raises(ValueError, match=f"image_size must be a positive int, got {size!r}"):
+            ds.load_dataset(name, data_dir=tmp_path, image_size=size)
+    with pytest.raises(ValueError, match="image_size must be a positive int"):
+        lake_runs.load_lake_runs(tmp_path, image_size=size)
+
+
+def test_load_dataset_takes_a_numpy_int_image_size():
+    import numpy as np
+
+    assert ds.load_dataset("digits", image_size=np.int64(12))["all"].image_shape == (1, 12, 12)
