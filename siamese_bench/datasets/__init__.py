@@ -64,7 +64,8 @@ ABOUT: dict[str, tuple[str, tuple[str, ...]]] = {
         ("omniglot",),
     ),
     "omniglot-runs": (
-        "Lake et al.'s 20 official 20-way one-shot runs (all_runs.zip), scored by the lake-runs protocols",
+        "Lake et al.'s 20 official 20-way one-shot runs (all_runs.zip), scored by the lake-runs protocols; "
+        "not a load_dataset name: load it with siamese_bench.datasets.lake_runs.load_lake_runs()",
         ("omniglot-runs",),
     ),
     "omniglot-vinyals": (
@@ -103,11 +104,18 @@ def load_dataset(
     image_size that is not None or an int >= 1 raises ValueError.
 
     "folder:PATH" (a folder of class folders) and "csv:FILE" (path,label[,group] rows) load your own images
-    as {"all": ImageSet} (own.py).
+    as {"all": ImageSet} (own.py). "omniglot-runs" (listed by `ls`) raises ValueError naming its loader,
+    lake_runs.load_lake_runs.
     """
     image_size = check_image_size(image_size)  # 14.5, True, "14": refused, not truncated to 14 or 1
     if is_own(name):
         return {"all": own.load_own(name, image_size)}
+    if name == "omniglot-runs":  # listed by `ls`, but runs (LakeRuns), not ImageSets
+        raise ValueError(
+            "omniglot-runs is Lake et al.'s 20 one-shot runs, not a set of ImageSets: load it with "
+            "siamese_bench.datasets.lake_runs.load_lake_runs(data_dir, image_size), or score a model on it "
+            "with `python -m siamese_bench run --datasets omniglot-runs`"
+        )
     return DATASETS.get(name)(data_dir=data_dir, image_size=image_size, download=download)
 
 

@@ -262,7 +262,8 @@ def require_files(
 
     Missing files are downloaded into `<data dir>/<dataset>/` from their URLs when `allow_download`; when a
     download fails (or downloads are not allowed), DatasetMissingError names every missing file, the folders
-    searched, why each download failed, and the fix (`data fetch <fetch_name>`, default `dataset`).
+    searched, why each download failed, and the fix (`data fetch <fetch_name>`, default `dataset`); it
+    starts with the name the user asked for (`fetch_name`, e.g. omniglot-runs, whose file is in omniglot/).
     """
     if data_dir is None or reason is None:
         data_dir, reason = resolve_data_dir(data_dir)
@@ -298,7 +299,7 @@ def require_files(
         searched = " and ".join(str(d) for d in dataset_dirs(dataset, data_dir))
         tried = ("\n" + "\n".join(failures) + "\n") if failures else " "
         raise DatasetMissingError(
-            f"{dataset}: missing {names}; searched {searched} (data directory chosen by: {reason}).{tried}"
+            f"{fetch_name or dataset}: missing {names}; searched {searched} (data directory chosen by: {reason}).{tried}"
             f"Fix: point --data-dir or {ENV_DATA} at a folder holding {dataset}/{missing[0].name} etc., "
             f"or run `{FETCH_HINT} {fetch_name or dataset}` with internet access (downloads from "
             f"{missing[0].urls[0]} ...)."

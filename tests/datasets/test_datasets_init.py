@@ -170,3 +170,18 @@ def test_load_dataset_takes_a_numpy_int_image_size():
     import numpy as np
 
     assert ds.load_dataset("digits", image_size=np.int64(12))["all"].image_shape == (1, 12, 12)
+
+
+def test_load_dataset_omniglot_runs_names_its_loader_and_ls_says_so(tmp_path):
+    """Was: `ls datasets` listed omniglot-runs but load_dataset('omniglot-runs') raised UnknownNameError."""
+    with pytest.raises(ValueError, match=r"load it with siamese_bench\.datasets\.lake_runs\.load_lake_runs"):
+        ds.load_dataset("omniglot-runs", tmp_path)
+    assert "lake_runs.load_lake_runs()" in ds.ABOUT["omniglot-runs"][0]
+
+
+def test_missing_all_runs_message_names_omniglot_runs(tmp_path):
+    """Was: "omniglot: missing all_runs.zip" for the dataset the user asked for as omniglot-runs."""
+    with pytest.raises(ds.DatasetMissingError) as e:
+        lake_runs.load_lake_runs(tmp_path)
+    assert str(e.value).startswith("omniglot-runs: missing all_runs.zip")
+    assert ds.verify("omniglot-runs", tmp_path).detail.startswith("omniglot-runs: missing all_runs.zip")
