@@ -177,7 +177,9 @@ def fetch(
 ) -> list[VerifyReport]:
     """Download the missing files of `names` (default all) from the official URLs, then verify them; a file
     that is there but fails verification and is not the official download (checksum) is downloaded again and
-    replaced (atomically, once the new copy's checksum matched).
+    replaced (atomically, once the new copy's checksum matched). When such downloads fail, the dataset's
+    error has the verification failure, every file that is not the official download and every failed
+    download.
 
     Needs internet access and a writable data directory (a file there raises DatasetMissingError at once).
     Every dataset is tried; when the files of some could not be had, FetchError (a store.DownloadError)
@@ -200,8 +202,18 @@ def fetch(
             report = module.verify(data_dir)
             if files and not report.ok:
                 stale = mismatched(found, files)
-                for rf in stale:
-                    download(rf.urls, found[rf.name], md5=rf.md5, sha256=rf.sha256)
+                errors = []
+                for rf in stale:  # try each one: a failed download does not hide the others
+                    try:
+                        download(rf.urls, found[rf.name], md5=rf.md5, sha256=rf.sha256)
+                    except DownloadError as e:
+                        errors.append(str(e))
+                if errors:
+                    raise DownloadError(
+                        f"{n}: verification failed: {report.detail}\n"
+                        + "".join(f"not the official download: {found[rf.name]}\n" for rf in stale)
+                        + "\n".join(errors)
+                    )
                 if stale:
                     report = module.verify(data_dir)
         except (DatasetMissingError, DownloadError) as e:

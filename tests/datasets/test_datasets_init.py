@@ -185,3 +185,28 @@ def test_missing_all_runs_message_names_omniglot_runs(tmp_path):
         lake_runs.load_lake_runs(tmp_path)
     assert str(e.value).startswith("omniglot-runs: missing all_runs.zip")
     assert ds.verify("omniglot-runs", tmp_path).detail.startswith("omniglot-runs: missing all_runs.zip")
+
+
+def test_fetch_offline_reports_the_check_that_failed_and_every_file_it_could_not_replace(
+    tmp_path, monkeypatch
+):
+    """Was: offline, `data fetch mnist` with two non-official files reported only the first failed download
+    (of another file than the one verify had blamed) and dropped verify's error."""
+    import gzip
+
+    calls = []
+    monkeypatch.setattr(store, "download", _offline(calls))
+    monkeypatch.setattr(ds, "download", _offline(calls))
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for rf in ds.mnist.MNIST_FILES:
+        (folder / rf.name).write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\0"))
+    with pytest.raises(ds.FetchError) as caught:
+        ds.fetch(["mnist"], tmp_path)
+    msg = str(caught.value)
+    assert "mnist: verification failed: " in msg and "differs from the official" in msg
+    for rf in ds.mnist.MNIST_FILES:
+        assert f"not the official download: {folder / rf.name}" in msg
+        assert f"could not download {rf.name}: offline" in msg
+    assert sorted(calls) == sorted(rf.name for rf in ds.mnist.MNIST_FILES)
