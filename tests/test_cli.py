@@ -481,3 +481,39 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     assert p.returncode == 143, stdout + err
     assert "interrupted: finished cells are saved" in err and "re-run the same command to resume" in err
     assert "Traceback" not in err
+
+
+def test_data_verify_reports_an_unreadable_file_as_failed_and_checks_the_others(
+    tmp_path, monkeypatch, capsys
+):
+    """Was: a data file without read permission stopped all of `data verify` with "make room or fix the
+    permissions (or choose another --out ...)" and lost the other datasets' lines. chmod does not stop root,
+    so opening the file is made to fail as it would without the permission."""
+    import builtins
+    import gzip
+    import io
+    import os
+
+    from siamese_bench.cli import main
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        (folder / f"{stem}.gz").write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\0"))
+    locked = folder / "t10k-labels-idx1-ubyte.gz"
+    locked.write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\0"))
+    real_open = io.open
+
+    def deny(file, *a, **k):
+        if not isinstance(file, int) and os.fspath(file) == str(locked):
+            raise PermissionError(errno.EACCES, "Permission denied", str(locked))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    monkeypatch.setattr(io, "open", deny)
+    monkeypatch.setenv("SIAMESE_BENCH_CACHE", str(tmp_path / "cache"))
+    assert main(["data", "verify", "mnist", "omniglot-runs", "digits", "--data-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"cannot read {locked} (permission denied): fix its permissions" in out
+    assert "FAILED" in out.splitlines()[1] and "MISSING" in out and "digits" in out
+    assert "make room" not in out

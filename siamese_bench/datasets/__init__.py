@@ -26,7 +26,9 @@ from siamese_bench.datasets.store import (
     FetchError,
     VerifyReport,
     cache_dir,
+    cannot_read,
     check_data_dir,
+    check_image_size,
     download,
     format_report,
     mismatched,
@@ -62,7 +64,8 @@ ABOUT: dict[str, tuple[str, tuple[str, ...]]] = {
         ("omniglot",),
     ),
     "omniglot-runs": (
-        "Lake et al.'s 20 official 20-way one-shot runs (all_runs.zip), scored by the lake-runs protocols",
+        "Lake et al.'s 20 official 20-way one-shot runs (all_runs.zip), scored by the lake-runs protocols; "
+        "not a load_dataset name: load it with siamese_bench.datasets.lake_runs.load_lake_runs()",
         ("omniglot-runs",),
     ),
     "omniglot-vinyals": (
@@ -97,13 +100,22 @@ def load_dataset(
     image_size: int | None = None,
     download: bool = False,
 ) -> dict[str, ImageSet]:
-    """`DATASETS.get(name)(data_dir, image_size, download)`; an unknown name lists the valid ones.
+    """`DATASETS.get(name)(data_dir, image_size, download)`; an unknown name lists the valid ones, an
+    image_size that is not None or an int >= 1 raises ValueError.
 
     "folder:PATH" (a folder of class folders) and "csv:FILE" (path,label[,group] rows) load your own images
-    as {"all": ImageSet} (own.py).
+    as {"all": ImageSet} (own.py). "omniglot-runs" (listed by `ls`) raises ValueError naming its loader,
+    lake_runs.load_lake_runs.
     """
+    image_size = check_image_size(image_size)  # 14.5, True, "14": refused, not truncated to 14 or 1
     if is_own(name):
         return {"all": own.load_own(name, image_size)}
+    if name == "omniglot-runs":  # listed by `ls`, but runs (LakeRuns), not ImageSets
+        raise ValueError(
+            "omniglot-runs is Lake et al.'s 20 one-shot runs, not a set of ImageSets: load it with "
+            "siamese_bench.datasets.lake_runs.load_lake_runs(data_dir, image_size), or score a model on it "
+            "with `python -m siamese_bench run --datasets omniglot-runs`"
+        )
     return DATASETS.get(name)(data_dir=data_dir, image_size=image_size, download=download)
 
 
@@ -131,7 +143,7 @@ def _checked_data_dir(checks: Sequence[str], data_dir: str | os.PathLike | None)
 
 def verify(name: str, data_dir: str | os.PathLike | None = None) -> VerifyReport:
     """Check one file check's files (see VERIFY_NAMES; or your own images, folder:PATH[@SIZE] /
-    csv:FILE[@SIZE]); never raises for missing or bad files, reports them."""
+    csv:FILE[@SIZE]); never raises for missing, bad or unreadable files, reports them."""
     if name not in _CHECKS and not is_own(name):
         checks = _names([name])  # raises for an unknown name
         raise ValueError(
@@ -141,7 +153,13 @@ def verify(name: str, data_dir: str | os.PathLike | None = None) -> VerifyReport
         from siamese_bench.protocols.folder import verify_own
 
         return verify_own(name)
-    return _CHECKS[name][0].verify(data_dir)
+    try:
+        return _CHECKS[name][0].verify(data_dir)
+    except DatasetMissingError:  # the data directory is a file: verify_all says so once
+        raise
+    except OSError as e:  # e.g. a file without read permission, met while checksumming or decoding
+        where = resolve_data_dir(data_dir)[0] / _CHECKS[name][1]
+        return VerifyReport(name, True, False, where, detail=cannot_read(e.filename, e))
 
 
 def verify_all(
@@ -159,7 +177,9 @@ def fetch(
 ) -> list[VerifyReport]:
     """Download the missing files of `names` (default all) from the official URLs, then verify them; a file
     that is there but fails verification and is not the official download (checksum) is downloaded again and
-    replaced (atomically, once the new copy's checksum matched).
+    replaced (atomically, once the new copy's checksum matched). When such downloads fail, the dataset's
+    error has the verification failure, every file that is not the official download and every failed
+    download.
 
     Needs internet access and a writable data directory (a file there raises DatasetMissingError at once).
     Every dataset is tried; when the files of some could not be had, FetchError (a store.DownloadError)
@@ -182,8 +202,18 @@ def fetch(
             report = module.verify(data_dir)
             if files and not report.ok:
                 stale = mismatched(found, files)
-                for rf in stale:
-                    download(rf.urls, found[rf.name], md5=rf.md5, sha256=rf.sha256)
+                errors = []
+                for rf in stale:  # try each one: a failed download does not hide the others
+                    try:
+                        download(rf.urls, found[rf.name], md5=rf.md5, sha256=rf.sha256)
+                    except DownloadError as e:
+                        errors.append(str(e))
+                if errors:
+                    raise DownloadError(
+                        f"{n}: verification failed: {report.detail}\n"
+                        + "".join(f"not the official download: {found[rf.name]}\n" for rf in stale)
+                        + "\n".join(errors)
+                    )
                 if stale:
                     report = module.verify(data_dir)
         except (DatasetMissingError, DownloadError) as e:

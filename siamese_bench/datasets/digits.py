@@ -35,7 +35,7 @@ def load_digits(
         torch.zeros(10, dtype=torch.int64),
         ("digits",),
     )
-    return {"all": store.resize_set(s, None if image_size is None else int(image_size))}
+    return {"all": store.resize_set(s, image_size)}
 
 
 def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:

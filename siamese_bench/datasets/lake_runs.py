@@ -59,6 +59,8 @@ def read_all_runs(path: str | os.PathLike) -> LakeRuns:
     path = Path(path)
     try:
         zf = zipfile.ZipFile(path)
+    except PermissionError as e:
+        raise ValueError(store.cannot_read(path, e)) from e
     except (zipfile.BadZipFile, OSError) as e:
         raise ValueError(
             f"{path}: not a readable zip archive ({e}); replace it (`{store.FETCH_HINT} omniglot-runs`)"
@@ -69,7 +71,8 @@ def read_all_runs(path: str | os.PathLike) -> LakeRuns:
         def image(name: str) -> np.ndarray:
             if name not in names:
                 raise ValueError(f"{path}: missing entry {name}")
-            return decode_png(store.read_zip_entry(zf, path, name, "omniglot-runs"), f"{path}:{name}")
+            data = store.read_zip_entry(zf, path, name, "omniglot-runs")
+            return decode_png(data, f"{path}:{name}", fetch_name="omniglot-runs")
 
         train = np.stack(
             [
@@ -114,15 +117,16 @@ def load_lake_runs(
     data_dir: str | os.PathLike | None = None, image_size: int | None = None, download: bool = False
 ) -> LakeRuns:
     """The 20 runs from `<data dir>/omniglot/all_runs.zip`; images resized to image_size when given."""
+    size = store.check_image_size(image_size)
     path = store.require_files(
         "omniglot", data_dir, (ALL_RUNS,), allow_download=download, fetch_name="omniglot-runs"
     )["all_runs.zip"]
     runs = read_all_runs(path)
-    if image_size is None:
+    if size is None:
         return runs
     shape = runs.train.shape
-    flat = store.resize_images(torch.cat([runs.train, runs.test]).flatten(0, 1), int(image_size))
-    train, test = flat.view(2, *shape[:3], int(image_size), int(image_size)).unbind(0)
+    flat = store.resize_images(torch.cat([runs.train, runs.test]).flatten(0, 1), size)
+    train, test = flat.view(2, *shape[:3], size, size).unbind(0)
     return LakeRuns(train, test, runs.answer)
 
 

@@ -6,7 +6,8 @@ Inside: `OMNIGLOT_FILES` (official URLs and md5s), `EXPECTED` (alphabet / charac
 `check_structure(s, subset)`, `load_omniglot(data_dir=None, image_size=None, download=False)` ->
 {"background": ImageSet (19280, 1, S, S), "evaluation": ImageSet (13180, 1, S, S)} (decoded once, then
 cached),
-and `verify(data_dir)` (official md5, else the structure check; says which passed).
+and `verify(data_dir)` (official md5, else the structure check on a fresh decode; says which passed, and
+when the tensor cache was damaged and rebuilt).
 
 Class names are "Alphabet/characterNN", groups are alphabets, extra = {"drawer": YY-1, "char_id": XXXX};
 images are sorted by (alphabet, character, drawer).
@@ -40,18 +41,24 @@ EXPECTED = {"background": (30, 964, 19280), "evaluation": (20, 659, 13180)}
 DRAWERS = 20
 SIZE = 105
 
+_ADDRESS = re.compile(r" ?<[^<>]* at 0x[0-9a-fA-F]+>")
 _PATH = re.compile(
     r"^images_(?P<subset>\w+)/(?P<alphabet>[^/]+)/character(?P<char>\d+)/(?P<id>\d+)_(?P<drawer>\d+)\.png$"
 )
 
 
-def decode_png(data: bytes, source: str, invert: bool = True) -> np.ndarray:
-    """PNG bytes -> (H, W) uint8 grayscale; `invert` makes dark ink bright (255 - L). Errors name `source`."""
+def decode_png(data: bytes, source: str, invert: bool = True, fetch_name: str = "omniglot") -> np.ndarray:
+    """PNG bytes -> (H, W) uint8 grayscale; `invert` makes dark ink bright (255 - L). Errors name `source`
+    and say to replace the archive (`data fetch <fetch_name>`)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             gray = np.asarray(im.convert("L"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ValueError(f"{source}: not a readable PNG ({e})") from e
+        why = _ADDRESS.sub("", str(e))  # PIL names the BytesIO by its memory address: noise to the user
+        raise ValueError(
+            f"{source}: not a readable PNG ({why}); replace the archive (`{store.FETCH_HINT} {fetch_name}`, "
+            "or copy it again)"
+        ) from e
     return 255 - gray if invert else gray
 
 
@@ -65,6 +72,8 @@ def read_omniglot_zip(path: str | os.PathLike, subset: str) -> ImageSet:
     entries = []
     try:
         zf = zipfile.ZipFile(path)
+    except PermissionError as e:
+        raise ValueError(store.cannot_read(path, e)) from e
     except (zipfile.BadZipFile, OSError) as e:
         raise ValueError(
             f"{path}: not a readable zip archive ({e}); replace it (`{store.FETCH_HINT} omniglot`)"
@@ -160,12 +169,12 @@ def load_omniglot(
     Decodes the 32,460 PNGs once (a few seconds) and caches the tensors (store.cached); later loads are
     memory-mapped reads. Raises DatasetMissingError when the zips are missing (unless `download`).
     """
+    size = store.check_image_size(image_size)
     paths = store.require_files("omniglot", data_dir, OMNIGLOT_FILES, allow_download=download)
     key = {"dataset": "omniglot", "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())}}
     full = store.cached(key, lambda: _build(paths), name="omniglot")
-    if image_size is None or int(image_size) == SIZE:
+    if size is None or size == SIZE:
         return full
-    size = int(image_size)
     return store.cached(
         {**key, "image_size": size},
         lambda: {k: store.resize_set(s, size) for k, s in full.items()},
@@ -174,7 +183,8 @@ def load_omniglot(
 
 
 def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
-    """Official md5 of both zips, else the structure check on the decoded (cached) sets."""
+    """Official md5 of both zips, else the structure check on the sets decoded from the zips (not read from
+    the tensor cache: a cache file that differs is rewritten and the detail says so)."""
     data_dir, reason = store.resolve_data_dir(data_dir)
     try:
         paths = store.require_files("omniglot", data_dir, OMNIGLOT_FILES, reason=reason)
@@ -182,7 +192,8 @@ def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
         return store.VerifyReport("omniglot", False, False, data_dir / "omniglot", detail=str(e))
     folder = paths["images_background.zip"].parent
     try:
-        sets = load_omniglot(data_dir)
+        with store.from_source() as rebuilt:
+            sets = load_omniglot(data_dir)
     except ValueError as e:
         return store.VerifyReport("omniglot", True, False, folder, detail=str(e))
     counts = {}
@@ -197,4 +208,4 @@ def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
             "; ".join(_structure_label(k) for k in SUBSETS)
             + " (archives re-packed: md5 is not the official one)"
         )
-    return store.VerifyReport("omniglot", True, True, folder, counts, check)
+    return store.VerifyReport("omniglot", True, True, folder, counts, check, store.rebuilt_note(rebuilt))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from siamese_bench.datasets import store
 from siamese_bench.datasets.imageset import ImageSet
 from siamese_bench.datasets.mnist import load_mnist
 from siamese_bench.datasets.omniglot import load_omniglot
@@ -17,7 +18,7 @@ from siamese_bench.datasets.omniglot import load_omniglot
 def load_omniglot_mnist(
     data_dir: str | os.PathLike | None = None, image_size: int | None = 28, download: bool = False
 ) -> dict[str, ImageSet]:
-    size = 28 if image_size is None else int(image_size)
+    size = 28 if image_size is None else store.check_image_size(image_size)
     omni = load_omniglot(data_dir, image_size=size, download=download)
     mnist = load_mnist(data_dir, image_size=None if size == 28 else size, download=download)
     return {**omni, "mnist-test": mnist["test"]}

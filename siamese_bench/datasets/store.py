@@ -11,18 +11,25 @@ Inside:
   `atomic_torch_save` (temp file in the same folder, fsync, os.replace).
 - `RemoteFile`, `download(url, dest, md5=..., sha256=...)`, `require_files(...)`, `DatasetMissingError`,
   `FetchError` (what `fetch` raises, with every dataset's outcome),
-  `mismatched(found, files)` (files whose bytes are not the official download's) and `read_zip_entry`.
+  `mismatched(found, files)` (files whose bytes are not the official download's), `read_zip_entry` and
+  `cannot_read(path, error)` (the message for a file that cannot be read, e.g. permission denied).
 - `cached(key_parts, build, name)`: decoded `ImageSet`s stored as uint8 tensors in one .pt file whose name
   is a hash of the key (source checksums, FORMAT_VERSION, parameters); loaded memory-mapped, memoised per
-  process; a corrupt or stale file is rebuilt with a warning.
-- `resize_images(images, size)`: (N, C, H, W) uint8 -> (N, C, size, size) uint8, antialiased bilinear.
+  process. A normal load checks only that the file loads and holds this key (else it is rebuilt with a
+  warning), not the pixel bytes (hashing them would cost more than the load): damaged bytes in a file that
+  still loads are served as they are. `from_source()` (used by `data verify`) builds from the source files
+  instead, compares with the cache file and rewrites a damaged one.
+- `resize_images(images, size)`: (N, C, H, W) uint8 -> (N, C, size, size) uint8, antialiased bilinear;
+  `check_image_size(image_size)`: None or an int >= 1 (what every loader takes), else ValueError.
 - `VerifyReport` and `format_report(reports)` for `python -m siamese_bench data verify`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import operator
 import os
 import tempfile
 import urllib.error
@@ -30,7 +37,7 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,7 +262,8 @@ def require_files(
 
     Missing files are downloaded into `<data dir>/<dataset>/` from their URLs when `allow_download`; when a
     download fails (or downloads are not allowed), DatasetMissingError names every missing file, the folders
-    searched, why each download failed, and the fix (`data fetch <fetch_name>`, default `dataset`).
+    searched, why each download failed, and the fix (`data fetch <fetch_name>`, default `dataset`); it
+    starts with the name the user asked for (`fetch_name`, e.g. omniglot-runs, whose file is in omniglot/).
     """
     if data_dir is None or reason is None:
         data_dir, reason = resolve_data_dir(data_dir)
@@ -291,7 +299,7 @@ def require_files(
         searched = " and ".join(str(d) for d in dataset_dirs(dataset, data_dir))
         tried = ("\n" + "\n".join(failures) + "\n") if failures else " "
         raise DatasetMissingError(
-            f"{dataset}: missing {names}; searched {searched} (data directory chosen by: {reason}).{tried}"
+            f"{fetch_name or dataset}: missing {names}; searched {searched} (data directory chosen by: {reason}).{tried}"
             f"Fix: point --data-dir or {ENV_DATA} at a folder holding {dataset}/{missing[0].name} etc., "
             f"or run `{FETCH_HINT} {fetch_name or dataset}` with internet access (downloads from "
             f"{missing[0].urls[0]} ...)."
@@ -313,6 +321,15 @@ def mismatched(found: dict[str, Path], files: Sequence[RemoteFile]) -> list[Remo
         ):
             bad.append(rf)
     return bad
+
+
+def cannot_read(path: str | os.PathLike | None, e: OSError) -> str:
+    """The message for a data file that could not be read: permission denied says to fix the permissions,
+    not that the file is corrupt."""
+    path = path if path is not None else (e.filename or "a data file")
+    if isinstance(e, PermissionError):
+        return f"cannot read {path} (permission denied): fix its permissions (e.g. `chmod a+r {path}`)"
+    return f"cannot read {path} ({e.strerror or e}): check the disk, or copy the file again"
 
 
 def read_zip_entry(zf: zipfile.ZipFile, path: Path, name: str, fetch_name: str) -> bytes:
@@ -380,6 +397,42 @@ def cache_path(key_parts: dict, name: str = "dataset") -> Path:
     return cache_dir() / f"{name}-{cache_key(key_parts)[:20]}.pt"
 
 
+_REBUILT: list[Path] | None = None  # inside from_source(): the damaged cache files rebuilt so far
+
+
+@contextlib.contextmanager
+def from_source() -> Iterator[list[Path]]:
+    """Within it, `cached` ignores the memo and never serves the disk cache: it builds from the source files,
+    compares the result with the cache file when there is one, and writes the file when it was absent or
+    differed (damaged bytes, or a file that does not load). Yields the list of damaged cache files rebuilt
+    (filled as `cached` runs): what `data verify` reports."""
+    global _REBUILT
+    outer, _REBUILT = _REBUILT, []
+    try:
+        yield _REBUILT
+    finally:
+        if outer is not None:
+            outer.extend(_REBUILT)
+        _REBUILT = outer
+
+
+def _same_sets(a: dict[str, ImageSet], b: dict[str, ImageSet]) -> bool:
+    """True when both hold the same ImageSets, tensor for tensor and name for name."""
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if (x.name, x.class_names, x.group_names) != (y.name, y.class_names, y.group_names):
+            return False
+        tensors = [(x.images, y.images), (x.labels, y.labels), (x.groups, y.groups)]
+        if x.extra.keys() != y.extra.keys():
+            return False
+        tensors += [(x.extra[n], y.extra[n]) for n in x.extra]
+        if not all(u.dtype == v.dtype and torch.equal(u, v) for u, v in tensors):
+            return False
+    return True
+
+
 def cached(
     key_parts: dict, build: Callable[[], dict[str, ImageSet]], name: str = "dataset"
 ) -> dict[str, ImageSet]:
@@ -387,14 +440,16 @@ def cached(
 
     key_parts: everything the result depends on (source file checksums, parameters such as image_size);
     FORMAT_VERSION is added. The file is written atomically and loaded memory-mapped (fast, shared pages).
-    An unreadable, corrupt or mismatching cache file is rebuilt (with a warning), never trusted; an unwritable
-    cache folder only costs the rebuild next time (warning).
+    A file that does not load or holds another key is rebuilt (with a warning), never trusted; damaged
+    tensor bytes in a file that loads are NOT detected here (too slow to hash on every load): inside
+    `from_source()` (what `data verify` uses) the result is built from the source, compared with the file,
+    and a differing file is rewritten. An unwritable cache folder only costs the rebuild next time (warning).
     """
     key = cache_key(key_parts)
-    if key in _MEMO:
+    if key in _MEMO and _REBUILT is None:
         return _MEMO[key]
     path = cache_path(key_parts, name)
-    sets = None
+    sets, damaged = None, False
     if path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -402,26 +457,67 @@ def cached(
                 raise ValueError("key mismatch")
             sets = _unpack(blob["sets"])
         except Exception as e:  # a corrupt or foreign file: rebuild rather than crash
-            warnings.warn(
-                f"ignoring unreadable cache file {path} ({type(e).__name__}: {e}); rebuilding it",
-                stacklevel=2,
-            )
-            sets = None
-    if sets is None:
-        sets = build()
-        try:
-            atomic_torch_save(
-                {"key": key, "format_version": FORMAT_VERSION, "parts": key_parts, "sets": _pack(sets)}, path
-            )
-        except OSError as e:
-            warnings.warn(
-                f"could not write cache file {path} ({e}); set {ENV_CACHE} to a writable folder", stacklevel=2
-            )
+            damaged = True
+            if _REBUILT is None:
+                warnings.warn(
+                    f"ignoring unreadable cache file {path} ({type(e).__name__}: {e}); rebuilding it",
+                    stacklevel=2,
+                )
+    if _REBUILT is not None:
+        built = build()
+        if sets is not None and not _same_sets(sets, built):
+            damaged, sets = True, None
+        if damaged:
+            _REBUILT.append(path)
+        if sets is None:
+            sets = _write(built, key, key_parts, path)
+    elif sets is None:
+        sets = _write(build(), key, key_parts, path)
     _MEMO[key] = sets
     return sets
 
 
+def _write(sets: dict[str, ImageSet], key: str, key_parts: dict, path: Path) -> dict[str, ImageSet]:
+    """Save `sets` as the cache file `path` (a failed write only warns); returns `sets`."""
+    try:
+        atomic_torch_save(
+            {"key": key, "format_version": FORMAT_VERSION, "parts": key_parts, "sets": _pack(sets)}, path
+        )
+    except OSError as e:
+        warnings.warn(
+            f"could not write cache file {path} ({e}); set {ENV_CACHE} to a writable folder", stacklevel=3
+        )
+    return sets
+
+
+REBUILT_NOTE = "the decoded cache was damaged and has been rebuilt"
+
+
+def rebuilt_note(paths: Sequence[Path]) -> str:
+    """What `data verify` says about the damaged cache files `from_source()` rebuilt ("" when none)."""
+    return f"{REBUILT_NOTE} ({', '.join(str(p) for p in paths)})" if paths else ""
+
+
 # ---------------------------------------------------------------------------------------------- resizing
+
+
+def check_image_size(image_size: object) -> int | None:
+    """None, or `image_size` as a Python int >= 1 (a NumPy integer is fine); ValueError for anything else (a
+    float such as 14.5 is not rounded, a bool is not a size)."""
+    if image_size is None:
+        return None
+    try:
+        if isinstance(image_size, bool):
+            raise TypeError
+        size = operator.index(image_size)
+    except TypeError:
+        size = 0
+    if size < 1:
+        raise ValueError(
+            f"image_size must be a positive int, got {image_size!r} ({type(image_size).__name__}); give the "
+            "side of the square images in pixels, e.g. 28, or None for the dataset's own size"
+        )
+    return size
 
 
 def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
@@ -445,10 +541,11 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.T
 
 def resize_set(s: ImageSet, size: int | None) -> ImageSet:
     """The same ImageSet with images resized to (size, size) (None: unchanged)."""
+    size = check_image_size(size)
     if size is None:
         return s
     return ImageSet(
-        s.name, resize_images(s.images, int(size)), s.labels, s.class_names, s.groups, s.group_names, s.extra
+        s.name, resize_images(s.images, size), s.labels, s.class_names, s.groups, s.group_names, s.extra
     )
 
 

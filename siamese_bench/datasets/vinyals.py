@@ -195,7 +195,7 @@ def load_vinyals(
 
     Built from `load_omniglot(data_dir, image_size)` (background then evaluation), rotated, and cached.
     """
-    size = 28 if image_size is None else int(image_size)
+    size = 28 if image_size is None else store.check_image_size(image_size)
     paths = store.require_files("omniglot", data_dir, OMNIGLOT_FILES, allow_download=download)
     key = {
         "dataset": "omniglot-vinyals",

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from siamese_bench.datasets.store import atomic_torch_save
-from siamese_bench.episodes.index import ClassIndex
+from siamese_bench.episodes.index import ClassIndex, as_int
 
 FORMAT = "siamese_bench.episodes"
 FORMAT_VERSION = 2  # 2: index tensors stored as int32 (half the size of version 1's int64); both load
@@ -216,16 +216,20 @@ def sample_episodes(
     not sampled here), a non-bool within_group, N above the number of classes, K + Q above the images of the
     smallest class, or within_group with no group of >= N classes.
     """
+    checked = []
     for name, value, low in (
         ("n_way", n_way, 2),
         ("k_shot", k_shot, 1),
         ("n_query", n_query, 1),
         ("n_episodes", n_episodes, 1),
     ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        checked.append(as_int(value))
+        if checked[-1] is None or checked[-1] < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    n_way, k_shot, n_query, n_episodes = checked  # Python ints (NumPy integers are fine)
+    given, seed = seed, as_int(seed)
+    if seed is None or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {given!r}")
     for name, flag in (("within_group", within_group), ("same_positions", same_positions)):
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False, got {flag!r}")

@@ -8,6 +8,8 @@ through the index; nothing loops over samples in Python.
 
 from __future__ import annotations
 
+import numbers
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,6 +18,14 @@ import numpy as np
 import torch
 
 from siamese_bench.datasets.imageset import ImageSet
+
+
+def as_int(value: object) -> int | None:
+    """`value` as a Python int when it is an integer (int, NumPy integer, any numbers.Integral) other than a
+    bool, else None: what the samplers accept wherever they ask for an int."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return operator.index(value)
+    return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,10 +197,13 @@ def _resolve_classes(ds: ImageSet, classes, label: str) -> torch.Tensor:
                     f"known classes look like {list(ds.class_names[:3])}"
                 )
             ids = torch.tensor([lookup[c] for c in classes], dtype=torch.int64)
-        elif all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
-            ids = torch.tensor(classes, dtype=torch.int64)
+        elif all(as_int(c) is not None for c in classes):
+            ids = torch.tensor([as_int(c) for c in classes], dtype=torch.int64)
         else:
-            raise ValueError(f"{label}: classes must be all names (str) or all global ids (int)")
+            raise ValueError(
+                f"{label}: classes must be all names (str) or all global ids (integers, not bools), got "
+                f"{sorted({type(c).__name__ for c in classes})}"
+            )
     bad = ids[(ids < 0) | (ids >= ds.num_classes)]
     if bad.numel():
         raise ValueError(

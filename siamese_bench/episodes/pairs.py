@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from siamese_bench.episodes.index import ClassIndex, HostIndex
+from siamese_bench.episodes.index import ClassIndex, HostIndex, as_int
 
 STRATEGIES = ("uniform", "proportional", "custom")
 _HIGH = 2**62  # random integers in [0, 2**62); `r % n` is then unbiased to within n / 2**62
@@ -67,7 +67,9 @@ def sample_pairs(
     hard_negatives, a class with nonzero probability that has a single image (it cannot form a positive), or
     fewer than two classes with nonzero probability (no negatives).
     """
-    weights, n_hard = check_pair_args(index, batch_size, generator, strategy, class_probs, hard_negatives)
+    batch_size, weights, n_hard = check_pair_args(
+        index, batch_size, generator, strategy, class_probs, hard_negatives
+    )
     half = batch_size // 2
     host = index.host
     r = _rand_ints(generator, (4, batch_size))
@@ -95,14 +97,14 @@ def check_pair_args(
     strategy: str,
     class_probs: Sequence[float] | torch.Tensor | None,
     hard_negatives: float,
-) -> tuple[torch.Tensor | None, int]:
-    """`sample_pairs`' argument checks (ValueError as documented there); returns the anchor-class weights
-    (None: uniform) and the number of hard negatives per batch."""
-    _check_batch_size(batch_size, even=True)
+) -> tuple[int, torch.Tensor | None, int]:
+    """`sample_pairs`' argument checks (ValueError as documented there); returns the batch size (a Python
+    int), the anchor-class weights (None: uniform) and the number of hard negatives per batch."""
+    batch_size = _check_batch_size(batch_size, even=True)
     _check_generator(generator)
     weights = class_weights(index, strategy, class_probs)
     _check_classes(index, weights)
-    return weights, _hard_count(hard_negatives, batch_size // 2)
+    return batch_size, weights, _hard_count(hard_negatives, batch_size // 2)
 
 
 def class_weights(
@@ -119,6 +121,13 @@ def class_weights(
         return index.counts.double() / index.num_images
     if class_probs is None:
         raise ValueError("strategy='custom' needs class_probs: one probability per class of the index")
+    if _is_bool(class_probs) or (
+        isinstance(class_probs, (list, tuple)) and any(_is_bool(v) for v in class_probs)
+    ):
+        raise ValueError(
+            "class_probs must be numbers (one probability per class), got booleans; for a mask of allowed "
+            "classes pass it as floats, e.g. mask.double()"
+        )
     try:
         p = torch.as_tensor(class_probs, dtype=torch.float64).to(index.device)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -138,14 +147,24 @@ def class_weights(
     return p / total
 
 
-def _check_batch_size(batch_size: int, even: bool) -> None:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+def _check_batch_size(batch_size: int, even: bool) -> int:
+    """`batch_size` as a Python int (a NumPy integer is fine), checked positive (and even when `even`)."""
+    given, batch_size = batch_size, as_int(batch_size)
+    if batch_size is None or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {given!r}")
     if even and batch_size % 2:
         fix = f"{batch_size + 1} or {batch_size - 1}" if batch_size > 1 else f"{batch_size + 1}"
         raise ValueError(
             f"batch_size must be even (half positive, half negative pairs), got {batch_size}; use {fix}"
         )
+    return batch_size
+
+
+def _is_bool(x: object) -> bool:
+    """True for a bool, a NumPy bool, or a bool tensor / array."""
+    return isinstance(x, (bool, np.bool_)) or (
+        isinstance(x, (torch.Tensor, np.ndarray)) and x.dtype in (torch.bool, np.bool_)
+    )
 
 
 def _check_generator(generator) -> None:
@@ -158,11 +177,15 @@ def _check_generator(generator) -> None:
 
 def _hard_count(hard_negatives: float, n_neg: int) -> int:
     try:
+        if _is_bool(hard_negatives) or isinstance(hard_negatives, (str, bytes)):  # float() takes them
+            raise TypeError
         frac = float(hard_negatives)
     except (TypeError, ValueError, RuntimeError):  # None, a list, a tensor of several values: not a number
         frac = math.nan
     if not 0.0 <= frac <= 1.0:
-        raise ValueError(f"hard_negatives is a fraction of the negatives in [0, 1], got {hard_negatives}")
+        raise ValueError(
+            f"hard_negatives must be a number, the fraction of the negatives in [0, 1], got {hard_negatives!r}"
+        )
     return math.floor(frac * n_neg + 0.5)  # nearest count, halves up (2.5 -> 3)
 
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from siamese_bench.episodes.index import ClassIndex
+from siamese_bench.episodes.index import ClassIndex, as_int
 from siamese_bench.episodes.pairs import (
     PairBatch,
     _draw_classes,
@@ -70,11 +70,12 @@ class PairStream:
         hard_negatives: float = 0.0,
         ahead: int | None = None,
     ) -> None:
-        weights, n_hard = check_pair_args(index, batch_size, generator, strategy, class_probs, hard_negatives)
-        if ahead is None:
-            ahead = max(1, _PAIRS_AHEAD // batch_size)
-        if not isinstance(ahead, int) or isinstance(ahead, bool) or ahead < 1:
-            raise ValueError(f"ahead must be a positive int (batches drawn at a time), got {ahead!r}")
+        batch_size, weights, n_hard = check_pair_args(
+            index, batch_size, generator, strategy, class_probs, hard_negatives
+        )
+        given, ahead = ahead, max(1, _PAIRS_AHEAD // batch_size) if ahead is None else as_int(ahead)
+        if ahead is None or ahead < 1:
+            raise ValueError(f"ahead must be a positive int (batches drawn at a time), got {given!r}")
         self.index, self.batch_size, self.generator, self.ahead = index, batch_size, generator, ahead
         self._kwargs = {"strategy": strategy, "class_probs": class_probs, "hard_negatives": hard_negatives}
         self._outputs = 9 * batch_size - 1  # 4B 64-bit values (2 outputs each) + randperm's B - 1 swaps

@@ -64,7 +64,7 @@ def sample_triplets(
     A fraction `hard_negatives` of the triplets (rounded to the nearest count, halves up; in random
     positions) takes its negative from the anchor's group. Raises ValueError like `sample_pairs` (single-image classes, < 2 classes, bad options).
     """
-    _check_batch_size(batch_size, even=False)
+    batch_size = _check_batch_size(batch_size, even=False)
     _check_generator(generator)
     weights = class_weights(index, strategy, class_probs)
     _check_classes(index, weights)

@@ -154,3 +154,59 @@ def test_fetch_tries_every_dataset_and_reports_each(tmp_path, monkeypatch):
     assert "could not download images_background.zip" in e.reports[2].detail
     assert calls.index("all_runs.zip") > calls.index("train-images-idx3-ubyte.gz")  # tried after mnist failed
     assert "images_background.zip" in calls
+
+
+@pytest.mark.parametrize("size", [14.5, 28.9, True, "14", 0, -3, 14.0])
+def test_load_dataset_refuses_an_image_size_that_is_not_a_positive_int(size, tmp_path):
+    """Was: 14.5 gave 14x14 images, 28.9 28x28 and True 1x1."""
+    for name in ("digits", "mnist", "omniglot", "omniglot-vinyals", "omniglot-mnist"):
+        with pytest.raises(ValueError, match=f"image_size must be a positive int, got {size!r}"):
+            ds.load_dataset(name, data_dir=tmp_path, image_size=size)
+    with pytest.raises(ValueError, match="image_size must be a positive int"):
+        lake_runs.load_lake_runs(tmp_path, image_size=size)
+
+
+def test_load_dataset_takes_a_numpy_int_image_size():
+    import numpy as np
+
+    assert ds.load_dataset("digits", image_size=np.int64(12))["all"].image_shape == (1, 12, 12)
+
+
+def test_load_dataset_omniglot_runs_names_its_loader_and_ls_says_so(tmp_path):
+    """Was: `ls datasets` listed omniglot-runs but load_dataset('omniglot-runs') raised UnknownNameError."""
+    with pytest.raises(ValueError, match=r"load it with siamese_bench\.datasets\.lake_runs\.load_lake_runs"):
+        ds.load_dataset("omniglot-runs", tmp_path)
+    assert "lake_runs.load_lake_runs()" in ds.ABOUT["omniglot-runs"][0]
+
+
+def test_missing_all_runs_message_names_omniglot_runs(tmp_path):
+    """Was: "omniglot: missing all_runs.zip" for the dataset the user asked for as omniglot-runs."""
+    with pytest.raises(ds.DatasetMissingError) as e:
+        lake_runs.load_lake_runs(tmp_path)
+    assert str(e.value).startswith("omniglot-runs: missing all_runs.zip")
+    assert ds.verify("omniglot-runs", tmp_path).detail.startswith("omniglot-runs: missing all_runs.zip")
+
+
+def test_fetch_offline_reports_the_check_that_failed_and_every_file_it_could_not_replace(
+    tmp_path, monkeypatch
+):
+    """Was: offline, `data fetch mnist` with two non-official files reported only the first failed download
+    (of another file than the one verify had blamed) and dropped verify's error."""
+    import gzip
+
+    calls = []
+    monkeypatch.setattr(store, "download", _offline(calls))
+    monkeypatch.setattr(ds, "download", _offline(calls))
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for rf in ds.mnist.MNIST_FILES:
+        (folder / rf.name).write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\0"))
+    with pytest.raises(ds.FetchError) as caught:
+        ds.fetch(["mnist"], tmp_path)
+    msg = str(caught.value)
+    assert "mnist: verification failed: " in msg and "differs from the official" in msg
+    for rf in ds.mnist.MNIST_FILES:
+        assert f"not the official download: {folder / rf.name}" in msg
+        assert f"could not download {rf.name}: offline" in msg
+    assert sorted(calls) == sorted(rf.name for rf in ds.mnist.MNIST_FILES)

@@ -319,3 +319,17 @@ def test_answers_that_are_not_a_permutation_are_refused_by_read_and_verify(tmp_p
         lake_runs.read_all_runs(path)
     r = lake_runs.verify(tmp_path)
     assert r.found and not r.ok and message in r.detail
+
+
+def test_an_unreadable_all_runs_says_to_fix_its_permissions(tmp_path, monkeypatch):
+    """Was: "not a readable zip archive ([Errno 13] Permission denied ...); replace it"."""
+    path = runs_zip(tmp_path / "all_runs.zip")
+
+    def deny(*a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(lake_runs.zipfile, "ZipFile", deny)
+    with pytest.raises(ValueError) as e:
+        lake_runs.read_all_runs(path)
+    assert str(e.value).startswith(f"cannot read {path} (permission denied): fix its permissions")
+    assert "replace" not in str(e.value)

@@ -187,3 +187,18 @@ def test_fresh_build_and_cache_key_follow_the_file_content(real_data_dir, tmp_pa
     with pytest.raises(ValueError, match="not the official MNIST file"):
         mnist.load_mnist(data)
     store.clear_memory_cache()
+
+
+def test_an_unreadable_file_says_to_fix_its_permissions_not_that_it_is_corrupt(tmp_path, monkeypatch):
+    """Was: "cannot decompress (PermissionError ...); the file is corrupt or truncated — delete it"."""
+    write_fake_mnist(tmp_path / "mnist")
+    path = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
+
+    def deny(*a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(mnist.gzip, "open", deny)
+    with pytest.raises(ValueError) as e:
+        mnist.read_idx(path)
+    assert str(e.value).startswith(f"cannot read {path} (permission denied): fix its permissions")
+    assert "corrupt" not in str(e.value)

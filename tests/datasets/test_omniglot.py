@@ -258,3 +258,67 @@ def test_load_and_verify_on_tiny_official_layout(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not the official Omniglot background set"):
         og.load_omniglot(tmp_path)
     store.clear_memory_cache()
+
+
+def test_verify_decodes_from_the_zips_and_rebuilds_a_damaged_cache(tmp_path, monkeypatch):
+    """Was: a cache file whose pixel bytes were damaged (same size, still loads) was served by load_dataset
+    and passed `data verify`, which checked the cached tensors. verify now decodes the zips, says the cache
+    was damaged and rebuilt, and the next load_dataset returns the zips' pixels."""
+    from siamese_bench.datasets import load_dataset
+
+    monkeypatch.setattr(og, "EXPECTED", {"background": (2, 4, 8), "evaluation": (2, 4, 8)})
+    monkeypatch.setattr(og, "DRAWERS", 2)
+    monkeypatch.setattr(og, "SIZE", 6)
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    store.clear_memory_cache()
+    folder = tmp_path / "omniglot"
+    folder.mkdir()
+    tiny_zip(folder / "images_background.zip", "background")
+    tiny_zip(folder / "images_evaluation.zip", "evaluation")
+    clean = og.load_omniglot(tmp_path)
+    assert og.verify(tmp_path).detail == ""  # an intact cache: nothing to say
+    (cache,) = (tmp_path / "cache").iterdir()
+    raw = bytearray(cache.read_bytes())
+    at = raw.find(clean["background"].images.numpy().tobytes())
+    raw[at + clean["background"].images.numel() // 2] ^= 0xFF
+    cache.write_bytes(bytes(raw))
+    store.clear_memory_cache()
+    assert not torch.equal(
+        load_dataset("omniglot", tmp_path)["background"].images, clean["background"].images
+    )
+    r = og.verify(tmp_path)
+    assert (
+        r.ok and "the decoded cache was damaged and has been rebuilt" in r.detail and str(cache) in r.detail
+    )
+    store.clear_memory_cache()
+    again = load_dataset("omniglot", tmp_path)
+    for k in clean:
+        assert torch.equal(again[k].images, clean[k].images)
+    store.clear_memory_cache()
+
+
+def test_an_unreadable_zip_says_to_fix_its_permissions(tmp_path, monkeypatch):
+    path = tiny_zip(tmp_path / "images_background.zip")
+
+    def deny(*a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(og.zipfile, "ZipFile", deny)
+    with pytest.raises(ValueError) as e:
+        og.read_omniglot_zip(path, "background")
+    assert str(e.value).startswith(f"cannot read {path} (permission denied): fix its permissions")
+    assert "replace" not in str(e.value)
+
+
+def test_a_png_that_is_not_an_image_is_named_without_a_memory_address_and_says_the_fix(tmp_path):
+    """Was: "not a readable PNG (cannot identify image file <_io.BytesIO object at 0x7f68e4512160>)"."""
+    path = tiny_zip(tmp_path / "bg.zip", extra={"images_background/Zeta/character09/0099_01.png": b"junk"})
+    with pytest.raises(ValueError) as e:
+        og.read_omniglot_zip(path, "background")
+    msg = str(e.value)
+    assert "0099_01.png: not a readable PNG (cannot identify image file)" in msg and "0x" not in msg
+    assert msg.endswith(
+        "replace the archive (`python -m siamese_bench data fetch omniglot`, or copy it again)"
+    )
+    with pytest.raises(ValueError, match="data fetch omniglot-runs`, or copy it again"):
+        og.decode_png(b"junk", "all_runs.zip:run01/test/item01.png", fetch_name="omniglot-runs")

@@ -476,3 +476,52 @@ def test_ctrl_c_during_a_cache_write_is_an_interrupt_and_leaves_no_file(tmp_path
     with pytest.raises(KeyboardInterrupt):  # not torch's RuntimeError: the CLI then exits 130, no traceback
         store.atomic_torch_save({"x": torch.zeros(1000)}, tmp_path / "obj.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+def damage_middle(path: Path, data: bytes) -> None:
+    """Flip a byte in the middle of `data` (a tensor's bytes) inside the file `path`, keeping its size."""
+    raw = bytearray(path.read_bytes())
+    at = raw.find(data)
+    assert at >= 0, "tensor bytes not found in the cache file"
+    raw[at + len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_from_source_rebuilds_a_cache_file_whose_tensor_bytes_were_damaged(tmp_cache):
+    """Was: a cache file with damaged pixel bytes (same size, still loads) was trusted, by loads and by
+    `data verify` alike. A normal load still trusts it (no hashing on the fast path); from_source() builds
+    from the source, reports the file and rewrites it, so the next normal load is right again."""
+    key = {"dataset": "toy"}
+    store.cached(key, lambda: {"x": tiny_set()}, name="toy")
+    path = store.cache_path(key, "toy")
+    size = path.stat().st_size
+    damage_middle(path, tiny_set().images.numpy().tobytes())
+    assert path.stat().st_size == size
+    store.clear_memory_cache()
+    assert not torch.equal(
+        store.cached(key, lambda: {"x": tiny_set()}, name="toy")["x"].images, tiny_set().images
+    )
+    with store.from_source() as rebuilt:
+        fresh = store.cached(key, lambda: {"x": tiny_set()}, name="toy")
+    assert rebuilt == [path] and store.rebuilt_note(rebuilt).startswith(store.REBUILT_NOTE)
+    assert_same(fresh["x"], tiny_set())
+    store.clear_memory_cache()
+    assert_same(store.cached(key, lambda: pytest.fail("rebuilt again"), name="toy")["x"], tiny_set())
+    with store.from_source() as rebuilt:  # an intact file: built and compared, not reported nor rewritten
+        mtime = path.stat().st_mtime_ns
+        assert_same(store.cached(key, lambda: {"x": tiny_set()}, name="toy")["x"], tiny_set())
+    assert rebuilt == [] and path.stat().st_mtime_ns == mtime and store.rebuilt_note(rebuilt) == ""
+
+
+def test_from_source_reports_an_unloadable_cache_file_and_writes_a_missing_one(tmp_cache):
+    key = {"dataset": "toy"}
+    path = store.cache_path(key, "toy")
+    with store.from_source() as rebuilt:
+        store.cached(key, lambda: {"x": tiny_set()}, name="toy")
+    assert rebuilt == [] and path.is_file()
+    path.write_bytes(b"garbage")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reported by from_source, not warned about
+        with store.from_source() as rebuilt:
+            assert_same(store.cached(key, lambda: {"x": tiny_set()}, name="toy")["x"], tiny_set())
+    assert rebuilt == [path]

@@ -382,9 +382,10 @@ def test_load_refuses_malformed_fields(ds, tmp_path):
             Episodes.load(tmp_path / "bad.pt")
 
 
-@pytest.mark.parametrize("seed", [-1, 2**64, np.int64(3), 3.0, True, None])
+@pytest.mark.parametrize("seed", [-1, 2**64, np.float64(3.0), 3.0, True, None])
 def test_bad_seeds_are_rejected(ds, seed):
-    """-1 marks episodes not sampled here; 2**64 overflows; numpy ints, floats and bools reached torch."""
+    """-1 marks episodes not sampled here; 2**64 overflows; floats and bools reached torch (numpy ints are
+    converted to Python ints: test_numpy_integers_are_ints_and_give_the_same_episodes)."""
     with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*64\)"):
         sample_episodes(ClassIndex.build(ds), 5, 1, 1, 3, seed)
 
@@ -475,3 +476,16 @@ def test_same_positions_is_saved_and_older_files_read_as_false(ds, tmp_path):
     torch.save({**blob, "same_positions": "True"}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="corrupt episodes file"):
         Episodes.load(tmp_path / "bad.pt")
+
+
+def test_numpy_integers_are_ints_and_give_the_same_episodes(ds):
+    """Was: "seed must be an int in [0, 2**64), got np.int64(3)" (likewise n_way etc.)."""
+    ix = ClassIndex.build(ds)
+    want = sample_episodes(ix, 5, 1, 1, 10, seed=3)
+    got = sample_episodes(ix, np.int64(5), np.int32(1), np.int64(1), np.uint16(10), seed=np.uint64(3))
+    assert episodes_fingerprint(got) == episodes_fingerprint(want)
+    assert type(got.seed) is int and type(got.n_way) is int and got.seed == 3
+    with pytest.raises(ValueError, match="seed must be an int in"):
+        sample_episodes(ix, 5, 1, 1, 10, seed=np.float64(3))
+    with pytest.raises(ValueError, match="n_way must be an int >= 2, got True"):
+        sample_episodes(ix, True, 1, 1, 10, seed=3)

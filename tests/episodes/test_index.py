@@ -187,3 +187,15 @@ def test_build_refuses_a_single_string_for_classes(ds):
     with pytest.raises(ValueError, match=r"single string 'G0/c00'; pass \['G0/c00'\]"):
         ClassIndex.build(ds, "G0/c00")
     assert ClassIndex.build(ds, ["G0/c00"]).class_ids.tolist() == [0]
+
+
+def test_numpy_integer_class_ids_are_ids(ds):
+    """Was: ClassIndex.build(ds, np.arange(5)) -> "classes must be all names (str) or all global ids (int)"."""
+    import numpy as np
+
+    want = ClassIndex.build(ds, [0, 1, 2, 3, 4])
+    for ids in (np.arange(5), list(np.arange(5, dtype=np.int32))):
+        got = ClassIndex.build(ds, ids)
+        assert torch.equal(got.order, want.order) and torch.equal(got.class_ids, want.class_ids)
+    with pytest.raises(ValueError, match=r"all global ids \(integers, not bools\), got \['bool'\]"):
+        ClassIndex.build(ds, [True, False])

@@ -428,3 +428,36 @@ def test_hard_negatives_that_is_not_a_number_is_a_clear_error(ds):
     for same in (np.float64(0.5), np.float32(0.5), torch.tensor(0.5)):
         got = sample_pairs(ix, 16, torch.Generator().manual_seed(3), hard_negatives=same)
         assert all(torch.equal(getattr(got, f), getattr(want, f)) for f in ("a", "b", "same"))
+
+
+def test_numpy_integer_batch_size_draws_the_same_batches_as_the_int(ds):
+    """Was: "batch_size must be a positive int, got np.int64(128)"."""
+    ix = ClassIndex.build(ds)
+    want = sample_pairs(ix, 16, torch.Generator().manual_seed(3))
+    for size in (np.int64(16), np.int32(16), np.uint8(16)):
+        got = sample_pairs(ix, size, torch.Generator().manual_seed(3))
+        assert all(torch.equal(getattr(got, f), getattr(want, f)) for f in ("a", "b", "same"))
+    want = sample_triplets(ix, 7, torch.Generator().manual_seed(3))
+    got = sample_triplets(ix, np.int64(7), torch.Generator().manual_seed(3))
+    assert torch.equal(got.anchor, want.anchor) and torch.equal(got.negative, want.negative)
+    for bad in (True, 16.0, "16"):
+        with pytest.raises(ValueError, match=f"batch_size must be a positive int, got {bad!r}"):
+            sample_pairs(ix, bad, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("bad", ["0.5", True, False, np.bool_(True), torch.tensor(True)])
+def test_hard_negatives_that_is_a_string_or_a_bool_is_refused(ds, bad):
+    """Was: hard_negatives="0.5" and hard_negatives=True were taken (float() accepts both)."""
+    ix = ClassIndex.build(ds)
+    for sampler in (sample_pairs, sample_triplets):
+        with pytest.raises(ValueError, match=r"hard_negatives must be a number, .* \[0, 1\], got"):
+            sampler(ix, 8, torch.Generator().manual_seed(0), hard_negatives=bad)
+
+
+@pytest.mark.parametrize(
+    "probs", [lambda n: torch.ones(n, dtype=torch.bool), lambda n: np.ones(n, bool), lambda n: [True] * n]
+)
+def test_boolean_class_probs_are_refused(ds, probs):
+    ix = ClassIndex.build(ds)
+    with pytest.raises(ValueError, match="class_probs must be numbers .* got booleans"):
+        sample_pairs(ix, 8, torch.Generator().manual_seed(0), "custom", probs(ix.num_classes))

@@ -151,3 +151,11 @@ def test_cuda_generator_falls_back(ds):
     stream = PairStream(ix, 16, g)
     assert not stream.fast
     assert torch.equal(sample_pairs(ix, 16, g_ref).a, next(stream).a)
+
+
+def test_numpy_integer_batch_size_and_ahead(ds):
+    ix = ClassIndex.build(ds)
+    stream = _same_as_sample_pairs(ix, np.int64(8), 4, 5, ahead=np.int64(2))
+    assert type(stream.batch_size) is int and type(stream.ahead) is int
+    with pytest.raises(ValueError, match="ahead must be a positive int .*, got True"):
+        PairStream(ix, 8, torch.Generator().manual_seed(0), ahead=True)
