@@ -176,6 +176,12 @@ def evaluate_command(args) -> int:
         f"{part.subset}); checkpoint {args.checkpoint} ({meta['backbone']}+{meta['head']}, trained on "
         f"{meta['protocol']}); episodes seed {seed}"
     )
+    if proto.fixed_episodes is not None and (args.episodes is not None or args.seed is not None):
+        given = [f for f, v in (("--episodes", args.episodes), ("--seed", args.seed)) if v is not None]
+        verb = "do" if len(given) > 1 else "does"
+        print(
+            f"note: {proto.name} is scored on its fixed published trials: {' and '.join(given)} {verb} not apply"
+        )
     for n, k in todo:
         if proto.fixed_episodes is not None:
             ep = proto.fixed_episodes(data, split, args.data_dir, n, k)

@@ -432,7 +432,7 @@ def command(args) -> int:
     ]
     try:
         for plan in plans:
-            runner.run(plan, print_summary=False)
+            runner.run(plan, print_summary=False, advice=False)  # the verdicts below say what happened
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (commands.Terminated, exit 143)
         print(interrupted_text(out, resumable=args.out is not None), file=sys.stderr)
         return getattr(stop, "exit_code", 130)

@@ -427,18 +427,20 @@ def plan(config: RunConfig) -> str:
     return "\n".join(lines)
 
 
-def run(config: RunConfig, print_summary: bool = True) -> int:
-    """Run the grid (resuming into config.out) with config.threads torch threads, restored afterwards."""
+def run(config: RunConfig, print_summary: bool = True, advice: bool = True) -> int:
+    """Run the grid (resuming into config.out) with config.threads torch threads, restored afterwards.
+    `advice`: end with what to do next when nothing was run or cells failed (what `run` prints; `reproduce`,
+    which gives its own verdicts, turns it off)."""
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _run(config, print_summary)
+        return _run(config, print_summary, advice)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(config: RunConfig, print_summary: bool) -> int:
+def _run(config: RunConfig, print_summary: bool, advice: bool = True) -> int:
     from siamese_bench.cell import CellRunner
     from siamese_bench.protocols.published import published_lookup
     from siamese_bench.summary import write_summary
@@ -507,7 +509,7 @@ def _run(config: RunConfig, print_summary: bool) -> int:
     tables = (thr.path,) if config.throughput_only else (acc.path, thr.path)
     written = "".join(f"{p.name}, " for p in tables if p.is_file())  # --no-throughput: no throughput.csv
     _log(config, f"wrote {config.out}/{written}summary.md in {wall:.0f} s")
-    if not wrote and not fresh and not failed and not config.quiet:
+    if advice and not wrote and not fresh and not failed and not config.quiet:
         print(
             f"nothing was run: every cell of this grid is already in {config.out} (written by the runs its "
             "config.json lists). To measure them on this machine, write to another folder (add e.g. --out "
@@ -522,14 +524,13 @@ def _run(config: RunConfig, print_summary: bool) -> int:
         )
         if n
     ]
-    if failures:
+    if failures and advice:
         print(
             "; ".join(failures) + "; fix the cause and re-run with --retry-failed (a cell whose episodes its "
             "protocol cannot make, e.g. more ways than test classes, needs other --ways or --shots instead)",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    return 1 if failures else 0
 
 
 def _run_groups(

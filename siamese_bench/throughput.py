@@ -87,7 +87,8 @@ def measure(
         )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        trainable = any(p.requires_grad for p in model.parameters())
+        # nothing to train: no parameters (pixels), or a head that scores without training (l2, cosine)
+        trainable = model.head.trainable and any(p.requires_grad for p in model.parameters())
         train_t = _timed(lambda: train(model, ds.images, index, cfg), device, repeats) if trainable else None
         every = torch.arange(n, device=device)
         embed_t = _timed(lambda: embed_all(model, ds.images, every), device, repeats)

@@ -263,7 +263,7 @@ def test_interrupted_reproduce_names_its_partial_run(resume, tmp_path, capsys, m
     """Ctrl-C: the partial re-run's folder is named, and (without --out) that a new reproduce starts over."""
     from siamese_bench import reproduce, runner
 
-    def interrupted(config, print_summary=True):
+    def interrupted(config, print_summary=True, advice=True):
         (config.out / "accuracy.csv").write_text("")
         raise KeyboardInterrupt
 
@@ -430,6 +430,8 @@ def test_reproduce_refuses_an_out_whose_rows_no_reproduce_of_this_folder_made(tm
     rc, stdout, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new"))  # a resume
     assert rc == 0 and "all cells reproduced" in stdout, stdout + err
     assert f"resuming the re-run of {rec} in {tmp_path / 'new'}" in err
+    rc, stdout, err = _reproduce(capsys, str(rec), "--out", str(tmp_path / "new"))  # not --quiet
+    assert rc == 0 and "nothing was run" not in err, err  # the runner's hint to `run` into --out
 
 
 def test_a_recorded_error_cell_gets_its_own_verdict_and_no_tolerance_advice(tmp_path, capsys):
@@ -438,11 +440,13 @@ def test_a_recorded_error_cell_gets_its_own_verdict_and_no_tolerance_advice(tmp_
     rec = tmp_path / "rec"
     _record(rec, "--train-pairs", "64", "--ways", "3,20")
     assert [r["status"] for r in read_csv(rec / "accuracy.csv")] == ["ok", "error"]
+    capsys.readouterr()  # what recording it printed
     rc, out, err = _reproduce(capsys, str(rec), "--quiet", "--out", str(tmp_path / "new"))
     assert rc == 0, out + err
     assert "| recorded as failed, and fails the same way now: ValueError: n_way=20" in out
     assert "all cells reproduced (1 of them recorded as failed, failing the same way again)" in out
     assert "FAIL" not in out and "--tolerance" not in out
+    assert "--retry-failed" not in err  # the runner's advice is for `run`; reproduce's verdicts say it here
     rows = read_csv(rec / "accuracy.csv")
     write_csv(rec / "accuracy.csv", [rows[0], dict(rows[1], error="boom")], ACCURACY_COLUMNS)
     table, ok = compare(rec, tmp_path / "new")

@@ -61,6 +61,18 @@ def test_a_parameter_free_baseline_has_no_training_speed(monkeypatch):
     assert row["train_pairs_per_s"] is None and row["eval_images_per_s"] > 0
 
 
+@pytest.mark.parametrize("head", ["l2", "cosine"])
+def test_a_trained_backbone_with_a_head_that_does_not_train_has_no_training_speed(monkeypatch, head):
+    """small-cnn has parameters, but l2 / cosine refuse to train: the training column stays empty (it was an
+    error row: "head 'l2' has no parameters to train"), and the evaluation columns are measured."""
+    monkeypatch.setattr(throughput, "_timed", lambda fn, device, repeats: (fn(), [1.0])[1])
+    row = throughput.measure(_row(head=head, backbone="small-cnn"), 1, repeats=1, eval_episodes=5)
+    assert row["status"] == "ok", row.get("error")
+    assert (
+        row["train_pairs_per_s"] is None and row["eval_images_per_s"] > 0 and row["eval_episodes_per_s"] > 0
+    )
+
+
 def test_a_failing_measurement_is_an_error_row(monkeypatch):
     row = throughput.measure(_row(head="no-such-head"), 1, repeats=1)
     assert row["status"] == "error" and "no-such-head" in row["error"] and row["timestamp"]

@@ -26,6 +26,8 @@ class Head(nn.Module):
 
     objective: ClassVar[str] = "pair"
     metric: ClassVar[bool] = False
+    #: False for a head whose loss refuses to train (the parameter-free l2 / cosine baselines)
+    trainable: ClassVar[bool] = True
     #: per-operand element budget for chunked score computation (float32: 4 bytes each)
     score_chunk_elements: ClassVar[int] = 1 << 24
 

@@ -29,6 +29,7 @@ class _NearestHead(Head):
 
     objective = "pair"
     metric = True
+    trainable = False
     registry_name: ClassVar[str] = ""
 
     def loss(self, *args: torch.Tensor) -> torch.Tensor:

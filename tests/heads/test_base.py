@@ -14,7 +14,17 @@ class DotHead(Head):
 
 
 def test_registry_lists_all_heads():
-    assert HEADS.names() == ["concat", "contrastive", "cosine", "koch", "l2", "product", "triplet"]
+    assert HEADS.names() == [
+        "concat",
+        "contrastive",
+        "cosine",
+        "koch",
+        "l2",
+        "product",
+        "triplet",
+        "triplet-batchhard",
+        "triplet-semihard",
+    ]
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 1 << 24])

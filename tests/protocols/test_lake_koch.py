@@ -1,12 +1,16 @@
 """Real-data tests of the Omniglot protocols `lake-runs` (at 28x28: the same 400 official trials as at
 105x105) and `koch2015` (random 20-way 1-shot episodes within one run alphabet)."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from siamese_bench.episodes.episodes import sample_episodes
 from siamese_bench.episodes.index import ClassIndex
 from siamese_bench.protocols import PROTOCOLS
+from siamese_bench.results import read_csv
 from siamese_bench.splits import LAKE_RUN_ALPHABETS
 
 pytestmark = pytest.mark.realdata
@@ -80,3 +84,43 @@ def test_lake_runs_episodes_carry_the_split_hash(real_data_dir, omniglot28):
     split = p.split(omniglot28, real_data_dir)
     ep = p.fixed_episodes(omniglot28, split, real_data_dir, 20, 1)
     assert ep.split_hash == split.hash and ep.seed == -1 and ep.within_group
+
+
+def test_evaluate_says_that_episodes_and_seed_do_not_apply_to_the_official_trials(real_data_dir, tmp_path):
+    """lake-runs is scored on Lake's 400 fixed trials: `evaluate --episodes 50 --seed 3` scores the same 20
+    runs as the recorded row, and says that those options do not apply (it said nothing)."""
+    base = [sys.executable, "-m", "siamese_bench"]
+    env_args = ["--data-dir", str(real_data_dir)]
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [
+            *base,
+            "run",
+            "--protocols",
+            "lake-runs",
+            "--backbones",
+            "pixels",
+            "--heads",
+            "l2",
+            "--train-pairs",
+            "0",
+        ]
+        + ["--no-throughput", "--quiet", "--checkpoints", "--out", str(out), *env_args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    (row,) = read_csv(out / "accuracy.csv")
+    (ckpt,) = (out / "checkpoints").glob("*.pt")
+    e = subprocess.run(
+        [*base, "evaluate", "--checkpoint", str(ckpt), "--episodes", "50", "--seed", "3", *env_args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert e.returncode == 0, e.stderr
+    assert "note: lake-runs is scored on its fixed published trials: --episodes and --seed do not apply" in (
+        e.stdout
+    )
+    assert f"hash {row['episodes_hash']}" in e.stdout and "(20 episodes" in e.stdout
