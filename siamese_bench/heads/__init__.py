@@ -6,8 +6,6 @@ Registry `HEADS` maps a name to a factory `(dim: int, **options) -> Head` (see b
     koch         weighted L1 |ea - eb| -> logit, BCE (Koch et al. 2015)  pair       False
     contrastive  Euclidean distance, contrastive loss (Hadsell 2006)     pair       True
     triplet      squared Euclidean, triplet loss + mining (FaceNet 2015) triplet    True
-    triplet-semihard   the same with FaceNet's semi-hard mining            triplet    True
-    triplet-batchhard  the same with batch-hard mining (Hermans 2017)      triplet    True
     product      ea * eb -> MLP -> logit, BCE                            pair       False
     concat       cat(ea, eb) -> MLP -> 2 logits, cross-entropy (asym.)   pair       False
     l2           -squared Euclidean distance, no parameters (eval only)  pair       True

@@ -112,19 +112,3 @@ class TripletHead(Head):
     def extra_repr(self) -> str:
         opts = f"margin={self.margin}, normalize={self.normalize}, mining={self.mining!r}"
         return f"{super().extra_repr()}, {opts}"
-
-
-@HEADS.register("triplet-semihard")
-class SemiHardTripletHead(TripletHead):
-    """`triplet` with FaceNet's semi-hard mining (the registry name that `run --heads` can pick)."""
-
-    def __init__(self, dim: int, margin: float = 0.2, normalize: bool = True) -> None:
-        super().__init__(dim, margin, normalize, mining="semi-hard")
-
-
-@HEADS.register("triplet-batchhard")
-class BatchHardTripletHead(TripletHead):
-    """`triplet` with batch-hard mining (Hermans et al. 2017; the registry name that `run --heads` can pick)."""
-
-    def __init__(self, dim: int, margin: float = 0.2, normalize: bool = True) -> None:
-        super().__init__(dim, margin, normalize, mining="batch-hard")
