@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -364,10 +365,22 @@ class CellRunner:
 
     def throughput_rows(self, table, log=None) -> Iterator[dict]:
         """Throughput rows of every shape trained (or noted: `note_shape`) in this run, per batch size; rows already in
-        `table` with status ok are not measured again. `log(line)` hears of each measurement as it starts."""
+        `table` with status ok are not measured again. `log(line)` hears of each measurement as it starts.
+        throughput.csv's rows have no channel count: where one model and image size comes with 1 and 3 channels
+        (a grayscale and a colour protocol), the first is measured and a warning says the other is not."""
         from siamese_bench.throughput import measure
 
+        first: dict[tuple, int] = {}
         for backbone, head, device, dtype, size, channels in dict.fromkeys(self._shapes):
+            shape = (backbone, head, device, dtype, size)
+            if first.setdefault(shape, channels) != channels:
+                warnings.warn(
+                    f"throughput: {backbone}+{head} {device} {dtype} {size}x{size} is measured on "
+                    f"{first[shape]}-channel images only (throughput.csv has one row per image size, none per "
+                    f"channel count); its {channels}-channel cells are not measured separately",
+                    stacklevel=2,
+                )
+                continue
             for bs in self.config.throughput_batch_sizes:
                 row = dict(
                     backbone=backbone, head=head, device=device, dtype=dtype, image_size=size, batch_size=bs

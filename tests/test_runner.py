@@ -1103,6 +1103,34 @@ def test_throughput_rows_measure_each_shape_once_and_retry_failed_ones(tmp_path,
     assert [r["image_size"] for r in rows] == [8, 8, 8]
 
 
+def test_one_model_and_size_in_grayscale_and_colour_warns_that_one_is_not_measured(tmp_path, monkeypatch):
+    """throughput.csv has no channel count: a grayscale and a colour protocol at one size share a row. The first
+    is measured; the other is named in a warning instead of being skipped silently."""
+    from types import SimpleNamespace
+
+    from siamese_bench import throughput
+
+    calls = []
+    monkeypatch.setattr(throughput, "measure", lambda row, channels, **kw: calls.append(channels) or row)
+    cfg = SimpleNamespace(out=tmp_path, throughput_batch_sizes=(16,), channels_last=False, forward_chunk=0)
+    runner_ = cell.CellRunner(cfg)
+    group = {"backbone": "pixels", "head": "l2", "device": "cpu", "dtype": "float32", "seed": 0}
+    for channels in (3, 1):
+        runner_._add_shape(group, SimpleNamespace(image_shape=(channels, 28, 28)))
+
+    class Empty:
+        def get(self, row):
+            return None
+
+    with pytest.warns(
+        UserWarning,
+        match=r"pixels\+l2 cpu float32 28x28 is measured on 3-channel images only .* its "
+        r"1-channel cells are not measured separately",
+    ):
+        rows = list(runner_.throughput_rows(Empty()))
+    assert calls == [3] and len(rows) == 1
+
+
 def test_a_parameter_free_model_is_never_trained_whatever_the_budget(tmp_path):
     """pixels + l2 has nothing to train: with a training budget it is scored as it is (0 pairs), not made
     an error row by an optimizer without parameters."""
