@@ -210,6 +210,22 @@ def test_read_zip_truncated_png_and_unopenable_archive_named(tmp_path):
         og.read_omniglot_zip(tmp_path / "folder.zip", "background")
 
 
+def _tiny_omniglot(tmp_path, monkeypatch):
+    """tmp_path/omniglot/ holding the two tiny zips, the expected structure (EXPECTED, DRAWERS, SIZE) patched to
+    theirs, and a fresh cache in tmp_path/cache; returns the (background, evaluation) zip paths."""
+    monkeypatch.setattr(og, "EXPECTED", {"background": (2, 4, 8), "evaluation": (2, 4, 8)})
+    monkeypatch.setattr(og, "DRAWERS", 2)
+    monkeypatch.setattr(og, "SIZE", 6)
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    store.clear_memory_cache()
+    folder = tmp_path / "omniglot"
+    folder.mkdir()
+    return (
+        tiny_zip(folder / "images_background.zip", "background"),
+        tiny_zip(folder / "images_evaluation.zip", "evaluation"),
+    )
+
+
 def test_check_structure_reports_every_problem():
     from siamese_bench.datasets.imageset import ImageSet
 
@@ -232,15 +248,7 @@ def test_load_and_verify_on_tiny_official_layout(tmp_path, monkeypatch):
     """With the expected structure patched to the tiny zips: both subsets load; image_size=SIZE is the
     unresized set (one cache file); verify says which check passed (official md5 only when both zips have
     it); the cache key follows the zips' bytes, so a replaced zip is read again."""
-    monkeypatch.setattr(og, "EXPECTED", {"background": (2, 4, 8), "evaluation": (2, 4, 8)})
-    monkeypatch.setattr(og, "DRAWERS", 2)
-    monkeypatch.setattr(og, "SIZE", 6)
-    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
-    store.clear_memory_cache()
-    folder = tmp_path / "omniglot"
-    folder.mkdir()
-    bg = tiny_zip(folder / "images_background.zip", "background")
-    ev = tiny_zip(folder / "images_evaluation.zip", "evaluation")
+    bg, ev = _tiny_omniglot(tmp_path, monkeypatch)
     sets = og.load_omniglot(tmp_path, image_size=6)
     assert sorted(sets) == ["background", "evaluation"] and len(sets["evaluation"]) == 8
     assert og.load_omniglot(tmp_path) is sets
@@ -266,15 +274,7 @@ def test_verify_decodes_from_the_zips_and_rebuilds_a_damaged_cache(tmp_path, mon
     was damaged and rebuilt, and the next load_dataset returns the zips' pixels."""
     from siamese_bench.datasets import load_dataset
 
-    monkeypatch.setattr(og, "EXPECTED", {"background": (2, 4, 8), "evaluation": (2, 4, 8)})
-    monkeypatch.setattr(og, "DRAWERS", 2)
-    monkeypatch.setattr(og, "SIZE", 6)
-    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
-    store.clear_memory_cache()
-    folder = tmp_path / "omniglot"
-    folder.mkdir()
-    tiny_zip(folder / "images_background.zip", "background")
-    tiny_zip(folder / "images_evaluation.zip", "evaluation")
+    _tiny_omniglot(tmp_path, monkeypatch)
     clean = og.load_omniglot(tmp_path)
     assert og.verify(tmp_path).detail == ""  # an intact cache: nothing to say
     (cache,) = (tmp_path / "cache").iterdir()
