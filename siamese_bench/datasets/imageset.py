@@ -7,9 +7,19 @@ that models transfer between the two). Labels index `class_names`; `groups` maps
 
 from __future__ import annotations
 
+import numbers
+import operator
 from dataclasses import dataclass, field
 
 import torch
+
+
+def as_int(value: object) -> int | None:
+    """`value` as a Python int when it is an integer (int, NumPy integer, any numbers.Integral) other than a
+    bool, else None: what the loaders and samplers accept wherever they ask for an int."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return operator.index(value)
+    return None
 
 
 @dataclass(frozen=True, eq=False)

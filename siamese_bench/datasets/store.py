@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import operator
 import os
 import tempfile
 import urllib.error
@@ -44,7 +43,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from siamese_bench.datasets.imageset import ImageSet
+from siamese_bench.datasets.imageset import ImageSet, as_int
 from siamese_bench.results import atomic_write
 
 FORMAT_VERSION = 1  # bump when decoding changes: every cache file keyed by the old value is ignored
@@ -506,13 +505,8 @@ def check_image_size(image_size: object) -> int | None:
     float such as 14.5 is not rounded, a bool is not a size)."""
     if image_size is None:
         return None
-    try:
-        if isinstance(image_size, bool):
-            raise TypeError
-        size = operator.index(image_size)
-    except TypeError:
-        size = 0
-    if size < 1:
+    size = as_int(image_size)
+    if size is None or size < 1:
         raise ValueError(
             f"image_size must be a positive int, got {image_size!r} ({type(image_size).__name__}); give the "
             "side of the square images in pixels, e.g. 28, or None for the dataset's own size"

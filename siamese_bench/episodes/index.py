@@ -8,8 +8,6 @@ through the index; nothing loops over samples in Python.
 
 from __future__ import annotations
 
-import numbers
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,15 +15,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from siamese_bench.datasets.imageset import ImageSet
-
-
-def as_int(value: object) -> int | None:
-    """`value` as a Python int when it is an integer (int, NumPy integer, any numbers.Integral) other than a
-    bool, else None: what the samplers accept wherever they ask for an int."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return operator.index(value)
-    return None
+from siamese_bench.datasets.imageset import ImageSet, as_int
 
 
 @dataclass(frozen=True, eq=False)
