@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -77,7 +78,9 @@ def listing() -> dict[str, list[str]]:
 
 @_guard
 def ls(args) -> int:
+    from siamese_bench.backbones import BACKBONES
     from siamese_bench.datasets import ABOUT
+    from siamese_bench.heads import HEADS
     from siamese_bench.presets import PRESETS
     from siamese_bench.protocols import DATASET_PROTOCOL, PROTOCOLS
 
@@ -101,6 +104,10 @@ def ls(args) -> int:
                 detail = f"v{p.version}  {p.description}"
             elif kind == "presets":
                 detail = PRESETS.get(name).description
+            elif kind == "backbones":
+                detail = inspect.getdoc(BACKBONES.get(name)).splitlines()[0]
+            elif kind == "heads":
+                detail = HEADS.get(name).about
             print(f"  {name:<16} {detail}".rstrip())
         if kind == "protocols":
             print(

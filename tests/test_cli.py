@@ -339,6 +339,26 @@ def test_ls_of_one_kind_lists_only_it_and_an_unknown_kind_names_the_kinds(capsys
     )
 
 
+def test_ls_describes_every_backbone_and_head(capsys):
+    """`ls backbones` / `ls heads` give each name a line that says what it is (they printed bare names)."""
+    from siamese_bench.backbones import BACKBONES
+    from siamese_bench.cli import main
+    from siamese_bench.heads import HEADS
+
+    for kind, registry in (("backbones", BACKBONES), ("heads", HEADS)):
+        assert main(["ls", kind]) == 0
+        lines = capsys.readouterr().out.splitlines()[1:]
+        assert [line.split()[0] for line in lines] == registry.names()
+        for line in lines:
+            assert len(line.split()) > 4, line  # a name and a description
+    assert main(["ls", "heads"]) == 0
+    out = capsys.readouterr().out
+    assert "binary cross-entropy on pairs (Koch et al. 2015)" in out
+    assert "no parameters: evaluation only (--train-pairs 0)" in out
+    assert main(["ls", "backbones"]) == 0
+    assert "out_dim 4096" in capsys.readouterr().out
+
+
 def test_data_verify_checks_every_dataset_by_default_and_exits_1_when_one_fails(monkeypatch, capsys):
     from siamese_bench import datasets
     from siamese_bench.cli import main

@@ -52,5 +52,5 @@ class Conv4(nn.Module):
 
 @BACKBONES.register("conv4")
 def conv4(in_channels: int = 1, image_size: int = 28) -> Conv4:
-    """Conv-4 encoder; out_dim 64 * (image_size // 16) ** 2; image_size >= 16."""
+    """Conv-4: 4 x [conv 3x3 64, BN, ReLU, max-pool 2]; out_dim 64 * (image_size // 16) ** 2; image_size >= 16."""
     return Conv4(in_channels, image_size)

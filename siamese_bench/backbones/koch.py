@@ -70,5 +70,5 @@ class KochNet(nn.Module):
 
 @BACKBONES.register("koch")
 def koch(in_channels: int = 1, image_size: int = 28, paper_init: bool = True) -> KochNet:
-    """Koch et al. 2015 encoder; out_dim 4096; valid convs at image_size >= 105, padded below; size >= 8."""
+    """Koch et al. 2015 convnet (4 convs, FC 4096 + sigmoid); out_dim 4096; valid convs at size >= 105, padded below; size >= 8."""
     return KochNet(in_channels, image_size, paper_init)

@@ -115,7 +115,7 @@ class ResNetBackbone(nn.Module):
 def resnet18(
     in_channels: int = 1, image_size: int = 28, weights: str | os.PathLike[str] | None = None
 ) -> ResNetBackbone:
-    """torchvision ResNet-18, adapted stem, fc = Identity; out_dim 512."""
+    """torchvision ResNet-18, stem adapted to in_channels and small images, no fc; out_dim 512."""
     return ResNetBackbone("resnet18", models.resnet18, 512, in_channels, image_size, weights)
 
 
@@ -123,7 +123,7 @@ def resnet18(
 def resnet34(
     in_channels: int = 1, image_size: int = 28, weights: str | os.PathLike[str] | None = None
 ) -> ResNetBackbone:
-    """torchvision ResNet-34, adapted stem, fc = Identity; out_dim 512."""
+    """torchvision ResNet-34, stem adapted to in_channels and small images, no fc; out_dim 512."""
     return ResNetBackbone("resnet34", models.resnet34, 512, in_channels, image_size, weights)
 
 
@@ -131,5 +131,5 @@ def resnet34(
 def resnet50(
     in_channels: int = 1, image_size: int = 28, weights: str | os.PathLike[str] | None = None
 ) -> ResNetBackbone:
-    """torchvision ResNet-50 (bottleneck blocks), adapted stem, fc = Identity; out_dim 2048."""
+    """torchvision ResNet-50 (bottlenecks), stem adapted to in_channels and small images, no fc; out_dim 2048."""
     return ResNetBackbone("resnet50", models.resnet50, 2048, in_channels, image_size, weights)

@@ -53,5 +53,5 @@ class SmallCNN(nn.Module):
 
 @BACKBONES.register("small-cnn")
 def small_cnn(in_channels: int = 1, image_size: int = 28) -> SmallCNN:
-    """Small MNIST Siamese CNN; out_dim 84; image_size >= 4."""
+    """Classic small MNIST Siamese CNN (2 convs, FC 120, FC 84); out_dim 84; image_size >= 4."""
     return SmallCNN(in_channels, image_size)

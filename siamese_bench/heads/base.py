@@ -28,6 +28,8 @@ class Head(nn.Module):
     metric: ClassVar[bool] = False
     #: False for a head whose loss refuses to train (the parameter-free l2 / cosine baselines)
     trainable: ClassVar[bool] = True
+    #: one line for `ls heads`: the similarity, the loss and what it trains on
+    about: ClassVar[str] = ""
     #: per-operand element budget for chunked score computation (float32: 4 bytes each)
     score_chunk_elements: ClassVar[int] = 1 << 24
 

@@ -28,6 +28,7 @@ class ConcatHead(Head):
 
     objective = "pair"
     metric = False
+    about = "cat(ea, eb) -> MLP -> 2 logits, cross-entropy on pairs (asymmetric in a and b)"
 
     def __init__(self, dim: int, hidden: int = 128) -> None:
         super().__init__(dim)

@@ -32,6 +32,7 @@ class ContrastiveHead(Head):
 
     objective = "pair"
     metric = True
+    about = "Euclidean distance, contrastive loss on pairs, margin 1 (Hadsell et al. 2006)"
 
     def __init__(self, dim: int, margin: float = 1.0) -> None:
         super().__init__(dim)

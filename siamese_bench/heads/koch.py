@@ -29,6 +29,7 @@ class KochHead(Head):
 
     objective = "pair"
     metric = False
+    about = "weighted L1 |ea - eb| -> logit, binary cross-entropy on pairs (Koch et al. 2015)"
 
     def __init__(self, dim: int) -> None:
         super().__init__(dim)

@@ -46,6 +46,7 @@ class L2Head(_NearestHead):
     """Negative squared Euclidean distance: (B, D), (B, D) -> (B,); no parameters."""
 
     registry_name = "l2"
+    about = "negative squared Euclidean distance; no parameters: evaluation only (--train-pairs 0)"
 
     def similarity(self, ea: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
         """(B, D), (B, D) -> (B,) -||ea - eb||^2."""
@@ -67,6 +68,7 @@ class CosineHead(_NearestHead):
     """Cosine similarity: (B, D), (B, D) -> (B,) in [-1, 1]; no parameters."""
 
     registry_name = "cosine"
+    about = "cosine similarity; no parameters: evaluation only (--train-pairs 0)"
 
     def similarity(self, ea: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
         """(B, D), (B, D) -> (B,) cosine similarity (0 when either vector is zero)."""

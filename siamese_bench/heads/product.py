@@ -23,6 +23,7 @@ class ProductHead(Head):
 
     objective = "pair"
     metric = False
+    about = "ea * eb -> MLP -> logit, binary cross-entropy on pairs"
 
     def __init__(self, dim: int, hidden: int = 128) -> None:
         super().__init__(dim)

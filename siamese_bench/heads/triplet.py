@@ -47,6 +47,7 @@ class TripletHead(Head):
 
     objective = "triplet"
     metric = True
+    about = "squared Euclidean on L2-normalised embeddings, triplet loss on triplets, margin 0.2 (FaceNet 2015); random triplets (semi-hard / batch-hard mining from Python: TripletHead(dim, mining=...))"
 
     def __init__(self, dim: int, margin: float = 0.2, normalize: bool = True, mining: str = "random") -> None:
         super().__init__(dim)
