@@ -606,3 +606,17 @@ def test_summarize_says_when_its_folder_is_missing_or_a_file(tmp_path, capsys):
     assert f"{tmp_path / 'quik'} does not exist" in capsys.readouterr().err
     assert main(["summarize", str(csv)]) == 2
     assert f"{csv} is a file, not a results folder" in capsys.readouterr().err
+
+
+def test_ls_and_summarize_help_name_their_arguments():
+    from siamese_bench.commands import listing
+
+    r = cli("ls", "--help")
+    assert r.returncode == 0 and "[KIND]" in r.stdout
+    text = " ".join(r.stdout.split())
+    for kind in listing():
+        assert kind in text
+    r = cli("summarize", "--help")
+    assert r.returncode == 0 and "summarize [-h] DIR" in r.stdout and "results directory" in r.stdout
+    r = cli("compare", "--help")
+    assert r.returncode == 0 and "compare [-h] A B" in r.stdout
