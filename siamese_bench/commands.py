@@ -79,6 +79,23 @@ def _check_episode_shape(args) -> None:
             raise UserError(f"--shots {k}: K must be at least 1")
 
 
+def _results_dir(path: Path, flag: str) -> Path:
+    """`path`, or a UserError naming the checkout's folder of that name when `path` is relative, missing here
+    and there: `run` writes under the checkout's results/ wherever it is started, so `reproduce` (whose
+    default is results/quick), `compare` and `summarize` started elsewhere would otherwise just say "not
+    found"."""
+    from siamese_bench.runner import results_root
+
+    path = Path(path)
+    there = results_root().parent / path
+    if not path.is_absolute() and not path.exists() and there.is_dir() and there.resolve() != path.resolve():
+        raise UserError(
+            f"{flag}{path} is not in the current directory ({Path.cwd()}), but `run` writes its results under "
+            f"{results_root()}: give {there}, or start the command in {results_root().parent}"
+        )
+    return path
+
+
 def listing() -> dict[str, list[str]]:
     from siamese_bench.backbones import BACKBONES
     from siamese_bench.datasets import ABOUT
@@ -169,7 +186,7 @@ def summarize(args) -> int:
     from siamese_bench.protocols.published import published_lookup
     from siamese_bench.summary import write_summary
 
-    out = Path(args.out)
+    out = _results_dir(args.out, "")
     if not out.is_dir():  # e.g. a typo (results/quik) or a CSV file named instead of its folder
         what = "is a file, not a results folder" if out.exists() else "does not exist"
         raise UserError(
@@ -220,6 +237,7 @@ def reproduce(args) -> int:
     _refuse_empty_lists(
         args, ("protocols", "backbones", "heads", "devices", "seeds", "ways"), "to keep every recorded cell"
     )
+    _results_dir(args.results, "")
     if args.out is not None:  # as run refuses them: a file, a path below one, or the bare current directory
         _check_out(Path(args.out))
     return rep.command(args)
@@ -229,6 +247,8 @@ def reproduce(args) -> int:
 def compare(args) -> int:
     from siamese_bench import compare as cmp
 
+    _results_dir(args.a, "A: ")
+    _results_dir(args.b, "B: ")
     return cmp.command(args)
 
 

@@ -620,3 +620,29 @@ def test_ls_and_summarize_help_name_their_arguments():
     assert r.returncode == 0 and "summarize [-h] DIR" in r.stdout and "results directory" in r.stdout
     r = cli("compare", "--help")
     assert r.returncode == 0 and "compare [-h] A B" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["reproduce"], ["reproduce", "results/quick"], ["compare", "results/quick", "results/quick-cpu-bf16"]]
+    + [["summarize", "results/quick"]],
+)
+def test_a_results_folder_named_from_outside_the_checkout_points_at_the_checkouts(
+    argv, tmp_path, monkeypatch, capsys
+):
+    """`run` writes under the checkout's results/ from any directory; `reproduce` (default results/quick),
+    `compare` and `summarize` read a relative path from the current one. Started elsewhere they said only
+    "results/quick/config.json not found ... (e.g. results/quick)"; they now name the checkout's folder."""
+    from siamese_bench import runner
+    from siamese_bench.cli import main
+
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("nothing may run"))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"give {runner.results_root() / 'quick'}, or start the command in {runner.results_root().parent}"
+        in err
+    )
+    assert err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
