@@ -184,7 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(run)
 
     ls = sub.add_parser("ls", help="list datasets, protocols, backbones, heads and presets")
-    ls.add_argument("kind", nargs="?", help="only this kind")
+    ls.add_argument(
+        "kind",
+        nargs="?",
+        metavar="KIND",
+        help="list only this kind: datasets, protocols, backbones, heads or presets (default: all of them)",
+    )
 
     data = sub.add_parser("data", help="fetch or verify datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -290,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the same test episodes, and prints B - A per cell with a paired-bootstrap 95% CI and McNemar's test "
         "from the per-episode results both runs stored. E.g. `compare results/quick results/quick-cpu-bf16`.",
     )
-    cp.add_argument("a", type=Path, help="results directory A (e.g. results/quick)")
-    cp.add_argument("b", type=Path, help="results directory B (e.g. results/quick-cpu-bf16)")
+    cp.add_argument("a", type=Path, metavar="A", help="results directory A (e.g. results/quick)")
+    cp.add_argument("b", type=Path, metavar="B", help="results directory B (e.g. results/quick-cpu-bf16)")
 
     rd = sub.add_parser(
         "readme",
@@ -302,7 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sm = sub.add_parser("summarize", help="regenerate summary.md from a results directory's CSVs")
-    sm.add_argument("out", type=Path)
+    sm.add_argument(
+        "out",
+        type=Path,
+        metavar="DIR",
+        help="a results directory written by `run` (e.g. results/quick): its summary.md is rewritten from its "
+        "accuracy.csv, throughput.csv and config.json",
+    )
     return parser
 
 

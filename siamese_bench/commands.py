@@ -60,6 +60,43 @@ def _guard(fn):
     return wrapped
 
 
+def _refuse_empty_lists(args, names: tuple[str, ...], omitted: str) -> None:
+    """A UserError for a comma-separated flag given as an empty list (`--ways ""`, e.g. an unset shell variable,
+    or `--heads ,`), as `run` refuses them: omitting the flag, not an empty value, asks for the default."""
+    for name in names:
+        if getattr(args, name, None) == ():
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag}: the list is empty; give at least one value, or omit {flag} {omitted}")
+
+
+def _check_episode_shape(args) -> None:
+    """`--ways` / `--shots` values no episode can have, named by their flag (as `run` names them) before any
+    data is loaded."""
+    for n in args.ways or ():
+        if n < 2:
+            raise UserError(f"--ways {n}: an episode needs at least 2 classes")
+    for k in args.shots or ():
+        if k < 1:
+            raise UserError(f"--shots {k}: K must be at least 1")
+
+
+def _results_dir(path: Path, flag: str) -> Path:
+    """`path`, or a UserError naming the checkout's folder of that name when `path` is relative, missing here
+    and there: `run` writes under the checkout's results/ wherever it is started, so `reproduce` (whose
+    default is results/quick), `compare` and `summarize` started elsewhere would otherwise just say "not
+    found"."""
+    from siamese_bench.runner import results_root
+
+    path = Path(path)
+    there = results_root().parent / path
+    if not path.is_absolute() and not path.exists() and there.is_dir() and there.resolve() != path.resolve():
+        raise UserError(
+            f"{flag}{path} is not in the current directory ({Path.cwd()}), but `run` writes its results under "
+            f"{results_root()}: give {there}, or start the command in {results_root().parent}"
+        )
+    return path
+
+
 def listing() -> dict[str, list[str]]:
     from siamese_bench.backbones import BACKBONES
     from siamese_bench.datasets import ABOUT
@@ -156,7 +193,13 @@ def summarize(args) -> int:
     from siamese_bench.protocols.published import published_lookup
     from siamese_bench.summary import write_summary
 
-    out = Path(args.out)
+    out = _results_dir(args.out, "")
+    if not out.is_dir():  # e.g. a typo (results/quik) or a CSV file named instead of its folder
+        what = "is a file, not a results folder" if out.exists() else "does not exist"
+        raise UserError(
+            f"{out} {what} (so it has neither accuracy.csv nor throughput.csv); point at a results directory "
+            "such as results/quick (or results/throughput-cpu, a throughput-only one)"
+        )
     if not ((out / "accuracy.csv").exists() or (out / "throughput.csv").exists()):
         raise UserError(
             f"{out} has neither accuracy.csv nor throughput.csv; point at a results directory such as "
@@ -170,6 +213,8 @@ def summarize(args) -> int:
 def evaluate(args) -> int:
     from siamese_bench import checkpoint
 
+    _refuse_empty_lists(args, ("ways", "shots"), "for the run's cells")
+    _check_episode_shape(args)
     return checkpoint.evaluate_command(args)
 
 
@@ -177,6 +222,13 @@ def evaluate(args) -> int:
 def predict(args) -> int:
     from siamese_bench import checkpoint
 
+    gallery = Path(args.gallery)
+    if not gallery.is_dir():
+        what = "is a file" if gallery.exists() else "does not exist"
+        raise UserError(
+            f"--gallery {gallery} {what}; give a folder of class folders, GALLERY/<class>/<image> (one or "
+            "more images per class)"
+        )
     return checkpoint.predict_command(args)
 
 
@@ -187,7 +239,14 @@ def eprint(*a) -> None:
 @_guard
 def reproduce(args) -> int:
     from siamese_bench import reproduce as rep
+    from siamese_bench.runner import _check_out
 
+    _refuse_empty_lists(
+        args, ("protocols", "backbones", "heads", "devices", "seeds", "ways"), "to keep every recorded cell"
+    )
+    _results_dir(args.results, "")
+    if args.out is not None:  # as run refuses them: a file, a path below one, or the bare current directory
+        _check_out(Path(args.out))
     return rep.command(args)
 
 
@@ -195,6 +254,8 @@ def reproduce(args) -> int:
 def compare(args) -> int:
     from siamese_bench import compare as cmp
 
+    _results_dir(args.a, "A: ")
+    _results_dir(args.b, "B: ")
     return cmp.command(args)
 
 

@@ -537,3 +537,132 @@ def test_data_verify_reports_an_unreadable_file_as_failed_and_checks_the_others(
     assert f"cannot read {locked} (permission denied): fix its permissions" in out
     assert "FAILED" in out.splitlines()[1] and "MISSING" in out and "digits" in out
     assert "make room" not in out
+
+
+def test_reproduce_refuses_an_out_that_is_a_file_below_a_file_or_the_current_directory(
+    tmp_path, monkeypatch, capsys
+):
+    """`reproduce --out` is checked as `run --out` is: a file (or a path below one) was a FileExistsError /
+    NotADirectoryError traceback, and `--out .` re-ran the whole grid into the current directory."""
+    from siamese_bench import runner
+    from siamese_bench.cli import main
+
+    recorded = Path(__file__).resolve().parents[1] / "results" / "quick"
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("nothing may run"))
+    monkeypatch.chdir(tmp_path)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    for out, shown in (
+        (a_file, f"{a_file} is a file, not a folder; choose another --out folder"),
+        (a_file / "sub", f"{a_file} is a file, so no folder can be made below it"),
+        (".", "names the current directory"),
+    ):
+        assert main(["reproduce", str(recorded), "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert shown in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written into the cwd
+
+
+@pytest.mark.parametrize("flag", ["--protocols", "--heads", "--seeds", "--ways"])
+def test_reproduce_refuses_an_empty_filter_as_run_does(flag, monkeypatch, capsys):
+    from siamese_bench import runner
+    from siamese_bench.cli import main
+
+    recorded = Path(__file__).resolve().parents[1] / "results" / "quick"
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("nothing may run"))
+    assert main(["reproduce", str(recorded), flag, ""]) == 2
+    assert f"{flag}: the list is empty; give at least one value, or omit {flag}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--ways", "0"), "--ways 0: an episode needs at least 2 classes"),
+        (("--ways", "5,1"), "--ways 1: an episode needs at least 2 classes"),
+        (("--shots=-1",), "--shots -1: K must be at least 1"),
+        (("--ways", ""), "--ways: the list is empty; give at least one value, or omit --ways"),
+        (("--shots", ","), "--shots: the list is empty"),
+    ],
+)
+def test_evaluate_names_an_impossible_ways_or_shots_by_its_flag_before_loading_anything(
+    argv, message, tmp_path, monkeypatch, capsys
+):
+    """As `run` does: before, `--ways 0` loaded the checkpoint and the data, then said "n_way must be an int
+    >= 2" (a name the CLI does not use), and `--ways ""` silently ran the default cells."""
+    from siamese_bench import checkpoint
+    from siamese_bench.cli import main
+
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("nothing may be loaded"))
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "m.pt"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_predict_names_a_gallery_that_is_no_folder_by_its_flag(tmp_path, monkeypatch, capsys):
+    """Before, a file as --gallery said "folder:PATH takes a folder of class folders" (a `run` syntax the user
+    did not write), and only after loading the checkpoint."""
+    from siamese_bench import checkpoint
+    from siamese_bench.cli import main
+
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("nothing may be loaded"))
+    image = tmp_path / "q.png"
+    image.write_bytes(b"")
+    for gallery, what in ((image, "is a file"), (tmp_path / "nope", "does not exist")):
+        assert (
+            main(["predict", "--checkpoint", str(tmp_path / "m.pt"), "--gallery", str(gallery), str(image)])
+            == 2
+        )
+        err = capsys.readouterr().err
+        assert f"--gallery {gallery} {what}; give a folder of class folders" in err
+        assert "folder:PATH" not in err
+
+
+def test_summarize_says_when_its_folder_is_missing_or_a_file(tmp_path, capsys):
+    from siamese_bench.cli import main
+
+    csv = tmp_path / "accuracy.csv"
+    csv.write_text("protocol\n")
+    assert main(["summarize", str(tmp_path / "quik")]) == 2
+    assert f"{tmp_path / 'quik'} does not exist" in capsys.readouterr().err
+    assert main(["summarize", str(csv)]) == 2
+    assert f"{csv} is a file, not a results folder" in capsys.readouterr().err
+
+
+def test_ls_and_summarize_help_name_their_arguments():
+    from siamese_bench.commands import listing
+
+    r = cli("ls", "--help")
+    assert r.returncode == 0 and "[KIND]" in r.stdout
+    text = " ".join(r.stdout.split())
+    for kind in listing():
+        assert kind in text
+    r = cli("summarize", "--help")
+    assert r.returncode == 0 and "summarize [-h] DIR" in r.stdout and "results directory" in r.stdout
+    r = cli("compare", "--help")
+    assert r.returncode == 0 and "compare [-h] A B" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["reproduce"], ["reproduce", "results/quick"], ["compare", "results/quick", "results/quick-cpu-bf16"]]
+    + [["summarize", "results/quick"]],
+)
+def test_a_results_folder_named_from_outside_the_checkout_points_at_the_checkouts(
+    argv, tmp_path, monkeypatch, capsys
+):
+    """`run` writes under the checkout's results/ from any directory; `reproduce` (default results/quick),
+    `compare` and `summarize` read a relative path from the current one. Started elsewhere they said only
+    "results/quick/config.json not found ... (e.g. results/quick)"; they now name the checkout's folder."""
+    from siamese_bench import runner
+    from siamese_bench.cli import main
+
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("nothing may run"))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"give {runner.results_root() / 'quick'}, or start the command in {runner.results_root().parent}"
+        in err
+    )
+    assert err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
