@@ -28,8 +28,11 @@ BEGIN, END = (
 PRESET_ORDER = ("quick", "standard", "paper")
 
 
-PRIVATE_PREFIXES = ("folder-", "csv-")  # results/folder-<name>/: runs on your own images, git-ignored
-PRIVATE_NAMES = ("smoke",)  # results/smoke/: the offline test preset's output, git-ignored
+# git-ignored results folders that `readme` leaves out: results/folder-<name>/ and csv-<name>/ (runs on your own
+# images), results/mine/ and mine-<name>/ (your own measurements: the README and run's messages suggest
+# --out results/mine), results/smoke/ (the offline test preset's output)
+PRIVATE_PREFIXES = ("folder-", "csv-", "mine-")
+PRIVATE_NAMES = ("smoke", "mine")
 
 
 def section(results_root: Path = REPO / "results") -> str:

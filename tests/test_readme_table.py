@@ -1,6 +1,8 @@
 """The README's generated results section: a throughput-only folder shows its table, without an accuracy one."""
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -8,6 +10,8 @@ import pytest
 
 from siamese_bench import readme_table, runner
 from siamese_bench.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(out, *extra):
@@ -32,9 +36,26 @@ def test_private_folders_are_left_out(tmp_path):
     """Runs on your own images and the offline smoke preset's output are not results the README lists."""
     for name in ("smoke", "folder-mine", "csv-labels", "throughput-cpu"):
         _run(tmp_path / "results" / name, "--heads", "koch")
+    for name in ("mine", "mine-gpu"):  # the README's `--out results/mine`: your own measurements
+        shutil.copytree(tmp_path / "results" / "throughput-cpu", tmp_path / "results" / name)
     text = readme_table.section(tmp_path / "results")
     assert "### `throughput-cpu`" in text
     assert "`smoke`" not in text and "folder-mine" not in text and "csv-labels" not in text
+    assert "`mine`" not in text and "mine-gpu" not in text
+
+
+def test_the_private_folders_are_git_ignored():
+    """What `readme` leaves out is what git ignores, so following the README's `--out results/mine` leaves
+    `git status` and `readme --check` clean."""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs git and a checkout")
+    names = ["smoke", "mine", *(f"{p}x" for p in readme_table.PRIVATE_PREFIXES)]
+    for name in names:
+        assert name in readme_table.PRIVATE_NAMES or name.startswith(readme_table.PRIVATE_PREFIXES)
+    paths = [f"results/{name}/accuracy.csv" for name in names]
+    r = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
+    assert sorted(r.stdout.split()) == sorted(paths), r.stderr
+    assert subprocess.run(["git", "check-ignore", "results/quick/accuracy.csv"], cwd=REPO).returncode == 1
 
 
 def test_results_folders_are_ordered_quick_standard_paper_then_by_name():
