@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 import time
 import traceback
@@ -136,15 +137,24 @@ def config_from_args(args) -> RunConfig:
         _check_numbers(g)
     devices = args.devices or preset.devices
     for d in devices:
-        if d.rstrip("?").split(":")[0] not in ("cpu", "cuda"):
-            raise UserError(f"unknown device {d!r}; valid: cpu, cuda (or cuda:N)")
+        # cpu, cuda or cuda:N ("cuda?", a preset's default, is CUDA where present); a row's device names its
+        # cell, so "cpu:0" (the same device as "cpu") would start a second set of cells
+        if not re.fullmatch(r"(cpu|cuda(:\d+)?)\??", d):
+            raise UserError(f"unknown device {d!r}; valid: cpu, cuda (or cuda:N, N a GPU number)")
     explicit_cuda = [d for d in devices if d.startswith("cuda") and not d.endswith("?")]
     dry_run = getattr(args, "dry_run", False)  # a plan of a GPU grid may be read on a machine without one
     if explicit_cuda and not torch.cuda.is_available() and len(devices) == len(explicit_cuda) and not dry_run:
         raise UserError(
-            "CUDA was requested (--devices cuda) but torch.cuda.is_available() is False: "
+            f"CUDA was requested (--devices {','.join(explicit_cuda)}) but torch.cuda.is_available() is False: "
             "no GPU or a CPU-only torch build; use --devices cpu"
         )
+    if torch.cuda.is_available():
+        for d in explicit_cuda:
+            if ":" in d and int(d.split(":")[1]) >= torch.cuda.device_count():
+                raise UserError(
+                    f"--devices {d}: this machine has {torch.cuda.device_count()} GPU(s), numbered from 0 "
+                    "(cuda:0); name one of them, or cuda for the current one"
+                )
     if (
         args.amp == "bf16"
         and any(d.startswith("cpu") for d in devices)

@@ -1441,3 +1441,33 @@ def test_a_resume_measures_the_throughput_rows_an_earlier_run_left_out(tmp_path,
     run("koch,contrastive")
     assert measured == ["koch", "contrastive"]
     assert sorted(r["head"] for r in read_csv(tmp_path / "throughput.csv")) == ["contrastive", "koch"]
+
+
+@pytest.mark.parametrize("device", ["cpu:0", "gpu", "cuda:x", "cuda:", "CUDA", "cpu?x"])
+def test_a_device_other_than_cpu_cuda_or_cuda_n_is_refused(tmp_path, device):
+    """`cpu:0` was accepted and wrote rows whose device `cpu:0` started a second set of cells beside `cpu`."""
+    args = build_parser().parse_args(
+        ["run", "--preset", "smoke", "--devices", device, "--out", str(tmp_path)]
+    )
+    with pytest.raises(UserError, match=re.escape(f"unknown device {device!r}; valid: cpu, cuda (or cuda:N")):
+        runner.config_from_args(args)
+
+
+def test_the_no_gpu_message_names_the_devices_asked_for(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = build_parser().parse_args(
+        ["run", "--preset", "smoke", "--devices", "cuda:1", "--out", str(tmp_path)]
+    )
+    with pytest.raises(UserError, match=re.escape("CUDA was requested (--devices cuda:1) but")):
+        runner.config_from_args(args)
+
+
+def test_a_gpu_number_the_machine_does_not_have_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    argv = ["run", "--preset", "smoke", "--out", str(tmp_path), "--devices"]
+    with pytest.raises(
+        UserError, match=re.escape("--devices cuda:2: this machine has 2 GPU(s), numbered from 0")
+    ):
+        runner.config_from_args(build_parser().parse_args([*argv, "cpu,cuda:2"]))
+    assert runner.config_from_args(build_parser().parse_args([*argv, "cuda:1"])).devices == ("cuda:1",)
