@@ -123,7 +123,7 @@ def config_from_args(args) -> RunConfig:
         ) from None
     for g in grids:
         for p in g.protocols:
-            get_protocol(p)
+            _check_fixed_shape(get_protocol(p), g)
         for b in g.backbones:
             BACKBONES.get(b)
         for h in g.heads:
@@ -298,6 +298,23 @@ def _throughput_text(row: dict) -> str:
 def _log(config: RunConfig, msg: str) -> None:
     if not config.quiet:
         print(msg, file=sys.stderr, flush=True)
+
+
+def _check_fixed_shape(proto, grid: Grid) -> None:
+    """A UserError, before any data is loaded, when --ways / --shots ask a protocol with fixed test trials
+    (Lake's official runs) for an episode shape those trials do not have (it was an error row after loading)."""
+    from siamese_bench.commands import UserError
+
+    if proto.fixed_episodes is None:
+        return
+    for flag, asked, fixed in (("--ways", grid.ways, proto.ways), ("--shots", grid.shots, proto.shots)):
+        bad = [v for v in asked or () if v not in fixed]
+        if bad:
+            shape = f"{'/'.join(map(str, proto.ways))}-way {'/'.join(map(str, proto.shots))}-shot"
+            raise UserError(
+                f"{flag} {','.join(map(str, bad))}: {proto.name} is scored on fixed trials that are {shape} "
+                f"only; drop {flag}, or leave {proto.name} out with --protocols"
+            )
 
 
 def _devices(config: RunConfig) -> list[tuple[str, str | None]]:

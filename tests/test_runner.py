@@ -1471,3 +1471,16 @@ def test_a_gpu_number_the_machine_does_not_have_is_refused(tmp_path, monkeypatch
     ):
         runner.config_from_args(build_parser().parse_args([*argv, "cpu,cuda:2"]))
     assert runner.config_from_args(build_parser().parse_args([*argv, "cuda:1"])).devices == ("cuda:1",)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--ways", "5"), ("--shots", "1,5")])
+def test_a_shape_lakes_fixed_trials_lack_is_refused_before_loading(tmp_path, flag, value):
+    """`--ways 5` on lake-runs was listed as a cell to run, then became an error row once the data was loaded."""
+    argv = ["run", "--preset", "quick", "--protocols", "lake-runs", "--out", str(tmp_path), flag, value]
+    bad = "5" if flag == "--shots" else value
+    with pytest.raises(
+        UserError, match=re.escape(f"{flag} {bad}: lake-runs is scored on fixed trials that are")
+    ):
+        runner.config_from_args(build_parser().parse_args(argv))
+    argv[-1] = "20" if flag == "--ways" else "1"  # the trials' own shape is accepted
+    assert runner.config_from_args(build_parser().parse_args(argv)).grids
