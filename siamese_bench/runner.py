@@ -404,6 +404,15 @@ def base_row(group: dict, n_way: int, k_shot: int) -> dict:
     }
 
 
+def _pairs_text(asked: int, batch: int) -> str:
+    """The training pairs a group trains, as its rows will record them: whole batches (train rounds up)."""
+    if not asked:
+        return "untrained"
+    trained = math.ceil(asked / batch) * batch
+    extra = f" ({asked:,} asked, whole batches of {batch})" if trained != asked else ""
+    return f"{trained:,} training pairs{extra}"
+
+
 def plan(config: RunConfig) -> str:
     """What `run` would do with this config (`run --dry-run`), one line per training group: its cells, budget,
     and whether config.out holds them already or a snapshot of its training. Reads, never writes."""
@@ -419,6 +428,20 @@ def plan(config: RunConfig) -> str:
         doc = resume.recorded_config(config_path, (acc, thr))
         if doc is not None:
             resume.check_resumable(config, doc, acc, groups)
+    if config.throughput_only:  # no cells: one throughput row per model and image size
+        shapes = dict.fromkeys(
+            (g["protocol"].name, g["backbone"], g["head"], g["device"], g["dtype"], g["unavailable"])
+            for g in groups
+        )
+        for si, (proto, backbone, head, device, dtype, unavailable) in enumerate(shapes, 1):
+            sizes = ", ".join(map(str, config.throughput_batch_sizes))
+            state = f"skipped ({unavailable})" if unavailable else f"throughput at batch size(s) {sizes}"
+            lines.append(f"[{si}/{len(shapes)}] {proto} {backbone}+{head} {device} {dtype}: {state}")
+        lines.append(
+            f"--throughput-only: {len(shapes)} model(s) x image size(s), no accuracy cells (rows already in "
+            f"throughput.csv are kept), into {config.out}; nothing was written (--dry-run)"
+        )
+        return "\n".join(lines)
     for gi, g in enumerate(groups, 1):
         cells = g["cells"]
         rows = [acc.get(base_row(g, n, k)) if acc else None for n, k in cells]
@@ -431,9 +454,7 @@ def plan(config: RunConfig) -> str:
         else:
             todo += pending
         what = ", ".join(f"{n}-way {k}-shot" for n, k in cells)
-        if config.throughput_only:
-            state = "throughput only"
-        elif g["unavailable"]:
+        if g["unavailable"]:
             state = f"skipped ({g['unavailable']})"
         else:
             state = (
@@ -441,7 +462,7 @@ def plan(config: RunConfig) -> str:
                 + (f", {failed} failed (--retry-failed runs them again)" if failed else "")
                 + (", training snapshot waiting" if snapshot_path(g).is_file() else "")
             )
-        budget = f"{g['grid'].train_pairs:,} training pairs" if g["grid"].train_pairs else "untrained"
+        budget = _pairs_text(g["grid"].train_pairs, g["grid"].batch_size)
         lines.append(
             f"[{gi}/{len(groups)}] {g['protocol'].name} {g['backbone']}+{g['head']} {g['device']} {g['dtype']} "
             f"seed {g['seed']}: {budget}; {what}; {state}"

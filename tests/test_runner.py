@@ -1484,3 +1484,22 @@ def test_a_shape_lakes_fixed_trials_lack_is_refused_before_loading(tmp_path, fla
         runner.config_from_args(build_parser().parse_args(argv))
     argv[-1] = "20" if flag == "--ways" else "1"  # the trials' own shape is accepted
     assert runner.config_from_args(build_parser().parse_args(argv)).grids
+
+
+def test_dry_run_states_the_pairs_a_group_trains_and_a_throughput_only_plan_has_no_cells(tmp_path, capsys):
+    """The dry run said "20,000 training pairs" where the rows record 20,096 (whole batches of 128), and a
+    --throughput-only plan listed and counted accuracy cells that such a run never runs."""
+    from siamese_bench.cli import main
+
+    argv = ["run", "--preset", "smoke", "--out", str(tmp_path / "run"), "--devices", "cpu", "--dry-run"]
+    assert main([*argv, "--train-pairs", "200", "--batch-size", "64"]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "small-cnn+koch cpu float32 seed 0: 256 training pairs (200 asked, whole batches of 64); 3-way"
+        in text
+    )
+    assert main([*argv, "--throughput-only"]) == 0
+    text = capsys.readouterr().out
+    assert "[1/2] digits-heldout small-cnn+koch cpu float32: throughput at batch size(s) 64" in text
+    assert "--throughput-only: 2 model(s) x image size(s), no accuracy cells" in text
+    assert "cell(s)" not in text and "-way" not in text and not (tmp_path / "run").exists()
