@@ -48,10 +48,14 @@ def save(path: Path, model: SiameseModel, group: dict, train_config, split) -> N
 def load(path: Path, device: str = "cpu") -> tuple[SiameseModel, dict]:
     """(model in eval mode on `device`, metadata); a clear error for a missing or foreign file."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir():  # a run's folder, or its checkpoints/ folder
+        found = sorted(path.glob("*.pt")) or sorted(path.glob("checkpoints/*.pt"))
         raise ValueError(
-            f"checkpoint {path} is a folder; name a .pt file in it, e.g. one of {path}/checkpoints/*.pt written by "
-            "`run --checkpoints`"
+            f"checkpoint {path} is a folder; name a .pt file, e.g. {found[0]}"
+            + (f" ({len(found)} there)" if len(found) > 1 else "")
+            if found
+            else f"checkpoint {path} is a folder with no .pt file; `run --checkpoints` writes them under "
+            "OUT/checkpoints/"
         )
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; write one with `run --checkpoints`")

@@ -1,5 +1,6 @@
 """Checkpoints from `run --checkpoints`, and the `evaluate` / `predict` commands on them (digits, offline)."""
 
+import re
 import subprocess
 import sys
 
@@ -182,9 +183,21 @@ def test_evaluate_refuses_numbers_no_run_uses(ckpt_dir, argv, message):
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
-def test_a_folder_given_as_checkpoint_is_named_as_one(ckpt_dir):
+def test_a_folder_given_as_checkpoint_is_named_as_one(ckpt_dir, tmp_path):
+    """The run's folder or its checkpoints/ folder: the message names a file that exists (it suggested
+    checkpoints/checkpoints/*.pt for the latter)."""
+    first = sorted((ckpt_dir / "checkpoints").glob("*.pt"))[0]
     r = cli("evaluate", "--checkpoint", ckpt_dir)
-    assert r.returncode == 2 and "is a folder; name a .pt file in it" in r.stderr
+    assert r.returncode == 2 and f"is a folder; name a .pt file, e.g. {first}" in r.stderr
+    for folder in (ckpt_dir, ckpt_dir / "checkpoints"):
+        with pytest.raises(
+            ValueError, match=re.escape(f"{folder} is a folder; name a .pt file, e.g. {first}")
+        ):
+            checkpoint.load(folder)
+    with pytest.raises(
+        ValueError, match="is a folder with no .pt file; `run --checkpoints` writes them under"
+    ):
+        checkpoint.load(tmp_path)
 
 
 def test_weights_that_do_not_fit_and_unknown_devices_are_clear_errors(ckpt_dir, tmp_path):
