@@ -38,12 +38,16 @@ def git_hash() -> str:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
+        # GIT_OPTIONAL_LOCKS=0: status must not refresh and rewrite the checkout's index. That write holds
+        # .git/index.lock, which a Ctrl-C of the run (SIGINT to git, then subprocess's SIGKILL) or the timeout's
+        # SIGKILL can leave behind, and every later git command in the checkout then fails on it
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", "siamese_bench"],
             cwd=_REPO,
             capture_output=True,
             text=True,
             timeout=10,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
         ).stdout.strip()
         return head[:12] + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

@@ -608,6 +608,8 @@ def _run_groups(
             done += len(group["cells"])
             what = f"skipped ({group['unavailable']})" if group["unavailable"] else "skipped"
             _log(config, f"{label}: {len(group['cells'])} cell(s) already in {acc.path.name}, {what}")
+            if available:  # a run stopped between the group's last row and its snapshot's removal left it
+                runner._drop_snapshot(group)
             if config.throughput and available:  # its throughput rows, unless measured: a resume after the
                 runner.note_shape(group)  # cells but before (or during) the throughput table measures them
             continue

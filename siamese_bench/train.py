@@ -47,6 +47,12 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite (the runner records it as an error row)."""
 
 
+class NonFiniteWeightsError(NonFiniteLossError):
+    """Training ended with NaN or infinite values in the model's weights or buffers although every logged loss
+    was finite: e.g. a BatchNorm running variance that overflowed under a far too high learning rate (the
+    training loss uses batch statistics, evaluation the running ones). Recorded as an error row too."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run (written next to the results it produced)."""
@@ -181,6 +187,15 @@ def has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def non_finite_tensors(model: nn.Module) -> list[str]:
+    """The names of the model's floating-point parameters and buffers (its state dict) that hold a NaN or inf."""
+    return [
+        name
+        for name, value in model.state_dict().items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+
+
 def _loss(
     model: nn.Module,
     embed: Callable,
@@ -290,7 +305,8 @@ def train(
     and early stopping use the validation episodes only, and the best weights are restored at the end.
     progress: called as progress(pairs_seen, total, mean_loss, pairs_per_s) every config.log_every examples
     (use `StderrProgress()` for a console line). Raises NonFiniteLossError on a NaN/inf loss (checked at each
-    log point and at the end; a NaN propagates into the running sum, so none is missed).
+    log point and at the end; a NaN propagates into the running sum, so none is missed), and
+    NonFiniteWeightsError when the weights it ends with (the restored best ones) hold a NaN or inf.
     snapshots: save the whole training state there every `snapshots.every_s` seconds of training (at a log
     point), and start from a matching saved state when there is one: the run continues with the same batches
     and, on a CPU, ends in the same weights as an uninterrupted one (`siamese_bench.snapshot`).
@@ -454,6 +470,12 @@ def train(
     pairs_seen = history[-1][0]
     if best_state is not None:
         model.load_state_dict(best_state)
+    bad = non_finite_tensors(model)
+    if bad:  # never hand on weights that would score garbage (and be saved as a checkpoint)
+        raise NonFiniteWeightsError(
+            f"training ended with NaN or inf values in {len(bad)} weight tensor(s) (e.g. {', '.join(bad[:3])}) "
+            f"although the loss stayed finite (lr={config.lr}, amp={config.amp!r}); lower the learning rate"
+        )
     return TrainResult(
         pairs_seen=pairs_seen,
         seconds=train_seconds,

@@ -110,3 +110,27 @@ def test_git_hash_is_dirty_only_for_uncommitted_edits_of_tracked_package_code(mo
     assert provenance.git_hash.__wrapped__() == clean + "-dirty"
     monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", " 0123456789ab\n")
     assert provenance.git_hash.__wrapped__() == "0123456789ab"
+
+
+def test_git_hash_never_writes_the_checkouts_index(monkeypatch, tmp_path):
+    """`git status` refreshes and rewrites a stale index under .git/index.lock; a run interrupted then (Ctrl-C
+    reaches git, then subprocess SIGKILLs it) left that lock behind, and git commit/checkout failed on it."""
+    import subprocess
+    import time
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    pkg = tmp_path / "siamese_bench"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "x"]):
+        subprocess.run(["git", *cmd], cwd=tmp_path, check=True, env=env)
+    os.utime(pkg / "a.py", (1e9, 1e9))  # same content, other mtime: the index entry is stale
+    index = tmp_path / ".git" / "index"
+    before = (index.stat().st_mtime_ns, index.read_bytes())
+    time.sleep(0.05)
+    monkeypatch.delenv("SIAMESE_BENCH_GIT_HASH", raising=False)
+    monkeypatch.setattr(provenance, "_PACKAGE", pkg)
+    monkeypatch.setattr(provenance, "_REPO", tmp_path)
+    assert not provenance.git_hash.__wrapped__().endswith("-dirty")
+    assert (index.stat().st_mtime_ns, index.read_bytes()) == before

@@ -121,6 +121,27 @@ def test_a_run_interrupted_mid_training_continues_from_its_snapshot(tmp_path, mo
     assert not (out / "snapshots").exists()
 
 
+def test_a_snapshot_left_by_a_stop_after_the_groups_last_row_goes_with_the_next_run(tmp_path, monkeypatch):
+    """Ctrl-C (or a kill) after a group's last row is written but before its snapshot is deleted: the next run
+    finds every cell done and must not keep the (possibly large) snapshot for ever."""
+    argv = ("--heads", "koch", "--train-pairs", "3840", "--snapshot-every", "1e-9")
+    real_log = runner._log
+
+    def log_then_ctrl_c(config, msg):
+        real_log(config, msg)
+        if "(2/2 cells)" in msg:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_log", log_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(config(tmp_path, *argv))
+    assert len(read_csv(tmp_path / "accuracy.csv")) == 2
+    assert len(list((tmp_path / "snapshots").glob("*.pt"))) == 1
+    monkeypatch.setattr(runner, "_log", real_log)
+    runner.run(config(tmp_path, *argv))
+    assert not (tmp_path / "snapshots").exists()
+
+
 def test_dry_run_lists_groups_cells_and_what_is_done_and_writes_nothing(tmp_path, capsys):
     from siamese_bench.cli import main
 

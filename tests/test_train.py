@@ -19,6 +19,7 @@ from siamese_bench.heads.koch import KochHead
 from siamese_bench.model import SiameseModel
 from siamese_bench.train import (
     NonFiniteLossError,
+    NonFiniteWeightsError,
     StderrProgress,
     TrainConfig,
     compute_only_step,
@@ -147,6 +148,49 @@ def test_nan_loss_raises(digits, split):
     model = SiameseModel(backbone, NaNHead(backbone.out_dim))
     with pytest.raises(NonFiniteLossError, match="nan"):
         train(model, digits.images, split[0], TrainConfig(train_pairs=64, **FAST))
+
+
+class OverflowingStat(torch.nn.Module):
+    """small-cnn plus a buffer that its training forwards fill with inf after `after` of them: the way a BatchNorm
+    running variance overflows under a far too high learning rate while the loss (on batch statistics) stays
+    finite."""
+
+    def __init__(self, after: int = 0) -> None:
+        super().__init__()
+        self.net = make_model().backbone
+        self.out_dim, self.after, self.calls = self.net.out_dim, after, 0
+        self.register_buffer("running_stat", torch.ones(4))
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls > self.after:
+                self.running_stat.fill_(math.inf)
+        return self.net(x)
+
+
+def test_non_finite_weights_after_a_finite_loss_raise(digits, split):
+    backbone = OverflowingStat()
+    model = SiameseModel(backbone, KochHead(backbone.out_dim))
+    with pytest.raises(NonFiniteWeightsError, match="backbone.running_stat"):
+        train(model, digits.images, split[0], TrainConfig(train_pairs=64, **FAST))
+
+
+def test_restored_finite_best_weights_are_kept_after_a_later_overflow(digits, split, monkeypatch):
+    _scripted_eval(monkeypatch, [0.9, 0.5])  # the first check (finite weights) is the best
+    backbone = OverflowingStat(after=1)  # inf from the second step on: after the first check
+    model = SiameseModel(backbone, KochHead(backbone.out_dim))
+    cfg = TrainConfig(train_pairs=64, batch_size=32, val_every=32, log_every=32, val_episodes=5, val_way=4)
+    res = train(model, digits.images, split[0], cfg, val=split[1])
+    assert res.best_step == 32 and torch.isfinite(backbone.running_stat).all()
+
+
+def test_a_diverged_batch_norm_backbone_is_an_error_not_a_result(digits, split):
+    # resnet18 at lr 1e8: every logged loss is finite, but BatchNorm running variances overflow to inf
+    torch.manual_seed(0)
+    model = SiameseModel.build("resnet18", "contrastive", in_channels=1, image_size=8)
+    with pytest.raises(NonFiniteLossError):
+        train(model, digits.images, split[0], TrainConfig(lr=1e8, train_pairs=64, batch_size=16, val_every=0))
 
 
 def test_same_seed_same_weights_different_seed_different(digits, split):
