@@ -113,7 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--batch-size", type=int, help="training pairs per step")
     run.add_argument("--lr", type=float, help="learning rate")
-    run.add_argument("--distort", action="store_true", help="Koch-style affine distortions while training")
+    run.add_argument(
+        "--distort",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Koch-style affine distortions while training (--no-distort turns off a preset's, e.g. paper's "
+        "koch grid; default: as the preset says)",
+    )
     run.add_argument(
         "--amp",
         choices=["none", "bf16"],

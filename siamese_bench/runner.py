@@ -111,8 +111,8 @@ def config_from_args(args) -> RunConfig:
     ):
         if value is not None:
             overrides[field] = value
-    if args.distort:
-        overrides["distort"] = True
+    if args.distort is not None:  # --distort / --no-distort; absent: each grid's own setting
+        overrides["distort"] = args.distort
     grids = tuple(dataclasses.replace(g, **overrides) for g in grids)
     try:
         cell_settings(grids)

@@ -1524,3 +1524,15 @@ def test_dry_run_states_the_pairs_a_group_trains_and_a_throughput_only_plan_has_
     assert "[1/2] digits-heldout small-cnn+koch cpu float32: throughput at batch size(s) 64" in text
     assert "--throughput-only: 2 model(s) x image size(s), no accuracy cells" in text
     assert "cell(s)" not in text and "-way" not in text and not (tmp_path / "run").exists()
+
+
+def test_no_distort_turns_off_a_presets_distortions_and_distort_turns_them_on(tmp_path):
+    """`--distort` could only turn distortions on: the paper preset's koch grid could not be run without them."""
+    argv = ["run", "--preset", "paper", "--protocols", "koch2015", "--out", str(tmp_path), "--dry-run"]
+    distort = [g.distort for g in runner.config_from_args(build_parser().parse_args(argv)).grids]
+    assert distort == [True]
+    off = runner.config_from_args(build_parser().parse_args([*argv, "--no-distort"]))
+    assert [g.distort for g in off.grids] == [False]
+    smoke = ["run", "--preset", "smoke", "--out", str(tmp_path)]
+    assert not runner.config_from_args(build_parser().parse_args(smoke)).grids[0].distort
+    assert runner.config_from_args(build_parser().parse_args([*smoke, "--distort"])).grids[0].distort
