@@ -69,17 +69,6 @@ def _refuse_empty_lists(args, names: tuple[str, ...], omitted: str) -> None:
             raise UserError(f"{flag}: the list is empty; give at least one value, or omit {flag} {omitted}")
 
 
-def _check_episode_shape(args) -> None:
-    """`--ways` / `--shots` values no episode can have, named by their flag (as `run` names them) before any
-    data is loaded."""
-    for n in args.ways or ():
-        if n < 2:
-            raise UserError(f"--ways {n}: an episode needs at least 2 classes")
-    for k in args.shots or ():
-        if k < 1:
-            raise UserError(f"--shots {k}: K must be at least 1")
-
-
 def _results_dir(path: Path, flag: str) -> Path:
     """`path`, or a UserError naming the checkout's folder of that name when `path` is relative, missing here
     and there: `run` writes under the checkout's results/ wherever it is started, so `reproduce` (whose
@@ -211,10 +200,10 @@ def summarize(args) -> int:
 
 @_guard
 def evaluate(args) -> int:
-    from siamese_bench import checkpoint
+    from siamese_bench import checkpoint, runner
 
     _refuse_empty_lists(args, ("ways", "shots"), "for the run's cells")
-    _check_episode_shape(args)
+    runner.check_episode_shape(args.ways, args.shots)
     return checkpoint.evaluate_command(args)
 
 
@@ -239,14 +228,14 @@ def eprint(*a) -> None:
 @_guard
 def reproduce(args) -> int:
     from siamese_bench import reproduce as rep
-    from siamese_bench.runner import _check_out
+    from siamese_bench.runner import check_out_folder
 
     _refuse_empty_lists(
         args, ("protocols", "backbones", "heads", "devices", "seeds", "ways"), "to keep every recorded cell"
     )
     _results_dir(args.results, "")
     if args.out is not None:  # as run refuses them: a file, a path below one, or the bare current directory
-        _check_out(Path(args.out))
+        check_out_folder(Path(args.out))
     return rep.command(args)
 
 

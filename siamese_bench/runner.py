@@ -128,12 +128,7 @@ def config_from_args(args) -> RunConfig:
             BACKBONES.get(b)
         for h in g.heads:
             HEADS.get(h)
-        for n in g.ways or ():
-            if n < 2:
-                raise UserError(f"--ways {n}: an episode needs at least 2 classes")
-        for k in g.shots or ():
-            if k < 1:
-                raise UserError(f"--shots {k}: K must be at least 1")
+        check_episode_shape(g.ways, g.shots)
         _check_numbers(g)
     devices = args.devices or preset.devices
     for d in devices:
@@ -199,7 +194,7 @@ def config_from_args(args) -> RunConfig:
                 f"{'/'.join(map(str, extra[0]))}, protocol/backbone/head/seed), and without --out it would add "
                 f"them to {out}, the preset's results folder; name a folder for them, e.g. --out results/mine"
             )
-    _check_out(out)
+    check_out_folder(out)
     return RunConfig(
         preset=args.preset,
         grids=grids,
@@ -247,7 +242,7 @@ def _check_numbers(g: Grid) -> None:
         raise UserError(f"--lr {g.lr}: must be a finite number > 0, e.g. --lr 1e-3")
 
 
-def _check_out(out: Path) -> None:
+def check_out_folder(out: Path) -> None:
     """A UserError unless `out` can be the results folder: not the bare current directory (`--out ''` or
     `--out .`, which would scatter the results among whatever is there), not a file nor below one."""
     from siamese_bench.commands import UserError
@@ -298,6 +293,18 @@ def _throughput_text(row: dict) -> str:
 def _log(config: RunConfig, msg: str) -> None:
     if not config.quiet:
         print(msg, file=sys.stderr, flush=True)
+
+
+def check_episode_shape(ways, shots) -> None:
+    """A UserError naming the flag for --ways / --shots values no episode can have (`run`, `evaluate`)."""
+    from siamese_bench.commands import UserError
+
+    for n in ways or ():
+        if n < 2:
+            raise UserError(f"--ways {n}: an episode needs at least 2 classes")
+    for k in shots or ():
+        if k < 1:
+            raise UserError(f"--shots {k}: K must be at least 1")
 
 
 def _check_fixed_shape(proto, grid: Grid) -> None:
