@@ -86,6 +86,10 @@ def _results_dir(path: Path, flag: str) -> Path:
     return path
 
 
+def _first_line(doc: str | None) -> str:
+    return inspect.cleandoc(doc or "").partition("\n")[0]
+
+
 def listing() -> dict[str, list[str]]:
     from siamese_bench.backbones import BACKBONES
     from siamese_bench.datasets import ABOUT
@@ -131,9 +135,10 @@ def ls(args) -> int:
             elif kind == "presets":
                 detail = PRESETS.get(name).description
             elif kind == "backbones":
-                detail = inspect.getdoc(BACKBONES.get(name)).splitlines()[0]
+                detail = _first_line(BACKBONES.get(name).__doc__)  # a registered one of yours may have none
             elif kind == "heads":
-                detail = HEADS.get(name).about
+                head = HEADS.get(name)
+                detail = getattr(head, "about", "") or _first_line(head.__doc__)
             print(f"  {name:<16} {detail}".rstrip())
         if kind == "protocols":
             print(

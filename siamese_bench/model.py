@@ -10,6 +10,8 @@ evaluation embed a concatenated batch in one forward pass.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -41,8 +43,24 @@ class SiameseModel(nn.Module):
         from siamese_bench.backbones import BACKBONES
         from siamese_bench.heads import HEADS
 
-        net = BACKBONES.get(backbone)(in_channels=in_channels, image_size=image_size)
-        return cls(net, HEADS.get(head)(net.out_dim, **head_options))
+        factory = BACKBONES.get(backbone)
+        try:  # a registered factory of one's own that does not take the two arguments the registry passes
+            inspect.signature(factory).bind(in_channels=in_channels, image_size=image_size)
+        except TypeError as e:
+            raise ValueError(
+                f"backbone {backbone!r}: its factory must take the keyword arguments in_channels and image_size "
+                f"(they are passed as factory(in_channels={in_channels}, image_size={image_size})); {e}"
+            ) from None
+        except ValueError:  # no signature to read (a builtin): just call it
+            pass
+        net = factory(in_channels=in_channels, image_size=image_size)
+        dim = getattr(net, "out_dim", None)
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ValueError(
+                f"backbone {backbone!r} ({type(net).__name__}) has out_dim {dim!r}; a backbone states the size D of "
+                "the (B, D) embeddings it returns: set `module.out_dim = D` in its factory"
+            )
+        return cls(net, HEADS.get(head)(dim, **head_options))
 
     @property
     def objective(self) -> str:

@@ -666,3 +666,17 @@ def test_a_results_folder_named_from_outside_the_checkout_points_at_the_checkout
     )
     assert err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ls_lists_a_registered_backbone_or_head_without_a_docstring(monkeypatch, capsys):
+    """`ls` of a backbone or head of one's own that has no docstring (or no `about`) printed a traceback."""
+    from torch import nn
+
+    from siamese_bench.backbones import BACKBONES
+    from siamese_bench.cli import main
+    from siamese_bench.heads import HEADS
+
+    monkeypatch.setitem(BACKBONES._items, "yours", lambda in_channels=1, image_size=28: nn.Flatten())
+    monkeypatch.setitem(HEADS._items, "yours", lambda dim: None)
+    assert main(["ls", "backbones"]) == 0 and "  yours\n" in capsys.readouterr().out
+    assert main(["ls", "heads"]) == 0 and "  yours\n" in capsys.readouterr().out

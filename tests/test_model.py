@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -110,3 +112,48 @@ def test_a_new_model_is_in_training_mode_with_trainable_head():
     assert all(m.training for m in model.modules())
     params = list(model.parameters())
     assert len(params) == 4 and all(p.requires_grad for p in params)  # BN weight/bias, head fc weight/bias
+
+
+def _mlp(out_dim=64, **kw):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64))
+    if out_dim is not None:
+        net.out_dim = out_dim
+    return net
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (
+            lambda: _mlp(),
+            "backbone 'yours': its factory must take the keyword arguments in_channels and image_size",
+        ),
+        (
+            lambda in_channels, image_size: _mlp(None),
+            "backbone 'yours' (Sequential) has out_dim None; a backbone",
+        ),
+        (lambda in_channels, image_size: _mlp(64.0), "has out_dim 64.0; a backbone states the size D"),
+        (lambda in_channels, image_size: _mlp(True), "has out_dim True; a backbone states the size D"),
+    ],
+)
+def test_a_registered_backbone_of_ones_own_that_breaks_the_contract_is_named(monkeypatch, factory, message):
+    """A backbone registered by a user (the README's Python API) without in_channels/image_size or out_dim
+    gave a TypeError/AttributeError traceback per cell; now a ValueError naming it and the fix."""
+    monkeypatch.setitem(BACKBONES._items, "yours", factory)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SiameseModel.build("yours", "contrastive", in_channels=1, image_size=8)
+
+
+def test_a_backbone_whose_output_is_not_flat_is_told_to_flatten_it(monkeypatch):
+    def conv(in_channels, image_size):
+        net = nn.Conv2d(in_channels, 8, 3)
+        net.out_dim = 8
+        return net
+
+    monkeypatch.setitem(BACKBONES._items, "yours", conv)
+    model = SiameseModel.build("yours", "contrastive", in_channels=1, image_size=8)
+    e = model.embed(torch.rand(4, 1, 8, 8))
+    with pytest.raises(
+        ValueError, match=r"got dtype torch.float32 shape \(2, 8, 6, 6\) .*flatten its output"
+    ):
+        model.head.loss(e[:2], e[2:], torch.tensor([True, False]))

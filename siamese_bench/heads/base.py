@@ -72,7 +72,8 @@ class Head(nn.Module):
             if x.dim() != 2 or x.shape[1] != self.dim or not x.is_floating_point():
                 raise ValueError(
                     f"{name}(dim={self.dim}) expects float embeddings of shape (B, {self.dim}); got dtype "
-                    f"{x.dtype} shape {tuple(x.shape)} (build the head with dim=backbone.out_dim)"
+                    f"{x.dtype} shape {tuple(x.shape)} (build the head with dim=backbone.out_dim, and make the backbone "
+                    "return (B, out_dim) float embeddings: flatten its output, and set out_dim to their size)"
                 )
             if x.shape != first.shape:
                 raise ValueError(
