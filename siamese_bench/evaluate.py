@@ -19,6 +19,8 @@ model in eval mode under no_grad and restores the caller's train/eval mode after
 
 from __future__ import annotations
 
+import itertools
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +69,12 @@ class _EvalMode:
 
 
 def _check_images(images: torch.Tensor, where: str) -> None:
+    if not isinstance(images, torch.Tensor):
+        hint = " (pass imageset.images, not the ImageSet)" if hasattr(images, "images") else ""
+        raise TypeError(
+            f"{where}: images must be the uint8 (N, C, H, W) tensor of the ImageSet{hint}, got "
+            f"{type(images).__name__}"
+        )
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(
             f"{where}: images must be the uint8 (N, C, H, W) tensor of the ImageSet, got {images.dtype} "
@@ -82,6 +90,20 @@ def _check_indices(idx: torch.Tensor, n: int, where: str) -> None:
             f"{where}: image indices must lie in [0, {n}) (the images tensor has {n} images), got range "
             f"[{int(idx.min())}, {int(idx.max())}]; were the episodes built for another ImageSet?"
         )
+
+
+def _check_model_device(model: nn.Module, images: torch.Tensor, where: str) -> None:
+    param = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if param is not None and param.device != images.device:
+        raise ValueError(
+            f"{where}: model is on {param.device} but images are on {images.device}; move both to one device "
+            "(model.to(device), imageset.to(device))"
+        )
+
+
+def _check_batch_size(batch_size: int, where: str) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"{where}: batch_size must be an int >= 1, got {batch_size!r}")
 
 
 def _embed(model: nn.Module, images: torch.Tensor, idx: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -109,8 +131,8 @@ def embed_all(
     if idx.ndim != 1:
         raise ValueError(f"embed_all: idx must be 1-D (M,), got shape {tuple(idx.shape)}")
     _check_indices(idx, images.shape[0], "embed_all")
-    if batch_size < 1:
-        raise ValueError(f"embed_all: batch_size must be >= 1, got {batch_size}")
+    _check_batch_size(batch_size, "embed_all")
+    _check_model_device(model, images, "embed_all")
     with _EvalMode(model):
         return _embed(model, images, idx, batch_size)
 
@@ -145,6 +167,13 @@ def evaluate_episodes(
     the aggregation). Returns an EvalResult; `correct` only when return_correct=True.
     """
     _check_images(images, "evaluate_episodes")
+    if not all(hasattr(episodes, a) for a in ("support", "query", "n_way", "k_shot", "n_query")):
+        raise TypeError(
+            f"evaluate_episodes: episodes must be an Episodes (from sample_episodes or Episodes.load), got "
+            f"{type(episodes).__name__}"
+        )
+    _check_batch_size(batch_size, "evaluate_episodes")
+    _check_model_device(model, images, "evaluate_episodes")
     head = model.head
     agg = resolve_aggregation(aggregation, bool(head.metric))
     n, k, q = int(episodes.n_way), int(episodes.k_shot), int(episodes.n_query)

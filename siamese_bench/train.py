@@ -20,6 +20,7 @@ of how much the loop's data handling costs.
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from siamese_bench.augment import AffineDistortion
+from siamese_bench.datasets.imageset import as_int
 from siamese_bench.episodes.index import ClassIndex, gather
 from siamese_bench.episodes.stream import PairStream
 from siamese_bench.episodes.triplets import sample_triplets
@@ -85,6 +87,21 @@ class TrainConfig:
         def bad(field: str, value, want: str) -> ValueError:
             return ValueError(f"TrainConfig.{field}: {want}, got {value!r}")
 
+        for name in ("distort", "channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):  # "no" or "false" would switch it on
+                raise bad(name, getattr(self, name), "must be True or False")
+        ints = ("batch_size", "train_pairs", "val_every", "val_episodes", "val_way", "val_shot", "patience")
+        for name in (*ints, "forward_chunk", "seed", "log_every"):
+            value = getattr(self, name)
+            if as_int(value) is None:
+                whole = isinstance(value, float) and value.is_integer()
+                raise bad(name, value, f"must be an int{f' (write {int(value)})' if whole else ''}")
+        for name in ("lr", "momentum", "weight_decay", "hard_negatives"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise bad(name, value, "must be a finite number")
+        if not 0 <= self.seed < 2**63 - 2:  # seed + 2 seeds the validation episodes
+            raise bad("seed", self.seed, "must be in [0, 2**63 - 2)")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", self.optimizer, f"choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -312,6 +329,18 @@ def train(
     and, on a CPU, ends in the same weights as an uninterrupted one (`siamese_bench.snapshot`).
     """
     config = config if config is not None else TrainConfig()
+    if not isinstance(images, torch.Tensor):
+        hint = " (pass imageset.images, not the ImageSet)" if hasattr(images, "images") else ""
+        raise TypeError(
+            f"train: images must be a uint8 (N, C, H, W) tensor{hint}, got {type(images).__name__}"
+        )
+    if not isinstance(train_index, ClassIndex):
+        raise TypeError(
+            f"train: train_index must be a ClassIndex (ClassIndex.build(imageset, classes)), got "
+            f"{type(train_index).__name__}"
+        )
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train: config must be a TrainConfig, got {type(config).__name__}")
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(
             f"train: images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"

@@ -393,3 +393,31 @@ def test_an_index_equal_to_the_image_count_is_named():
     with pytest.raises(ValueError, match=r"must lie in \[0, 3\)"):
         ev._check_indices(torch.tensor([0, 3]), 3, "episodes")
     ev._check_indices(torch.tensor([0, 2]), 3, "episodes")
+
+
+def test_common_mistakes_raise_clear_errors():
+    """An ImageSet for images, a PairBatch for episodes, batch_size 0 or a float, a model on another device:
+    each raised an AttributeError, a bare range()/TypeError, or failed deep inside torch."""
+    from siamese_bench.datasets.imageset import ImageSet
+
+    model = lookup_model(torch.randn(10, 3))
+    images = index_images(10)
+    eps = episodes([0, 1], [2, 3], 2, 1, 1)
+    imageset = ImageSet(
+        "tiny", images, torch.zeros(10, dtype=torch.int64), ("a",), torch.zeros(1, dtype=torch.int64), ("g",)
+    )
+    with pytest.raises(TypeError, match=r"pass imageset\.images"):
+        evaluate_episodes(model, imageset, eps)
+    pairs = PairBatch(torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([True, False]))
+    with pytest.raises(TypeError, match="episodes must be an Episodes.*PairBatch"):
+        evaluate_episodes(model, images, pairs)
+    for bad in (0, 64.0, True):
+        with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+            evaluate_episodes(model, images, eps, batch_size=bad)
+        with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+            embed_all(model, images, torch.arange(4), batch_size=bad)
+    meta = lookup_model(torch.randn(10, 3)).to("meta")
+    with pytest.raises(ValueError, match="model is on meta but images are on cpu"):
+        evaluate_episodes(meta, images, eps)
+    with pytest.raises(ValueError, match="model is on meta but images are on cpu"):
+        embed_all(meta, images, torch.arange(4))

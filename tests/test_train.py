@@ -561,3 +561,42 @@ def test_sampling_options_reach_the_sampler(digits, split, monkeypatch, head):
     cfg = TrainConfig(train_pairs=64, sampling="proportional", hard_negatives=0.5, **FAST)
     train(make_model(head), digits.images, split[0], cfg)
     assert seen == [("proportional", 0.5)] * (1 if head == "koch" else 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"distort": "no"},  # a non-empty string is truthy: distortions would silently switch on
+        {"compile": "false"},
+        {"channels_last": 1},
+        {"lr": "1e-3"},  # was a bare TypeError from '>'
+        {"lr": float("inf")},
+        {"weight_decay": float("nan")},  # passed `< 0`, then NaN weights
+        {"momentum": None},
+        {"hard_negatives": True},
+        {"batch_size": 64.5},  # accepted; failed later inside the sampler
+        {"train_pairs": 2e4},
+        {"val_way": "5"},
+        {"val_every": True},
+        {"seed": 1.5},
+        {"seed": -3},  # seed + 2 seeds the validation episodes: -1 was refused only inside train
+    ],
+)
+def test_config_types_are_checked(kwargs):
+    (name,) = kwargs
+    with pytest.raises(ValueError, match=f"TrainConfig.{name}: must be"):
+        TrainConfig(**kwargs)
+
+
+def test_whole_float_sizes_name_the_int_to_write():
+    with pytest.raises(ValueError, match=r"train_pairs: must be an int \(write 20000\), got 20000.0"):
+        TrainConfig(train_pairs=2e4)
+
+
+def test_train_argument_types_are_checked(digits, split):
+    with pytest.raises(TypeError, match=r"pass imageset\.images"):
+        train(make_model(), digits, split[0], TrainConfig(**FAST))
+    with pytest.raises(TypeError, match="train_index must be a ClassIndex"):
+        train(make_model(), digits.images, "0-5", TrainConfig(**FAST))
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        train(make_model(), digits.images, split[0], {"train_pairs": 64})

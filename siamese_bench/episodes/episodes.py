@@ -234,6 +234,11 @@ def sample_episodes(
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False, got {flag!r}")
     num = index.num_classes
+    if num < 2:
+        raise ValueError(
+            f"{index.name} has only {num} class; episodes need at least 2 classes (n_way >= 2): "
+            "build the index with more classes"
+        )
     if n_way > num:
         raise ValueError(
             f"n_way={n_way} but {index.name} has only {num} classes; "

@@ -172,6 +172,11 @@ def _resolve_classes(ds: ImageSet, classes, label: str) -> torch.Tensor:
             )
         ids = classes.to("cpu", torch.int64)
     else:
+        if isinstance(classes, (set, frozenset)):
+            raise ValueError(
+                f"{label}: classes must be an ordered list (local class c is classes[c]), got a "
+                f"{type(classes).__name__}, whose order changes from run to run; pass sorted(classes)"
+            )
         if isinstance(classes, str):
             raise ValueError(
                 f"{label}: classes must be a list of names or ids, got the single string {classes!r}; "
@@ -222,9 +227,32 @@ def _check_ids(ids: torch.Tensor, n: int, what: str, ds_name: str, names: str) -
 def gather(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Float images in [0, 1] for image indices `idx`.
 
-    images: (N, C, H, W) uint8; idx: (B,) or any shape (...) of int64 indices (moved to images' device).
-    Returns (..., C, H, W) float32: one index_select, then float / 255.
+    images: (N, C, H, W) uint8 (an ImageSet's `.images`); idx: (B,) or any shape (...) of int64 (or int32)
+    indices in [0, N) (moved to images' device). Returns (..., C, H, W) float32: one index_select, then
+    float / 255. Raises TypeError for a non-tensor or a non-uint8 `images` (float images would be divided by
+    255 a second time) or non-integer indices, and ValueError for indices out of range (checked when `idx`
+    is on the CPU, as the samplers' batches for a CPU index are; a device-side check would cost a sync).
     """
+    if not isinstance(images, torch.Tensor) or not isinstance(idx, torch.Tensor):
+        hint = "; pass imageset.images" if hasattr(images, "images") else ""
+        raise TypeError(
+            f"gather: images and idx must be torch.Tensors, got {type(images).__name__} and "
+            f"{type(idx).__name__}{hint}"
+        )
+    if images.dtype != torch.uint8 or images.ndim < 1:
+        raise TypeError(
+            f"gather: images must be the uint8 (N, C, H, W) tensor of an ImageSet, got {images.dtype} "
+            f"{tuple(images.shape)}; it returns them as float / 255 itself"
+        )
+    if idx.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"gather: idx must hold int64 image indices, got {idx.dtype}")
+    if idx.device.type == "cpu" and idx.numel():
+        lo, hi, n = int(idx.min()), int(idx.max()), images.shape[0]
+        if lo < 0 or hi >= n:
+            raise ValueError(
+                f"gather: image index {lo if lo < 0 else hi} out of range for {n} images (valid: 0..{n - 1}); "
+                "were the indices drawn from an index of another ImageSet?"
+            )
     flat = idx.reshape(-1).to(images.device, non_blocking=True)
     out = images.index_select(0, flat).float().div_(255)
     return out.reshape(*idx.shape, *images.shape[1:])

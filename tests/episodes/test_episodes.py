@@ -489,3 +489,11 @@ def test_numpy_integers_are_ints_and_give_the_same_episodes(ds):
         sample_episodes(ix, 5, 1, 1, 10, seed=np.float64(3))
     with pytest.raises(ValueError, match="n_way must be an int >= 2, got True"):
         sample_episodes(ix, True, 1, 1, 10, seed=3)
+
+
+def test_a_single_class_index_says_episodes_need_two_classes(make_set):
+    """It said 'use n_way <= 1', a value n_way's own check refuses."""
+    one = ClassIndex.build(make_set(n_classes=1, n_groups=1, counts=[5]), name="mine")
+    with pytest.raises(ValueError, match="mine has only 1 class; episodes need at least 2 classes") as err:
+        sample_episodes(one, 2, 1, 1, 10, seed=0)
+    assert "n_way <= 1" not in str(err.value)

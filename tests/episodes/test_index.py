@@ -199,3 +199,31 @@ def test_numpy_integer_class_ids_are_ids(ds):
         assert torch.equal(got.order, want.order) and torch.equal(got.class_ids, want.class_ids)
     with pytest.raises(ValueError, match=r"all global ids \(integers, not bools\), got \['bool'\]"):
         ClassIndex.build(ds, [True, False])
+
+
+def test_gather_refuses_what_would_be_wrong_or_a_torch_internal_error(ds):
+    """Float images would be divided by 255 a second time (silently); bad indices raised torch's bare
+    IndexError / RuntimeError; a list or an ImageSet raised AttributeError."""
+    idx = torch.tensor([0, 1])
+    with pytest.raises(TypeError, match="uint8"):
+        gather(ds.images.float() / 255, idx)
+    n = len(ds)
+    with pytest.raises(ValueError, match=rf"index {n} out of range for {n} images \(valid: 0\.\.{n - 1}\)"):
+        gather(ds.images, torch.tensor([0, len(ds)]))
+    with pytest.raises(ValueError, match="index -1 out of range"):
+        gather(ds.images, torch.tensor([-1]))
+    with pytest.raises(TypeError, match="int64"):
+        gather(ds.images, idx.float())
+    with pytest.raises(TypeError, match="pass imageset.images"):
+        gather(ds, idx)
+    with pytest.raises(TypeError, match="list"):
+        gather(ds.images, [0, 1])
+    assert torch.equal(gather(ds.images, idx.int()), gather(ds.images, idx))  # int32 indices still work
+
+
+def test_build_refuses_an_unordered_set_of_classes(ds):
+    """A set's order (local class c = classes[c]) changes with PYTHONHASHSEED: episodes would differ per run."""
+    with pytest.raises(ValueError, match=r"ordered list.*sorted\(classes\)"):
+        ClassIndex.build(ds, {ds.class_names[0], ds.class_names[1]})
+    with pytest.raises(ValueError, match="frozenset"):
+        ClassIndex.build(ds, frozenset([0, 1]))
