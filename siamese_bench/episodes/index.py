@@ -230,8 +230,8 @@ def gather(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     images: (N, C, H, W) uint8 (an ImageSet's `.images`); idx: (B,) or any shape (...) of int64 (or int32)
     indices in [0, N) (moved to images' device). Returns (..., C, H, W) float32: one index_select, then
     float / 255. Raises TypeError for a non-tensor or a non-uint8 `images` (float images would be divided by
-    255 a second time) or non-integer indices, and ValueError for indices out of range (checked when `idx`
-    is on the CPU, as the samplers' batches for a CPU index are; a device-side check would cost a sync).
+    255 a second time) or non-integer indices, and ValueError for indices out of range (on the CPU; on a GPU
+    an out-of-range index stops the kernel with a device-side assert).
     """
     if not isinstance(images, torch.Tensor) or not isinstance(idx, torch.Tensor):
         hint = "; pass imageset.images" if hasattr(images, "images") else ""
@@ -246,13 +246,13 @@ def gather(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         )
     if idx.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"gather: idx must hold int64 image indices, got {idx.dtype}")
-    if idx.device.type == "cpu" and idx.numel():
-        lo, hi, n = int(idx.min()), int(idx.max()), images.shape[0]
-        if lo < 0 or hi >= n:
-            raise ValueError(
-                f"gather: image index {lo if lo < 0 else hi} out of range for {n} images (valid: 0..{n - 1}); "
-                "were the indices drawn from an index of another ImageSet?"
-            )
     flat = idx.reshape(-1).to(images.device, non_blocking=True)
-    out = images.index_select(0, flat).float().div_(255)
-    return out.reshape(*idx.shape, *images.shape[1:])
+    try:  # out-of-range indices: torch's IndexError (CPU), explained here; no extra pass on the hot path
+        rows = images.index_select(0, flat)
+    except IndexError:
+        lo, hi, n = int(flat.min()), int(flat.max()), images.shape[0]
+        raise ValueError(
+            f"gather: image index {lo if lo < 0 else hi} out of range for {n} images (valid: 0..{n - 1}); "
+            "were the indices drawn from an index of another ImageSet?"
+        ) from None
+    return rows.float().div_(255).reshape(*idx.shape, *images.shape[1:])
