@@ -60,15 +60,6 @@ def _guard(fn):
     return wrapped
 
 
-def _refuse_empty_lists(args, names: tuple[str, ...], omitted: str) -> None:
-    """A UserError for a comma-separated flag given as an empty list (`--ways ""`, e.g. an unset shell variable,
-    or `--heads ,`), as `run` refuses them: omitting the flag, not an empty value, asks for the default."""
-    for name in names:
-        if getattr(args, name, None) == ():
-            flag = "--" + name.replace("_", "-")
-            raise UserError(f"{flag}: the list is empty; give at least one value, or omit {flag} {omitted}")
-
-
 def _results_dir(path: Path, flag: str) -> Path:
     """`path`, or a UserError naming the checkout's folder of that name when `path` is relative, missing here
     and there: `run` writes under the checkout's results/ wherever it is started, so `reproduce` (whose
@@ -207,7 +198,7 @@ def summarize(args) -> int:
 def evaluate(args) -> int:
     from siamese_bench import checkpoint, runner
 
-    _refuse_empty_lists(args, ("ways", "shots"), "for the run's cells")
+    runner.refuse_empty_lists(args, ("ways", "shots"), "for the run's cells")
     runner.check_episode_shape(args.ways, args.shots)
     return checkpoint.evaluate_command(args)
 
@@ -233,9 +224,9 @@ def eprint(*a) -> None:
 @_guard
 def reproduce(args) -> int:
     from siamese_bench import reproduce as rep
-    from siamese_bench.runner import check_out_folder
+    from siamese_bench.runner import check_out_folder, refuse_empty_lists
 
-    _refuse_empty_lists(
+    refuse_empty_lists(
         args, ("protocols", "backbones", "heads", "devices", "seeds", "ways"), "to keep every recorded cell"
     )
     _results_dir(args.results, "")

@@ -68,7 +68,8 @@ class _EvalMode:
         self.no_grad.__exit__(*exc)
 
 
-def _check_images(images: torch.Tensor, where: str) -> None:
+def check_images(images: torch.Tensor, where: str) -> None:
+    """TypeError / ValueError unless `images` is an ImageSet's uint8 (N, C, H, W) tensor (train, evaluate)."""
     if not isinstance(images, torch.Tensor):
         hint = " (pass imageset.images, not the ImageSet)" if hasattr(images, "images") else ""
         raise TypeError(
@@ -92,7 +93,8 @@ def _check_indices(idx: torch.Tensor, n: int, where: str) -> None:
         )
 
 
-def _check_model_device(model: nn.Module, images: torch.Tensor, where: str) -> None:
+def check_model_device(model: nn.Module, images: torch.Tensor, where: str) -> None:
+    """ValueError when the model's weights are not on the images' device (train, evaluate)."""
     param = next(itertools.chain(model.parameters(), model.buffers()), None)
     if param is not None and param.device != images.device:
         raise ValueError(
@@ -127,12 +129,12 @@ def embed_all(
     idx: (M,) int64 image indices (meant to be unique: each is embedded once per occurrence).
     Returns (M, D) float32 on the images' device. The model's train/eval mode is restored afterwards.
     """
-    _check_images(images, "embed_all")
+    check_images(images, "embed_all")
     if idx.ndim != 1:
         raise ValueError(f"embed_all: idx must be 1-D (M,), got shape {tuple(idx.shape)}")
     _check_indices(idx, images.shape[0], "embed_all")
     _check_batch_size(batch_size, "embed_all")
-    _check_model_device(model, images, "embed_all")
+    check_model_device(model, images, "embed_all")
     with _EvalMode(model):
         return _embed(model, images, idx, batch_size)
 
@@ -166,14 +168,14 @@ def evaluate_episodes(
     head.score over chunks of episodes; predictions are argmax over the N classes (see module docstring for
     the aggregation). Returns an EvalResult; `correct` only when return_correct=True.
     """
-    _check_images(images, "evaluate_episodes")
+    check_images(images, "evaluate_episodes")
     if not all(hasattr(episodes, a) for a in ("support", "query", "n_way", "k_shot", "n_query")):
         raise TypeError(
             f"evaluate_episodes: episodes must be an Episodes (from sample_episodes or Episodes.load), got "
             f"{type(episodes).__name__}"
         )
     _check_batch_size(batch_size, "evaluate_episodes")
-    _check_model_device(model, images, "evaluate_episodes")
+    check_model_device(model, images, "evaluate_episodes")
     head = model.head
     agg = resolve_aggregation(aggregation, bool(head.metric))
     n, k, q = int(episodes.n_way), int(episodes.k_shot), int(episodes.n_query)
@@ -276,7 +278,7 @@ def verification(
     """
     from sklearn.metrics import roc_auc_score
 
-    _check_images(images, "verification")
+    check_images(images, "verification")
     metric = bool(model.head.metric)
     if metric and threshold_pairs is None:
         raise ValueError(

@@ -81,12 +81,7 @@ def config_from_args(args) -> RunConfig:
         "shots",
         "throughput_batch_sizes",
     )
-    for name in lists:  # e.g. --heads "" (an unset shell variable) or --ways ,: a grid of no cells
-        if getattr(args, name, None) == ():
-            flag = "--" + name.replace("_", "-")
-            raise UserError(
-                f"{flag}: the list is empty; give at least one value, or omit {flag} for the preset's"
-            )
+    refuse_empty_lists(args, lists, "for the preset's")
     overrides: dict = {}
     protocols = args.protocols
     if args.datasets:
@@ -293,6 +288,18 @@ def _throughput_text(row: dict) -> str:
 def _log(config: RunConfig, msg: str) -> None:
     if not config.quiet:
         print(msg, file=sys.stderr, flush=True)
+
+
+def refuse_empty_lists(args, names, omitted: str) -> None:
+    """A UserError for a comma-separated flag given as an empty list (`--heads ""`, e.g. an unset shell
+    variable, or `--ways ,`): omitting the flag, not an empty value, asks for the default (`omitted` says
+    which: run, evaluate and reproduce each have theirs)."""
+    from siamese_bench.commands import UserError
+
+    for name in names:
+        if getattr(args, name, None) == ():
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag}: the list is empty; give at least one value, or omit {flag} {omitted}")
 
 
 def check_episode_shape(ways, shots) -> None:

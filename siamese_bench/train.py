@@ -34,7 +34,7 @@ from siamese_bench.datasets.imageset import as_int
 from siamese_bench.episodes.index import ClassIndex, gather
 from siamese_bench.episodes.stream import PairStream
 from siamese_bench.episodes.triplets import sample_triplets
-from siamese_bench.evaluate import evaluate_episodes
+from siamese_bench.evaluate import check_images, check_model_device, evaluate_episodes
 from siamese_bench.model import SiameseModel
 from siamese_bench.snapshot import Snapshots
 
@@ -329,11 +329,7 @@ def train(
     and, on a CPU, ends in the same weights as an uninterrupted one (`siamese_bench.snapshot`).
     """
     config = config if config is not None else TrainConfig()
-    if not isinstance(images, torch.Tensor):
-        hint = " (pass imageset.images, not the ImageSet)" if hasattr(images, "images") else ""
-        raise TypeError(
-            f"train: images must be a uint8 (N, C, H, W) tensor{hint}, got {type(images).__name__}"
-        )
+    check_images(images, "train")
     if not isinstance(train_index, ClassIndex):
         raise TypeError(
             f"train: train_index must be a ClassIndex (ClassIndex.build(imageset, classes)), got "
@@ -341,17 +337,8 @@ def train(
         )
     if not isinstance(config, TrainConfig):
         raise TypeError(f"train: config must be a TrainConfig, got {type(config).__name__}")
-    if images.dtype != torch.uint8 or images.ndim != 4:
-        raise ValueError(
-            f"train: images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
-        )
+    check_model_device(model, images, "train")
     device = images.device
-    param = next(model.parameters(), None)
-    if param is not None and param.device != device:
-        raise ValueError(
-            f"train: model is on {param.device} but images are on {device}; move both to one device "
-            "(model.to(device), imageset.to(device))"
-        )
     objective = model.head.objective
     val_eps = _val_episodes(val, config)
 

@@ -192,8 +192,8 @@ def _resolve_classes(ds: ImageSet, classes, label: str) -> torch.Tensor:
                     f"known classes look like {list(ds.class_names[:3])}"
                 )
             ids = torch.tensor([lookup[c] for c in classes], dtype=torch.int64)
-        elif all(as_int(c) is not None for c in classes):
-            ids = torch.tensor([as_int(c) for c in classes], dtype=torch.int64)
+        elif None not in (ints := [as_int(c) for c in classes]):
+            ids = torch.tensor(ints, dtype=torch.int64)
         else:
             raise ValueError(
                 f"{label}: classes must be all names (str) or all global ids (integers, not bools), got "
