@@ -133,6 +133,7 @@ def test_default_ahead_draws_about_65536_pairs(ds):
     assert PairStream(ix, 2, torch.Generator()).ahead == 32768
 
 
+@pytest.mark.cuda
 @needs_cuda
 def test_cuda_index_gives_the_cpu_batches_on_the_device(ds):
     ix = ClassIndex.build(ds)
@@ -144,6 +145,7 @@ def test_cuda_index_gives_the_cpu_batches_on_the_device(ds):
         assert y.a.device.type == "cuda" and torch.equal(x.a, y.a.cpu()) and torch.equal(x.same, y.same.cpu())
 
 
+@pytest.mark.cuda
 @needs_cuda
 def test_cuda_generator_falls_back(ds):
     ix = ClassIndex.build(ds).to("cuda")
