@@ -6,6 +6,7 @@ import datetime as _dt
 import hashlib
 import os
 import platform
+import re
 import subprocess
 import sys
 from functools import cache
@@ -25,10 +26,11 @@ def git_hash() -> str:
     changes; "unknown" when the package is not the siamese_bench/ folder at the top of a git checkout (an
     installed copy, e.g. in site-packages or a tox environment, or a copy inside some other repository):
     git could not vouch for that copy's code. $SIAMESE_BENCH_GIT_HASH, when set, is recorded instead: for a
-    copy of the tree on another machine whose .git is missing or stale, set it to the commit it came from."""
+    copy of the tree on another machine whose .git is missing or stale, set it to the commit it came from (a
+    full 40-digit hash is shortened to 12 digits, as the checkout's is)."""
     override = os.environ.get("SIAMESE_BENCH_GIT_HASH", "").strip()
     if override:
-        return override
+        return override[:12] if re.fullmatch(r"[0-9a-f]{40}", override) else override
     try:
         top = subprocess.run(
             ["git", "rev-parse", "--show-toplevel"], cwd=_PACKAGE, capture_output=True, text=True, timeout=10

@@ -110,6 +110,11 @@ def test_git_hash_is_dirty_only_for_uncommitted_edits_of_tracked_package_code(mo
     assert provenance.git_hash.__wrapped__() == clean + "-dirty"
     monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", " 0123456789ab\n")
     assert provenance.git_hash.__wrapped__() == "0123456789ab"
+    # a full hash (`git rev-parse HEAD` on the machine the tree came from) is shortened as the checkout's is
+    monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", "c83baccd71511675d0e10a5e45f56a38c0487e1e")
+    assert provenance.git_hash.__wrapped__() == "c83baccd7151"
+    monkeypatch.setenv("SIAMESE_BENCH_GIT_HASH", "c83baccd7151-dirty")
+    assert provenance.git_hash.__wrapped__() == "c83baccd7151-dirty"
 
 
 def test_git_hash_never_writes_the_checkouts_index(monkeypatch, tmp_path):
