@@ -32,7 +32,7 @@ from torch import nn
 from siamese_bench.augment import AffineDistortion
 from siamese_bench.datasets.imageset import as_int
 from siamese_bench.episodes.index import ClassIndex, gather
-from siamese_bench.episodes.stream import PairStream
+from siamese_bench.episodes.stream import PairStream, default_ahead
 from siamese_bench.episodes.triplets import sample_triplets
 from siamese_bench.evaluate import check_images, check_model_device, evaluate_episodes
 from siamese_bench.model import SiameseModel
@@ -376,7 +376,9 @@ def train(
         if saved["best_state"] is not None:
             best_state = {k: v.to(device) for k, v in saved["best_state"].items()}
         train_seconds, start = saved["train_seconds"], saved["step"]
-    # pair batches: those of sample_pairs call after call, drawn many at a time (`PairStream`)
+    # pair batches: those of sample_pairs call after call, drawn many at a time (`PairStream`), but never more
+    # than this training takes (the batches are the same for any `ahead`; a 5-step throughput measurement
+    # would otherwise pay for a 512-batch draw)
     pair_stream = (
         PairStream(
             train_index,
@@ -384,6 +386,7 @@ def train(
             gen,
             strategy=config.sampling,
             hard_negatives=config.hard_negatives,
+            ahead=max(1, min(default_ahead(config.batch_size), n_steps - start)),
         )
         if objective == "pair"
         else None

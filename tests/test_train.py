@@ -89,6 +89,37 @@ def test_budget_rounds_up_to_whole_batches(digits, split):
     assert res.pairs_seen == 96
 
 
+def test_a_short_training_draws_only_the_pair_batches_it_takes(digits, split, monkeypatch):
+    """PairStream draws 65,536 pairs' worth at a time by default; a 5-step training (what a throughput row
+    times) must not pay for 2,048 batches it never uses, and must train on the same batches as before."""
+    from siamese_bench.episodes.stream import PairStream
+
+    drawn, draw = [], PairStream._draw
+
+    def spy(self, state, k):
+        drawn.append(k)
+        return draw(self, state, k)
+
+    monkeypatch.setattr(PairStream, "_draw", spy)
+    config = TrainConfig(train_pairs=5 * 32, **FAST)
+    model = make_model()
+    train(model, digits.images, split[0], config)
+    assert drawn and max(drawn) <= 5, drawn  # the mapping check draws 2; the batches 5, once
+    assert drawn.count(5) == 1
+    # the same weights as a training that draws the default number of batches ahead
+    monkeypatch.setattr(PairStream, "_draw", draw)
+    reference = make_model()
+    original_init = PairStream.__init__
+
+    def default_ahead_init(self, *args, ahead=None, **kwargs):
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(PairStream, "__init__", default_ahead_init)
+    train(reference, digits.images, split[0], config)
+    for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 def _scripted_eval(monkeypatch, accuracies):
     """Replace validation with scripted accuracies; record the weights seen at each check."""
     snapshots = []

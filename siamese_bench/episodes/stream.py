@@ -73,7 +73,7 @@ class PairStream:
         batch_size, weights, n_hard = check_pair_args(
             index, batch_size, generator, strategy, class_probs, hard_negatives
         )
-        given, ahead = ahead, max(1, _PAIRS_AHEAD // batch_size) if ahead is None else as_int(ahead)
+        given, ahead = ahead, default_ahead(batch_size) if ahead is None else as_int(ahead)
         if ahead is None or ahead < 1:
             raise ValueError(f"ahead must be a positive int (batches drawn at a time), got {given!r}")
         self.index, self.batch_size, self.generator, self.ahead = index, batch_size, generator, ahead
@@ -142,6 +142,13 @@ class PairStream:
             for x, y in zip(expected, got, strict=True)
         )
         return same_batches and torch.equal(state, copy.get_state())
+
+
+def default_ahead(batch_size: int) -> int:
+    """Batches a `PairStream` draws at a time unless told otherwise: 65,536 pairs' worth (at least one). A
+    caller that will take fewer batches (a short training) passes `ahead=` that number instead: a default
+    draw takes milliseconds of CPU time, longer than a few GPU training steps."""
+    return max(1, _PAIRS_AHEAD // batch_size)
 
 
 def _mt_outputs(state: torch.Tensor, n: int) -> tuple[np.ndarray, torch.Tensor]:
