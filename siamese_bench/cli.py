@@ -114,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, help="training pairs per step")
     run.add_argument("--lr", type=float, help="learning rate")
     run.add_argument(
+        "--val-every",
+        type=int,
+        metavar="N",
+        help="validate every this many training pairs on episodes of the protocol's validation split, keeping "
+        "the weights of the best check; 0 = once, after the last step (default: the preset's, e.g. 5000; "
+        "paper: 50000 or 100000)",
+    )
+    run.add_argument(
+        "--val-episodes",
+        type=int,
+        metavar="N",
+        help="validation episodes per check (default: the preset's, e.g. 200; paper: 500)",
+    )
+    run.add_argument(
         "--distort",
         action=argparse.BooleanOptionalAction,
         default=None,

@@ -103,6 +103,8 @@ def config_from_args(args) -> RunConfig:
         ("train_pairs", args.train_pairs),
         ("batch_size", args.batch_size),
         ("lr", args.lr),
+        ("val_every", args.val_every),
+        ("val_episodes", args.val_episodes),
     ):
         if value is not None:
             overrides[field] = value
@@ -235,6 +237,10 @@ def _check_numbers(g: Grid) -> None:
         )
     if not (math.isfinite(g.lr) and g.lr > 0):
         raise UserError(f"--lr {g.lr}: must be a finite number > 0, e.g. --lr 1e-3")
+    if g.val_every < 0:
+        raise UserError(f"--val-every {g.val_every}: must be >= 0 (0 = validate once, after the last step)")
+    if g.val_episodes < 1:
+        raise UserError(f"--val-episodes {g.val_episodes}: must be >= 1, e.g. --val-episodes 200")
 
 
 def check_out_folder(out: Path) -> None:

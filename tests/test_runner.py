@@ -793,6 +793,8 @@ def test_skipped_cells_run_once_their_device_is_available(tmp_path, monkeypatch)
         (("--batch-size", "0"), "--batch-size 0: must be even"),
         (("--seeds", "-1"), "--seeds -1: seeds must be >= 0"),
         (("--save-pairs", "-1"), "--save-pairs -1: must be >= 0"),
+        (("--val-every", "-1"), "--val-every -1: must be >= 0 (0 = validate once, after the last step)"),
+        (("--val-episodes", "0"), "--val-episodes 0: must be >= 1"),
     ],
 )
 def test_bad_numbers_are_refused_up_front_naming_the_flag(tmp_path, argv, message):
@@ -807,6 +809,36 @@ def test_more_threads_than_cores_warns(tmp_path, capsys):
     assert "warning: --threads 4096 is more than the" in capsys.readouterr().err
     config(tmp_path, "--threads", "1")
     assert "warning" not in capsys.readouterr().err
+
+
+def test_validation_flags_set_every_grid_and_reach_the_training(tmp_path, monkeypatch, digit_folder):
+    """--val-every / --val-episodes override the preset's validation cadence (as --train-pairs does its budget):
+    in the grids, in config.json, and in the TrainConfig and validation episodes of each cell."""
+    assert {(g.val_every, g.val_episodes) for g in config(tmp_path).grids} == {(512, 50)}  # the preset's
+    spec = f"folder:{digit_folder(tmp_path / 'mine')}@16"  # a protocol with a validation part
+    argv = ["run", "--protocols", spec, "--heads", "contrastive", "--train-pairs", "256", "--episodes", "30"]
+    argv += ["--devices", "cpu", "--quiet", "--no-throughput", "--out", str(tmp_path / "out")]
+
+    def cfg(*extra):
+        return runner.config_from_args(build_parser().parse_args([*argv, *extra]))
+
+    first = cfg("--val-every", "64", "--val-episodes", "7")
+    assert all((g.val_every, g.val_episodes) == (64, 7) for g in first.grids)
+    seen = []
+    real_train = cell.train
+
+    def spy(model, images, index, tcfg, val=None, **kw):
+        seen.append((tcfg.val_every, tcfg.val_episodes, None if val is None else len(val)))
+        return real_train(model, images, index, tcfg, val=val, **kw)
+
+    monkeypatch.setattr(cell, "train", spy)
+    runner.run(first, print_summary=False)
+    assert seen == [(64, 7, 7)]
+    doc = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert {(g["val_every"], g["val_episodes"]) for g in doc["grids"]} == {(64, 7)}
+    # a finished cell is not re-run with another validation cadence, which would select other weights
+    with pytest.raises(UserError, match="val_every"):
+        runner.run(cfg("--val-every", "32", "--val-episodes", "7"), print_summary=False)
 
 
 def test_episodes_given_is_used_as_is(tmp_path):
