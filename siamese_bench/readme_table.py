@@ -14,6 +14,7 @@ from siamese_bench.summary import (
     accuracy_table,
     from_config,
     gpu_text,
+    preset_label,
     read_config,
     settings_lines,
     throughput_table,
@@ -86,7 +87,8 @@ def _kind(cfg: dict, name: str) -> str:
     """What a results folder holds, after its name in the heading."""
     if cfg.get("throughput_only"):
         return " (throughput only)"
-    return f" (preset `{cfg['preset']}`)" if cfg.get("preset") not in (None, name) else " preset"
+    label = preset_label(cfg, name, quote="`")
+    return label if cfg.get("preset") not in (None, name) else " preset" + label
 
 
 def _order(d: Path) -> tuple:

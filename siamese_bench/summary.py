@@ -354,10 +354,48 @@ def own_images_lines(rows: list[dict]) -> list[str]:
     ]
 
 
+# `run` flags that change a preset's grids (which cells, or how they are trained and tested)
+GRID_FLAGS = frozenset(
+    [
+        "--protocols",
+        "--datasets",
+        "--backbones",
+        "--heads",
+        "--ways",
+        "--shots",
+        "--seeds",
+        "--episodes",
+        "--train-pairs",
+        "--batch-size",
+        "--lr",
+        "--val-every",
+        "--val-episodes",
+        "--distort",
+        "--no-distort",
+    ]
+)
+
+
+def changed_by_flags(cfg: dict) -> bool:
+    """Whether a recorded command of the folder (config.json's runs, else its environment) changed the
+    preset's grids with flags: then the folder is not that preset's grid, though config.json names it."""
+    commands = [r.get("command") or "" for r in cfg.get("runs") or []]
+    commands.append(cfg.get("environment", {}).get("command") or "")
+    return any(word.split("=")[0] in GRID_FLAGS for c in commands for word in c.split())
+
+
+def preset_label(cfg: dict, name: str, quote: str = "") -> str:
+    """What follows a results folder's name in a heading: the preset its grids came from (when that is
+    another name) and whether flags changed them, e.g. " (preset `quick`, changed by flags)"."""
+    preset, flags = cfg.get("preset"), "changed by flags" if changed_by_flags(cfg) else ""
+    if preset not in (None, name):
+        return f" (preset {quote}{preset}{quote}{', ' + flags if flags else ''})"
+    return f" ({flags})" if flags else ""
+
+
 def _title(out_dir: Path, cfg: dict) -> str:
-    """The folder's name, and the preset its grid came from when that is another name."""
-    preset = cfg.get("preset")
-    return out_dir.name if preset in (None, out_dir.name) else f"{out_dir.name} (preset {preset})"
+    """The folder's name, and the preset its grid came from when that is another name (and flags changed)."""
+    return out_dir.name + preset_label(cfg, out_dir.name)
 
 
 def read_config(out_dir: Path) -> dict:

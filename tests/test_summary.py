@@ -203,3 +203,37 @@ def test_an_unreadable_per_episode_file_is_an_error_naming_it(tmp_path):
     torch.save({"not": "a tensor"}, path)
     with pytest.raises(ValueError, match="holds a dict, not an .episodes, queries. bool tensor"):
         paired_comparisons(tmp_path, rows, n_boot=50)
+
+
+def test_a_folder_whose_grids_flags_changed_says_so_in_its_heading():
+    """config.json names the preset a run started from; a folder run with grid flags (other protocols,
+    seeds, budgets...) is not that preset's grid, and its heading says so (summary.md and the README)."""
+    from siamese_bench.readme_table import _kind
+    from siamese_bench.summary import changed_by_flags, preset_label
+
+    def cfg(*commands, preset="quick"):
+        runs = [{"command": c} for c in commands[:-1]]
+        return {"preset": preset, "runs": runs, "environment": {"command": commands[-1]}}
+
+    plain = cfg("python -m siamese_bench run --devices cuda --amp bf16 --channels-last --out results/q")
+    assert not changed_by_flags(plain)
+    assert preset_label(plain, "q") == " (preset quick)" and _kind(plain, "q") == " (preset `quick`)"
+    for flag in (
+        "--protocols vinyals",
+        "--seeds 0,1",
+        "--train-pairs=150000",
+        "--no-distort",
+        "--val-every 1",
+    ):
+        changed = cfg(f"python -m siamese_bench run {flag} --out results/x")
+        assert changed_by_flags(changed), flag
+        assert preset_label(changed, "x") == " (preset quick, changed by flags)"
+        assert _kind(changed, "x") == " (preset `quick`, changed by flags)"
+    # an earlier run of the folder counts too (config.json's runs)
+    assert changed_by_flags(cfg("python -m siamese_bench run --heads koch", "python -m siamese_bench run"))
+    # the folder named after its preset
+    assert preset_label(cfg("python -m siamese_bench run"), "quick") == ""
+    assert _kind(cfg("python -m siamese_bench run"), "quick") == " preset"
+    assert _kind(cfg("python -m siamese_bench run --seeds 1"), "quick") == " preset (changed by flags)"
+    # a path that merely contains a flag's name is not that flag
+    assert not changed_by_flags(cfg("python -m siamese_bench run --out results/--seeds"))
