@@ -5,6 +5,7 @@ Never edit the output by hand: `python -m siamese_bench summarize DIR` regenerat
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from siamese_bench import stats
+from siamese_bench.presets import Grid
 from siamese_bench.results import atomic_write_text, file_stem, read_table
 
 PER_EPISODE_DIR = "per_episode"
@@ -354,25 +356,10 @@ def own_images_lines(rows: list[dict]) -> list[str]:
     ]
 
 
-# `run` flags that change a preset's grids (which cells, or how they are trained and tested)
+# `run` flags that change a preset's grids: one per Grid field (--protocols ... --val-episodes, --distort),
+# plus --datasets (protocols named by dataset) and --no-distort
 GRID_FLAGS = frozenset(
-    [
-        "--protocols",
-        "--datasets",
-        "--backbones",
-        "--heads",
-        "--ways",
-        "--shots",
-        "--seeds",
-        "--episodes",
-        "--train-pairs",
-        "--batch-size",
-        "--lr",
-        "--val-every",
-        "--val-episodes",
-        "--distort",
-        "--no-distort",
-    ]
+    ["--datasets", "--no-distort", *("--" + f.name.replace("_", "-") for f in dataclasses.fields(Grid))]
 )
 
 
