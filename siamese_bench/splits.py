@@ -6,7 +6,8 @@ classes. Nothing here touches a random number generator: every split is a fixed 
 
 `disjoint` says what train/val/test must not share, and `check()` enforces it:
   "images"  parts come from different subsets (MNIST's train and test files; classes may repeat);
-  "classes" no class in two parts (and for "char/rotNNN" classes, no character in two parts);
+  "classes" no class in two parts (and for "char/rotNNN" classes, NNN three digits as in Vinyals' "rot090", no
+            character in two parts);
   "groups"  no group (Omniglot alphabet) in two parts, hence no class either;
   "heldout" the "test" part shares no class with any other part, and parts that share a class draw from
             different subsets (MNIST held-out digits: train 0-4 from train, val 0-4 from test, test 5-9).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 # The ten evaluation alphabets of Lake et al.'s official 20-way one-shot runs (all_runs.zip).
@@ -135,10 +137,14 @@ class ClassSplit:
                     )
 
 
+_ROTATION = re.compile(r"rot[0-9]{3}")  # the last name component of a rotated class: rot000 ... rot270
+
+
 def _character(name: str) -> str:
-    """'Alphabet/character01/rot090' -> 'Alphabet/character01' (rotations are one character)."""
+    """'Alphabet/character01/rot090' -> 'Alphabet/character01' (rotations are one character); any other name
+    (e.g. 'tools/rotor') as is."""
     head, _, tail = name.rpartition("/")
-    return head if tail.startswith("rot") and head else name
+    return head if head and _ROTATION.fullmatch(tail) else name
 
 
 def by_groups(

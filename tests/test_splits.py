@@ -97,6 +97,17 @@ def test_rotations_are_one_character_but_other_characters_are_not():
         )
 
 
+@pytest.mark.parametrize(
+    "train, test",
+    [("tools/rotor", "tools/rotary-saw"), ("A/rot", "A/rot1"), ("A/rot0900", "A/rotate")],
+)
+def test_only_a_rotation_suffix_makes_classes_one_character(train, test):
+    """Was: any last name component starting with "rot" was taken for a rotation, so classes 'tools/rotor'
+    and 'tools/rotary-saw' were one "character" and the split was refused as sharing a class."""
+    s = ClassSplit("s", "d", _parts(train=(train,), test=(test,)), "classes")
+    assert s.part("train").classes == (train,) and s.part("test").classes == (test,)
+
+
 def test_by_groups_refuses_an_unknown_group():
     with pytest.raises(ValueError, match="unknown groups \\['Atlantis'\\]"):
         by_groups("s", "d", "x", {"A/c1": "A", "B/c2": "B"}, {"train": ("A",), "test": ("Atlantis",)})

@@ -17,13 +17,16 @@ becomes 8-bit pixels, one file open at a time, by its PIL mode:
 - "I;16*" (16-bit PNG/TIFF): grayscale, value >> 8 (65535 -> 255, v * 257 -> v). "I" (32-bit int): clipped to
   0..65535, then >> 8. "F" (float): grayscale; values scaled by 255 when every pixel is within 0..1, else
   clipped to 0..255; rounded. NaN or infinite pixels are an error naming the file.
-- "LA", "RGBA", "PA" and "P" with a transparent colour: composited onto a white background (alpha 0 -> 255,
-  out = (c * a + 255 * (255 - a)) / 255 rounded); "LA" is grayscale, "RGBA" colour.
+- "LA", "RGBA", "PA", and "P", "1", "L", "I;16*", "I" or "RGB" with a transparent colour (a PNG's tRNS key:
+  alpha 0 where a pixel's stored value is the key, else 255): composited onto a white background (alpha 0 ->
+  255, out = (c * a + 255 * (255 - a)) / 255 rounded); "LA", "1", "L", "I;16*" and "I" are grayscale, "RGBA"
+  and "RGB" colour.
 - "P" (every GIF) and "PA": grayscale when every pixel's palette colour is gray (R == G == B), else colour.
 - any other mode ("CMYK", "YCbCr", ...): PIL's convert("RGB"), colour.
 channels: 1 when every image is grayscale by that rule, else 3 (grayscale images repeated on R, G, B), or
 forced with `channels=1|3` (colour to gray with PIL's convert("L")). image_size resizes every image
 to (image_size, image_size) (antialiased bilinear, aspect not kept); without it all images must share a size.
+It is None or an int >= 1, as in every loader (store.py `check_image_size`: 14.5, True or "14" are refused).
 Group, class and file names are read in Unicode NFC (`nfc`): the same folder written by macOS (names
 decomposed) or Linux gives the same classes in the same order; two names in one folder that differ only in
 that form are an error. A DataFrame's label and group cells are read stripped of surrounding white space and in
@@ -98,17 +101,35 @@ def _on_white(a: np.ndarray) -> np.ndarray:
     return ((c * alpha + _WHITE * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
+def _keyed_on_white(pixels: np.ndarray, stored: np.ndarray, key: object) -> np.ndarray:
+    """`pixels` ((H, W) or (H, W, 3) uint8) composited onto white with alpha 0 where `stored` (the file's
+    values, (H, W) or (H, W, 3)) equals the transparent colour `key` (an int, or (R, G, B)), else 255; as is
+    when `key` is not one."""
+    colour = stored.ndim == 3
+    if colour and not (isinstance(key, tuple) and len(key) == 3 and all(isinstance(k, int) for k in key)):
+        return pixels
+    if not colour and not isinstance(key, int):
+        return pixels
+    clear = (stored == np.asarray(key)).all(axis=-1) if colour else stored == key
+    alpha = np.where(clear, 0, 255).astype(np.uint8)
+    return _on_white(np.dstack([pixels, alpha])).reshape(pixels.shape)
+
+
 def _pixels(im: Image.Image, path: Path) -> tuple[np.ndarray, bool]:
     """(pixels, grayscale): (H, W) uint8 for a grayscale image, else (H, W, 3) uint8 RGB (rules: module
     docstring)."""
     mode = im.mode
+    key = im.info.get("transparency")  # a transparent colour (palette images: handled below)
     if mode in GRAY_MODES:
-        return np.asarray(im.convert("L"), dtype=np.uint8), True
+        gray = np.asarray(im.convert("L"), dtype=np.uint8)  # "1" as 0/255, as its key
+        return (gray if key is None else _keyed_on_white(gray, gray, key)), True
     if mode == "RGB":
-        return np.asarray(im, dtype=np.uint8), False
+        rgb = np.asarray(im, dtype=np.uint8)
+        return (rgb if key is None else _keyed_on_white(rgb, rgb, key)), False
     if mode.startswith("I;16") or mode == "I":
-        a = np.clip(np.asarray(im).astype(np.int64), 0, 65535) >> 8
-        return a.astype(np.uint8), True
+        stored = np.asarray(im).astype(np.int64)
+        gray = (np.clip(stored, 0, 65535) >> 8).astype(np.uint8)
+        return (gray if key is None else _keyed_on_white(gray, stored, key)), True
     if mode == "F":
         a = np.asarray(im, dtype=np.float64)
         if not np.isfinite(a).all():
@@ -176,8 +197,7 @@ def load_images(
     or two sizes (mixed sizes). Pixel and channel rules: module docstring."""
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or None (auto), got {channels!r}")
-    if image_size is not None and int(image_size) < 1:
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    size = store.check_image_size(image_size)  # 14.5, True, "14": refused, not truncated to 14 or 1
     paths = [Path(p) for p in paths]
     decoded = []  # (H, W) grayscale or (H, W, 3) colour
     for path in paths:
@@ -196,16 +216,15 @@ def load_images(
     sizes: dict[tuple[int, int], Path] = {}
     for path, a in zip(paths, arrays, strict=True):
         sizes.setdefault(a.shape[1:], path)
-    if image_size is None and len(sizes) > 1:
+    if size is None and len(sizes) > 1:
         (s1, p1), (s2, p2) = list(sizes.items())[:2]
         raise ValueError(
             f"images have different sizes, e.g. {s1[1]}x{s1[0]} ({p1}) and {s2[1]}x{s2[0]} ({p2}); "
             "pass image_size to resize them all to one square size"
         )
-    if image_size is None:
+    if size is None:
         out = torch.from_numpy(np.stack(arrays))
     else:
-        size = int(image_size)
         try:
             out = torch.empty((len(arrays), channels, size, size), dtype=torch.uint8)
             for shape in sizes:  # one batched resize per distinct source size
@@ -245,6 +264,7 @@ def load_folder(
     a class folder should be, folders mixing both layouts, unreadable images, mixed sizes without image_size.
     """
     root = Path(root)
+    image_size = store.check_image_size(image_size)  # before listing the folder
     return _build(root.name, list_folder(root), image_size, channels, invert)
 
 
@@ -341,6 +361,7 @@ def load_dataframe(
     `source`: the CSV file the DataFrame was read from, named in errors. Blank path, label or group cells
     are a ValueError giving their rows (counted from 1, header not counted); anything but a DataFrame is a
     TypeError."""
+    image_size = store.check_image_size(image_size)  # before checking the rows
     items, ordered = _dataframe_items(df, path_col, label_col, group_col, root, source)
     names = [str(v) for v in ordered]
     group_of = {c: g for g, c, _ in items}

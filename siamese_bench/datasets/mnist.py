@@ -4,7 +4,7 @@ Inside: `MNIST_FILES` (names, mirrors, torchvision's md5s of the .gz files), `OF
 decompressed IDX files), `read_idx(path)` (numpy parser: magic number, dimensions and length checked),
 `load_mnist(data_dir=None, image_size=None, download=False)` -> {"train": (60000, 1, 28, 28), "test":
 (10000, 1, 28, 28)} uint8 ImageSets (class names "0".."9", one group "digits"), cached, and
-`verify(data_dir)` (decodes the files afresh, rewriting a damaged tensor cache).
+`verify(data_dir)` (decodes the files afresh, rewriting a damaged tensor cache, the resized ones too).
 """
 
 from __future__ import annotations
@@ -129,6 +129,11 @@ def _build(paths: dict[str, Path]) -> dict[str, ImageSet]:
     return out
 
 
+def _key(paths: dict[str, Path]) -> dict:
+    """The cache key of the full-size sets (a resized set's key adds "image_size")."""
+    return {"dataset": "mnist", "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())}}
+
+
 def load_mnist(
     data_dir: str | os.PathLike | None = None, image_size: int | None = None, download: bool = False
 ) -> dict[str, ImageSet]:
@@ -140,7 +145,7 @@ def load_mnist(
     """
     size = store.check_image_size(image_size)
     paths = store.require_files("mnist", data_dir, MNIST_FILES, allow_download=download)
-    key = {"dataset": "mnist", "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())}}
+    key = _key(paths)
     full = store.cached(key, lambda: _build(paths), name="mnist")
     if size is None or size == 28:
         return full
@@ -153,8 +158,8 @@ def load_mnist(
 
 def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
     """Check the four files: decompressed sha256 equal to the official values; counts per subset. The sets
-    are decoded from the files (not read from the tensor cache: a cache file that differs is rewritten and
-    the detail says so)."""
+    are decoded from the files (not read from the tensor cache), and so are the resized sets that have a cache
+    file (`store.cached_sizes`): a cache file that differs is rewritten and the detail says so."""
     data_dir, reason = store.resolve_data_dir(data_dir)
     try:
         paths = store.require_files("mnist", data_dir, MNIST_FILES, reason=reason)
@@ -164,6 +169,8 @@ def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
     try:
         with store.from_source() as rebuilt:
             sets = load_mnist(data_dir)
+            for size in store.cached_sizes("mnist", _key(paths)):
+                load_mnist(data_dir, size)  # resized from the sets just decoded, compared with its file
     except ValueError as e:
         return store.VerifyReport("mnist", True, False, folder, detail=str(e))
     counts = {k: len(s) for k, s in sets.items()}

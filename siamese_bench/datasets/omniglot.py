@@ -7,7 +7,7 @@ Inside: `OMNIGLOT_FILES` (official URLs and md5s), `EXPECTED` (alphabet / charac
 {"background": ImageSet (19280, 1, S, S), "evaluation": ImageSet (13180, 1, S, S)} (decoded once, then
 cached),
 and `verify(data_dir)` (official md5, else the structure check on a fresh decode; says which passed, and
-when the tensor cache was damaged and rebuilt).
+when the tensor cache, full-size or resized, was damaged and rebuilt).
 
 Class names are "Alphabet/characterNN", groups are alphabets, extra = {"drawer": YY-1, "char_id": XXXX};
 images are sorted by (alphabet, character, drawer).
@@ -62,11 +62,18 @@ def decode_png(data: bytes, source: str, invert: bool = True, fetch_name: str = 
     return 255 - gray if invert else gray
 
 
+def _macos_metadata(name: str) -> bool:
+    """True for what macOS adds to a zip it writes: `__MACOSX/...` and `._<name>` (AppleDouble) entries."""
+    return name.startswith("__MACOSX/") or name.rpartition("/")[2].startswith("._")
+
+
 def read_omniglot_zip(path: str | os.PathLike, subset: str) -> ImageSet:
     """Decode every `images_<subset>/<Alphabet>/characterNN/XXXX_YY.png` in the zip into one ImageSet.
 
-    images (N, 1, H, W) uint8 inverted (ink 255); order sorted by (alphabet, character, drawer). Raises
-    ValueError naming the first file that is off-pattern, unreadable or of a different size than the rest.
+    images (N, 1, H, W) uint8 inverted (ink 255); order sorted by (alphabet, character, drawer). Entries that
+    are not PNG files are skipped, and so is the metadata macOS adds when it re-zips the archive (`__MACOSX/`,
+    `._<name>` AppleDouble files). Raises ValueError naming the first file that is off-pattern, unreadable or
+    of a different size than the rest.
     """
     path = Path(path)
     entries = []
@@ -80,7 +87,7 @@ def read_omniglot_zip(path: str | os.PathLike, subset: str) -> ImageSet:
         ) from e
     with zf:
         for info in zf.infolist():
-            if info.is_dir() or not info.filename.endswith(".png"):
+            if info.is_dir() or not info.filename.endswith(".png") or _macos_metadata(info.filename):
                 continue
             m = _PATH.match(info.filename)
             if m is None or m["subset"] != subset:
@@ -160,6 +167,11 @@ def _build(paths: dict[str, Path]) -> dict[str, ImageSet]:
     return out
 
 
+def _key(paths: dict[str, Path]) -> dict:
+    """The cache key of the full-size sets (a resized set's key adds "image_size")."""
+    return {"dataset": "omniglot", "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())}}
+
+
 def load_omniglot(
     data_dir: str | os.PathLike | None = None, image_size: int | None = None, download: bool = False
 ) -> dict[str, ImageSet]:
@@ -171,7 +183,7 @@ def load_omniglot(
     """
     size = store.check_image_size(image_size)
     paths = store.require_files("omniglot", data_dir, OMNIGLOT_FILES, allow_download=download)
-    key = {"dataset": "omniglot", "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())}}
+    key = _key(paths)
     full = store.cached(key, lambda: _build(paths), name="omniglot")
     if size is None or size == SIZE:
         return full
@@ -184,7 +196,8 @@ def load_omniglot(
 
 def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
     """Official md5 of both zips, else the structure check on the sets decoded from the zips (not read from
-    the tensor cache: a cache file that differs is rewritten and the detail says so)."""
+    the tensor cache); the resized sets that have a cache file (`store.cached_sizes`) are resized from them: a
+    cache file that differs is rewritten and the detail says so."""
     data_dir, reason = store.resolve_data_dir(data_dir)
     try:
         paths = store.require_files("omniglot", data_dir, OMNIGLOT_FILES, reason=reason)
@@ -194,6 +207,8 @@ def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
     try:
         with store.from_source() as rebuilt:
             sets = load_omniglot(data_dir)
+            for size in store.cached_sizes("omniglot", _key(paths)):
+                load_omniglot(data_dir, size)  # resized from the sets just decoded, compared with its file
     except ValueError as e:
         return store.VerifyReport("omniglot", True, False, folder, detail=str(e))
     counts = {}

@@ -100,8 +100,9 @@ def _plain_ints_as_int(column):
 # bump when folders.py decodes some image (or names some class) differently: cached folders are then decoded
 # again, and the split hash of every folder changes (protocols/folder.py `images_digest`), so that a resume does
 # not mix cells of two decodings (2: 16-bit, float, transparent and palette images; before, they were clipped or
-# lost their alpha; 3: EXIF orientation applied, names in Unicode NFC (folders.py `nfc`), cache keyed by sha256)
-DECODER_VERSION = 3
+# lost their alpha; 3: EXIF orientation applied, names in Unicode NFC (folders.py `nfc`), cache keyed by sha256;
+# 4: grayscale and RGB images with a transparent colour key laid onto white, as palette images were)
+DECODER_VERSION = 4
 
 
 def load_own(dataset: str, image_size: int | None) -> ImageSet:

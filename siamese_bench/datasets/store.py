@@ -7,8 +7,8 @@ Inside:
   `check_data_dir(data_dir, reason)` refuses one that is a file.
 - `cache_dir()`: $SIAMESE_BENCH_CACHE, else `<default data dir>/cache` (kept apart from the data dir, which
   may be read-only).
-- `sha256_file`, `md5_file` (memoised per process on path, size and mtime), `atomic_write_bytes`,
-  `atomic_torch_save` (temp file in the same folder, fsync, os.replace).
+- `sha256_file`, `md5_file` (memoised per process on path, size, mtime, inode and ctime),
+  `atomic_write_bytes`, `atomic_torch_save` (temp file in the same folder, fsync, os.replace).
 - `RemoteFile`, `download(url, dest, md5=..., sha256=...)`, `require_files(...)`, `DatasetMissingError`,
   `FetchError` (what `fetch` raises, with every dataset's outcome),
   `mismatched(found, files)` (files whose bytes are not the official download's), `read_zip_entry` and
@@ -18,7 +18,8 @@ Inside:
   process. A normal load checks only that the file loads and holds this key (else it is rebuilt with a
   warning), not the pixel bytes (hashing them would cost more than the load): damaged bytes in a file that
   still loads are served as they are. `from_source()` (used by `data verify`) builds from the source files
-  instead, compares with the cache file and rewrites a damaged one.
+  instead, compares with the cache file and rewrites a damaged one (each key once per `from_source()`);
+  `cached_sizes(name, key_parts)`: the image sizes whose resized cache file is there (what verify checks too).
 - `resize_images(images, size)`: (N, C, H, W) uint8 -> (N, C, size, size) uint8, antialiased bilinear;
   `check_image_size(image_size)`: None or an int >= 1 (what every loader takes), else ValueError.
 - `VerifyReport` and `format_report(reports)` for `python -m siamese_bench data verify`.
@@ -28,8 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -97,13 +100,15 @@ def cache_dir() -> Path:
 
 # ----------------------------------------------------------------------------------------------- checksums
 
-_DIGESTS: dict[tuple[str, str, int, int], str] = {}
+_DIGESTS: dict[tuple[str, str, int, int, int, int], str] = {}
 
 
 def _digest(path: Path, algo: str) -> str:
+    """Hex digest of the file, memoised on (path, size, mtime, inode, ctime): a rewrite that keeps the size
+    and sets the mtime back (`cp -p`, `rsync -t`) still changes the ctime (no user can set it) or inode."""
     path = Path(path)
     st = path.stat()
-    key = (algo, str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = (algo, str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     if key not in _DIGESTS:
         h = hashlib.new(algo)
         with open(path, "rb") as f:
@@ -200,7 +205,8 @@ def download(
     """Download `url` (or the first of several mirrors that works) to `dest`, atomically.
 
     The checksum is verified on the temp file before the rename, so `dest` is either absent or correct.
-    Raises DownloadError naming every URL tried and why it failed.
+    A mirror that fails (no connection, an HTTP error, a malformed or cut-off response, a wrong checksum) is
+    followed by the next; DownloadError names every URL tried and why it failed.
     """
     dest = Path(dest)
     urls = [url] if isinstance(url, str) else list(url)
@@ -211,6 +217,8 @@ def download(
             return dest
         except (OSError, urllib.error.URLError, ValueError) as e:
             errors.append(f"{u}: {e}")
+        except http.client.HTTPException as e:  # IncompleteRead (cut off), BadStatusLine (not HTTP), ...
+            errors.append(f"{u}: broken HTTP response ({e!r})")
     raise DownloadError(
         f"could not download {dest.name}:\n  "
         + "\n  ".join(errors)
@@ -226,10 +234,15 @@ def _download_one(url: str, dest: Path, md5: str | None, sha256: str | None, tim
     try:
         req = urllib.request.Request(url, headers={"User-Agent": "siamese_bench"})
         with os.fdopen(fd, "wb") as f, urllib.request.urlopen(req, timeout=timeout) as r:
+            got = 0
             for chunk in iter(lambda: r.read(1 << 20), b""):
                 f.write(chunk)
                 h_md5.update(chunk)
                 h_sha.update(chunk)
+                got += len(chunk)
+            short = getattr(r, "length", None)  # HTTP: bytes of the Content-Length not received
+            if short:  # read(n) ends quietly there, where read() raises IncompleteRead
+                raise ValueError(f"cut off after {got:,} bytes, {short:,} short of its Content-Length")
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -396,23 +409,40 @@ def cache_path(key_parts: dict, name: str = "dataset") -> Path:
     return cache_dir() / f"{name}-{cache_key(key_parts)[:20]}.pt"
 
 
+def cached_sizes(name: str, key_parts: dict) -> list[int]:
+    """The sizes S, ascending, for which the cache folder holds `<name>S-<hash>.pt`, the cache file of
+    `{**key_parts, "image_size": S}` (`cached(..., name=f"{name}S")`): the resized sets that `data verify`
+    checks besides the full-size one. Files of other source files or parameters are not listed."""
+    folder = cache_dir()
+    if not folder.is_dir():
+        return []
+    pattern = re.compile(rf"{re.escape(name)}([0-9]+)-[0-9a-f]{{20}}\.pt")
+    sizes = {int(m[1]) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))}
+    return sorted(
+        s for s in sizes if s >= 1 and cache_path({**key_parts, "image_size": s}, f"{name}{s}").is_file()
+    )
+
+
 _REBUILT: list[Path] | None = None  # inside from_source(): the damaged cache files rebuilt so far
+_CHECKED: set[str] = set()  # inside from_source(): the keys built from source and compared so far
 
 
 @contextlib.contextmanager
 def from_source() -> Iterator[list[Path]]:
-    """Within it, `cached` ignores the memo and never serves the disk cache: it builds from the source files,
-    compares the result with the cache file when there is one, and writes the file when it was absent or
-    differed (damaged bytes, or a file that does not load). Yields the list of damaged cache files rebuilt
-    (filled as `cached` runs): what `data verify` reports."""
-    global _REBUILT
+    """Within it, `cached` never serves the disk cache: it builds from the source files, compares the result
+    with the cache file when there is one, and writes the file when it was absent or differed (damaged bytes,
+    or a file that does not load); each key once (a key already checked within it comes from the memo, so a
+    resized set is built from the full set checked just before). Yields the list of damaged cache files
+    rebuilt (filled as `cached` runs): what `data verify` reports."""
+    global _REBUILT, _CHECKED
     outer, _REBUILT = _REBUILT, []
+    outer_checked, _CHECKED = _CHECKED, set()
     try:
         yield _REBUILT
     finally:
         if outer is not None:
             outer.extend(_REBUILT)
-        _REBUILT = outer
+        _REBUILT, _CHECKED = outer, outer_checked
 
 
 def _same_sets(a: dict[str, ImageSet], b: dict[str, ImageSet]) -> bool:
@@ -445,7 +475,7 @@ def cached(
     and a differing file is rewritten. An unwritable cache folder only costs the rebuild next time (warning).
     """
     key = cache_key(key_parts)
-    if key in _MEMO and _REBUILT is None:
+    if key in _MEMO and (_REBUILT is None or key in _CHECKED):
         return _MEMO[key]
     path = cache_path(key_parts, name)
     sets, damaged = None, False
@@ -470,6 +500,7 @@ def cached(
             _REBUILT.append(path)
         if sets is None:
             sets = _write(built, key, key_parts, path)
+        _CHECKED.add(key)
     elif sets is None:
         sets = _write(build(), key, key_parts, path)
     _MEMO[key] = sets

@@ -16,7 +16,8 @@ Inside:
   every character's 20 drawings at rotations 0/90/180/270 (torch.rot90 counter-clockwise on resized images),
   class "Alphabet/characterNN/rotDDD" = 4 * (Omniglot class, background then evaluation) + rotation,
   images class-major; extra {"drawer", "char_id", "rotation" (0..3)}. Cached.
-- `verify(data_dir)`.
+- `verify(data_dir)`: the split files, and the rotated sets that have a cache file, built afresh from the zips
+  (a damaged cache file is rewritten and the report says so).
 """
 
 from __future__ import annotations
@@ -187,6 +188,14 @@ def rotate_set(base: list[ImageSet], name: str = "omniglot-vinyals") -> ImageSet
     )
 
 
+def _key(paths: dict[str, Path]) -> dict:
+    """The cache key of the rotated sets, but their "image_size"."""
+    return {
+        "dataset": "omniglot-vinyals",
+        "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())},
+    }
+
+
 def load_vinyals(
     data_dir: str | os.PathLike | None = None, image_size: int | None = 28, download: bool = False
 ) -> dict[str, ImageSet]:
@@ -197,11 +206,7 @@ def load_vinyals(
     """
     size = 28 if image_size is None else store.check_image_size(image_size)
     paths = store.require_files("omniglot", data_dir, OMNIGLOT_FILES, allow_download=download)
-    key = {
-        "dataset": "omniglot-vinyals",
-        "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())},
-        "image_size": size,
-    }
+    key = {**_key(paths), "image_size": size}
 
     def build() -> dict[str, ImageSet]:
         omni = load_omniglot(data_dir, size, download)
@@ -211,8 +216,11 @@ def load_vinyals(
 
 
 def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
-    """Check the split files that are present (official sha256) and the part sizes; says what was used."""
-    data_dir, _ = store.resolve_data_dir(data_dir)
+    """Check the split files that are present (official sha256) and the part sizes; says what was used. The
+    rotated sets that have a cache file (`store.cached_sizes`) are built again from the Omniglot zips (when
+    they are there; the omniglot check reports them) and compared with it: a cache file that differs is
+    rewritten and the detail says so."""
+    data_dir, reason = store.resolve_data_dir(data_dir)
     folder = Path(data_dir) / "omniglot" / "splits" / "vinyals"
     try:
         lines, source = read_split_lines(data_dir)
@@ -230,4 +238,16 @@ def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
             "reproduce the official files' sha256)"
         )
     counts = {f"{p} classes": len(lines[p]) for p in PARTS}
+    try:
+        paths = store.require_files("omniglot", data_dir, OMNIGLOT_FILES, reason=reason)
+    except store.DatasetMissingError:
+        paths = None  # no zips, no rotated sets to check
+    if paths is not None:
+        try:
+            with store.from_source() as rebuilt:
+                for size in store.cached_sizes("vinyals", _key(paths)):
+                    load_vinyals(data_dir, size)
+        except ValueError as e:
+            return store.VerifyReport("omniglot-vinyals", True, False, folder, counts, detail=str(e))
+        detail = "; ".join(d for d in (detail, store.rebuilt_note(rebuilt)) if d)
     return store.VerifyReport("omniglot-vinyals", True, True, folder, counts, check, detail)

@@ -166,7 +166,8 @@ def folder_protocol(spec: str) -> Protocol:
 
 def verify_own(spec: str) -> store.VerifyReport:
     """`data verify folder:PATH[@SIZE]` / `csv:FILE[@SIZE]`: list the images, pin the split, decode every image
-    at SIZE (which also fills the cache) and report counts; never raises for bad input, reports it."""
+    file at SIZE (not read from the tensor cache: a cache file that differs is rewritten and the detail says
+    so; a missing one is written) and report counts; never raises for bad input, reports it."""
     try:
         kind, path, size = parse(spec)
     except ValueError as e:
@@ -176,7 +177,8 @@ def verify_own(spec: str) -> store.VerifyReport:
         return store.VerifyReport(spec, False, False, root, detail=f"{root} does not exist")
     try:
         proto = folder_protocol(spec)
-        images = load_own(proto.dataset, size)
+        with store.from_source() as rebuilt:
+            images = load_own(proto.dataset, size)
     except (OSError, ValueError) as e:
         return store.VerifyReport(spec, True, False, root, detail=f"{type(e).__name__}: {e}")
     split = proto.split({}, None)
@@ -192,4 +194,5 @@ def verify_own(spec: str) -> store.VerifyReport:
             f"every image decodes ({channels}, {size}x{size}); split {split.hash}; test episodes "
             f"{proto.ways[0]}-way 1-shot, {proto.n_query} quer{'y' if proto.n_query == 1 else 'ies'} per class"
         ),
+        detail=store.rebuilt_note(rebuilt),
     )

@@ -549,3 +549,46 @@ def test_a_missing_file_or_a_folder_given_as_an_image_is_named(tmp_path):
         load_images([tmp_path / "nope.png"])
     with pytest.raises(ValueError, match="is a folder, not an image file"):
         load_images([tmp_path])
+
+
+def test_a_transparent_colour_key_is_laid_onto_white_in_every_mode(tmp_path):
+    """Was: a grayscale ("L"), 1-bit, 16-bit or RGB PNG with a tRNS transparent colour was read as is (its
+    transparent pixels black), while the same picture as a palette image was laid onto white."""
+    gray = np.array([[0, 200], [0, 9]], np.uint8)
+    Image.fromarray(gray, "L").save(tmp_path / "l.png", transparency=0)
+    palette = Image.fromarray(gray, "L").convert("P")
+    palette.save(tmp_path / "p.png", transparency=int(np.asarray(palette)[0, 0]))
+    Image.fromarray(gray > 0).save(tmp_path / "one.png", transparency=0)  # mode "1": black is transparent
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "g16.png", transparency=9 * 257)  # I;16
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[0, 1] = (200, 10, 10)
+    rgb[1, 1] = (0, 0, 1)  # near the key, not it
+    Image.fromarray(rgb, "RGB").save(tmp_path / "rgb.png", transparency=(0, 0, 0))
+    assert Image.open(tmp_path / "l.png").mode == "L" and Image.open(tmp_path / "g16.png").mode == "I;16"
+    for name in ("l.png", "p.png"):
+        assert load_images([tmp_path / name]).tolist() == [[[[255, 200], [255, 9]]]], name
+    assert load_images([tmp_path / "one.png"]).tolist() == [[[[255, 255], [255, 255]]]]
+    assert load_images([tmp_path / "g16.png"]).tolist() == [[[[0, 200], [0, 255]]]]
+    x = load_images([tmp_path / "rgb.png"])
+    assert x.shape == (1, 3, 2, 2) and x[0].permute(1, 2, 0).tolist() == [
+        [[255, 255, 255], [200, 10, 10]],
+        [[255, 255, 255], [0, 0, 1]],
+    ]
+    save(tmp_path / "plain.png", mode="L", value=0)  # no key: black stays black
+    assert load_images([tmp_path / "plain.png"]).unique().tolist() == [0]
+
+
+@pytest.mark.parametrize("size", [14.5, True, "14", 0, -3])
+def test_every_loader_refuses_an_image_size_that_is_not_a_positive_int(tmp_path, size):
+    """Was: load_images / load_folder / load_dataframe took int(image_size): 14.5 became 14, True 1 and "14"
+    14, where load_dataset refuses them."""
+    root = one_level(tmp_path / "r")
+    df = pd.DataFrame({"path": ["cat/0.png", "dog/0.png"], "label": [0, 1]})
+    msg = rf"image_size must be a positive int, got {size!r} \({type(size).__name__}\)"
+    with pytest.raises(ValueError, match=msg):
+        load_images([root / "cat" / "0.png"], image_size=size)
+    with pytest.raises(ValueError, match=msg):
+        load_folder(root, image_size=size)
+    with pytest.raises(ValueError, match=msg):
+        load_dataframe(df, root=root, image_size=size)
+    assert load_folder(root, image_size=np.int64(5)).images.shape == (4, 1, 5, 5)  # a NumPy integer is fine

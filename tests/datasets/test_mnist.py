@@ -202,3 +202,38 @@ def test_an_unreadable_file_says_to_fix_its_permissions_not_that_it_is_corrupt(t
         mnist.read_idx(path)
     assert str(e.value).startswith(f"cannot read {path} (permission denied): fix its permissions")
     assert "corrupt" not in str(e.value)
+
+
+def damage_images(path, subset: str) -> None:
+    """Set the first image of `subset` in the cache file `path` to 77: the file still loads, with its key."""
+    blob = torch.load(path, weights_only=True)
+    blob["sets"][subset]["images"][0].fill_(77)
+    torch.save(blob, path)
+
+
+def test_verify_decodes_the_resized_sets_too_and_rebuilds_a_damaged_resized_cache(tmp_path, monkeypatch):
+    """Was: verify rebuilt and compared only the full-size cache file: damaged bytes in mnist14-*.pt (what a
+    run at image_size=14 reads) passed verify and were served. verify now checks every resized cache file
+    there, says it was damaged and rebuilt, and the next load returns the files' pixels."""
+    write_fake_mnist(tmp_path / "mnist")
+    sha = {
+        f.name[:-3]: hashlib.sha256(gzip.decompress(f.read_bytes())).hexdigest()
+        for f in (tmp_path / "mnist").glob("*.gz")
+    }
+    monkeypatch.setattr(mnist, "OFFICIAL_SHA256", sha)
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    store.clear_memory_cache()
+    clean = mnist.load_mnist(tmp_path, image_size=14)
+    (resized,) = (tmp_path / "cache").glob("mnist14-*.pt")
+    r = mnist.verify(tmp_path)
+    assert r.ok and r.detail == ""  # an intact cache: nothing to say
+    damage_images(resized, "test")
+    store.clear_memory_cache()
+    assert not torch.equal(mnist.load_mnist(tmp_path, image_size=14)["test"].images, clean["test"].images)
+    r = mnist.verify(tmp_path)
+    assert r.ok and r.detail == f"{store.REBUILT_NOTE} ({resized})"
+    store.clear_memory_cache()
+    again = mnist.load_mnist(tmp_path, image_size=14)
+    for k in clean:
+        assert torch.equal(again[k].images, clean[k].images)
+    store.clear_memory_cache()

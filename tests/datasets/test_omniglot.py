@@ -322,3 +322,49 @@ def test_a_png_that_is_not_an_image_is_named_without_a_memory_address_and_says_t
     )
     with pytest.raises(ValueError, match="data fetch omniglot-runs`, or copy it again"):
         og.decode_png(b"junk", "all_runs.zip:run01/test/item01.png", fetch_name="omniglot-runs")
+
+
+def test_verify_checks_the_resized_cache_files_too(tmp_path, monkeypatch):
+    """Was: verify rebuilt and compared only the full-size cache file: damaged bytes in omniglot4-*.pt (what
+    a run at image_size=4 reads) passed verify and were served. verify now resizes the freshly decoded sets
+    for every resized cache file there (decoding the zips once), says it was damaged and rebuilt, and the
+    next load returns the zips' pixels; other sizes get no file of their own."""
+    _tiny_omniglot(tmp_path, monkeypatch)
+    clean = og.load_omniglot(tmp_path, image_size=4)
+    (resized,) = (tmp_path / "cache").glob("omniglot4-*.pt")
+    assert og.verify(tmp_path).detail == ""
+    blob = torch.load(resized, weights_only=True)
+    blob["sets"]["evaluation"]["images"][3].fill_(77)
+    torch.save(blob, resized)
+    store.clear_memory_cache()
+    assert not torch.equal(
+        og.load_omniglot(tmp_path, image_size=4)["evaluation"].images, clean["evaluation"].images
+    )
+    decoded = []
+    read = og.read_omniglot_zip
+    monkeypatch.setattr(og, "read_omniglot_zip", lambda *a: decoded.append(a) or read(*a))
+    r = og.verify(tmp_path)
+    assert r.ok and r.detail == f"{store.REBUILT_NOTE} ({resized})" and len(decoded) == 2
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()) == ["omniglot", "omniglot4"]
+    store.clear_memory_cache()
+    again = og.load_omniglot(tmp_path, image_size=4)
+    for k in clean:
+        assert torch.equal(again[k].images, clean[k].images)
+    store.clear_memory_cache()
+
+
+def test_read_zip_skips_what_macos_adds_when_it_re_zips_the_archive(tmp_path):
+    """Was: an archive re-zipped on macOS was refused with "unexpected entry '__MACOSX/...'" (its AppleDouble
+    `._<name>` files end in .png too). They are skipped; any other off-pattern entry is still refused."""
+    apple = b"\x00\x05\x16\x07AppleDouble"
+    junk = {
+        "__MACOSX/images_background/Alpha/character01/._0004_01.png": apple,
+        "__MACOSX/images_background/Alpha/._character01": apple,
+        "images_background/Alpha/character01/._0004_02.png": apple,  # zipped elsewhere than on HFS
+    }
+    s = og.read_omniglot_zip(tiny_zip(tmp_path / "mac.zip", extra=junk), "background")
+    plain = og.read_omniglot_zip(tiny_zip(tmp_path / "bg.zip"), "background")
+    assert torch.equal(s.images, plain.images) and s.class_names == plain.class_names
+    bad = {**junk, "MACOSX/images_background/Alpha/character01/0004_01.png": png(np.ones((6, 6), bool))}
+    with pytest.raises(ValueError, match="unexpected entry 'MACOSX/images_background/"):
+        og.read_omniglot_zip(tiny_zip(tmp_path / "bad.zip", extra=bad), "background")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 import warnings
 from pathlib import Path
 
@@ -346,16 +347,37 @@ def test_checksum_memo_sees_same_size_and_same_mtime_changes(tmp_path):
     assert store.sha256_file(p) == hashlib.sha256(b"hi").hexdigest()
 
 
-def test_clear_memory_cache_forgets_checksums(tmp_path):
+def test_checksum_memo_sees_a_rewrite_with_the_same_size_and_mtime(tmp_path):
+    """Was: the memo was keyed on (path, size, mtime) only, so a file rewritten with its old size and mtime
+    (`cp -p`, `rsync -t`, or os.utime) kept its old checksum, and so did the cache key of the images in it.
+    The ctime (which no user can set) and the inode are in the key too."""
     p = tmp_path / "f.bin"
     p.write_bytes(b"aaaa")
     os.utime(p, ns=(10**18, 10**18))
     assert store.md5_file(p) == hashlib.md5(b"aaaa").hexdigest()
-    p.write_bytes(b"bbbb")  # same size and mtime: only clearing the memo reveals the change
+    time.sleep(0.02)  # past a clock tick: kernels without fine-grained ctime stamp whole ticks
+    p.write_bytes(b"bbbb")  # in place: same inode, size and (set back) mtime; a new ctime
     os.utime(p, ns=(10**18, 10**18))
-    assert store.md5_file(p) == hashlib.md5(b"aaaa").hexdigest()
-    store.clear_memory_cache()
     assert store.md5_file(p) == hashlib.md5(b"bbbb").hexdigest()
+    q = tmp_path / "g.bin"  # rsync -t: a new file renamed over the old one (a new inode)
+    q.write_bytes(b"cccc")
+    os.utime(q, ns=(10**18, 10**18))
+    os.replace(q, p)
+    assert store.sha256_file(p) == hashlib.sha256(b"cccc").hexdigest()
+    assert store.md5_file(p) == hashlib.md5(b"cccc").hexdigest()
+
+
+def test_clear_memory_cache_forgets_checksums(tmp_path, monkeypatch):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"aaaa")
+    hashed = []
+    new = hashlib.new
+    monkeypatch.setattr(store.hashlib, "new", lambda algo: hashed.append(algo) or new(algo))
+    assert store.md5_file(p) == store.md5_file(p) == hashlib.md5(b"aaaa").hexdigest()
+    assert hashed == ["md5"]  # memoised
+    store.clear_memory_cache()
+    assert store.md5_file(p) == hashlib.md5(b"aaaa").hexdigest()
+    assert hashed == ["md5", "md5"]
 
 
 def test_download_is_world_readable_and_checks_sha256(tmp_path):
@@ -525,3 +547,83 @@ def test_from_source_reports_an_unloadable_cache_file_and_writes_a_missing_one(t
         with store.from_source() as rebuilt:
             assert_same(store.cached(key, lambda: {"x": tiny_set()}, name="toy")["x"], tiny_set())
     assert rebuilt == [path]
+
+
+def test_cached_sizes_lists_the_resized_cache_files_of_these_key_parts(tmp_cache):
+    """What verify checks besides the full-size file: the sizes whose `<name>S-<hash>.pt` is the cache file
+    of these key parts at image_size S, not another dataset's, another source's or a look-alike name."""
+    assert store.cached_sizes("toy", {"dataset": "toy"}) == []  # no cache folder yet
+    for size in (32, 4):
+        store.cached({"dataset": "toy", "image_size": size}, lambda: {"x": tiny_set()}, name=f"toy{size}")
+    store.cached({"dataset": "toy"}, lambda: {"x": tiny_set()}, name="toy")
+    store.cached({"dataset": "other", "image_size": 8}, lambda: {"x": tiny_set()}, name="toy8")
+    store.cached({"dataset": "toy", "image_size": 16}, lambda: {"x": tiny_set()}, name="toyish16")
+    (tmp_cache / "toy12-0123456789abcdef0123.pt").write_bytes(b"")
+    assert store.cached_sizes("toy", {"dataset": "toy"}) == [4, 32]
+    assert store.cached_sizes("toyish", {"dataset": "toy"}) == [16]
+
+
+@pytest.fixture
+def broken_server():
+    """serve(reply) -> base URL of a local server that answers every request with the bytes `reply`, then
+    closes the connection."""
+    import socket
+    import threading
+
+    socks = []
+
+    def serve(reply: bytes) -> str:
+        sock = socket.create_server(("127.0.0.1", 0))
+        socks.append(sock)
+
+        def loop() -> None:
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:  # closed at the end of the test
+                    return
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(reply)
+
+        threading.Thread(target=loop, daemon=True).start()
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield serve
+    for sock in socks:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    "reply, why",
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n" + b"x" * 100,
+            "broken HTTP response (IncompleteRead(",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100,
+            "cut off after 100 bytes, 900 short",
+        ),
+        (b"GARBAGE\r\n\r\n", "broken HTTP response (BadStatusLine("),
+    ],
+    ids=["chunked-cut-off", "cut-off", "not-http"],
+)
+def test_download_a_broken_http_response_tries_the_next_mirror_then_names_every_url(
+    tmp_path, broken_server, reply, why
+):
+    """Was: http.client.HTTPException (a chunked response cut off, a status line that is not HTTP) is not an
+    OSError: it escaped download(), so the next mirror was not tried and `data fetch` printed a traceback. A
+    response cut off short of its Content-Length is named as such (not only by the checksum)."""
+    bad = broken_server(reply)
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload")
+    dest = tmp_path / "dl" / "out.bin"
+    store.download([f"{bad}/a.zip", src.as_uri()], dest, md5=hashlib.md5(b"payload").hexdigest())
+    assert dest.read_bytes() == b"payload"
+    urls = [f"{bad}/a.zip", f"{bad}/mirror/a.zip"]
+    with pytest.raises(store.DownloadError) as e:
+        store.download(urls, tmp_path / "dl" / "a.zip", md5="0" * 32)
+    msg = str(e.value)
+    assert all(f"{u}: {why}" in msg for u in urls), msg
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["out.bin"]  # no partial file left

@@ -164,3 +164,48 @@ def test_split_classes_exist_in_rotated_set(real_data_dir, vset):
         assert len(ids.unique()) == len(part.classes)
     test_groups = {vset.group_names[int(g)] for g in vset.groups[vset.class_ids(sp.part("test").classes)]}
     assert "Gurmukhi" in test_groups and len(test_groups) == 13
+
+
+def test_verify_rebuilds_a_damaged_rotated_cache_from_the_zips(tmp_path, monkeypatch):
+    """Was: verify checked only the split files: damaged bytes in vinyals4-*.pt (what a run at image_size=4
+    reads) passed verify and were served. verify now builds every rotated set that has a cache file again
+    from the zips, says the file was damaged and rebuilt, and the next load returns the zips' pixels."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    from siamese_bench.datasets import omniglot as og
+
+    monkeypatch.setattr(og, "EXPECTED", {"background": (1, 2, 4), "evaluation": (1, 2, 4)})
+    monkeypatch.setattr(og, "DRAWERS", 2)
+    monkeypatch.setattr(og, "SIZE", 6)
+    monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
+    store.clear_memory_cache()
+    (tmp_path / "omniglot").mkdir()
+    rng = np.random.default_rng(0)
+    for subset in og.SUBSETS:
+        with zipfile.ZipFile(tmp_path / "omniglot" / f"images_{subset}.zip", "w") as z:
+            for i, name in enumerate(
+                f"images_{subset}/{subset}/character0{c}/000{c}_0{d}.png" for c in (1, 2) for d in (1, 2)
+            ):
+                buf = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8) | i).save(buf, "PNG")
+                z.writestr(name, buf.getvalue())
+    clean = vinyals.load_vinyals(tmp_path, image_size=4)["vinyals"]
+    assert len(clean) == 32 and clean.image_shape == (1, 4, 4)
+    (rotated,) = (tmp_path / "cache").glob("vinyals4-*.pt")
+    assert vinyals.verify(tmp_path).detail.endswith(
+        "built-in definition used (its test and val reproduce the official files' sha256)"
+    )
+    blob = torch.load(rotated, weights_only=True)
+    blob["sets"]["vinyals"]["images"][5].fill_(77)
+    torch.save(blob, rotated)
+    store.clear_memory_cache()
+    assert not torch.equal(vinyals.load_vinyals(tmp_path, image_size=4)["vinyals"].images, clean.images)
+    r = vinyals.verify(tmp_path)
+    assert r.ok and r.detail.endswith(f"; {store.REBUILT_NOTE} ({rotated})")
+    store.clear_memory_cache()
+    assert torch.equal(vinyals.load_vinyals(tmp_path, image_size=4)["vinyals"].images, clean.images)
+    store.clear_memory_cache()

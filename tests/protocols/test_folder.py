@@ -159,6 +159,29 @@ def test_data_verify_reports_your_images(tmp_path, digit_folder):
     assert r.returncode == 1 and "FAILED" in r.stdout and "notes.txt" in r.stdout
 
 
+def test_data_verify_decodes_your_images_and_rebuilds_a_damaged_cache(tmp_path, digit_folder, own_cache):
+    """Was: verify loaded the images through the tensor cache, so damaged pixel bytes in a cache file that
+    still loads passed verify and were served to runs. verify now decodes every image file, says the cache
+    file was damaged and rebuilt, and the next load returns the files' pixels."""
+    from siamese_bench.datasets import store, verify
+
+    root = digit_folder(tmp_path / "mine", per_class=3)
+    dataset = f"folder:{root.resolve()}"
+    clean = load_own(dataset, 16)
+    assert verify(f"folder:{root}@16").detail == ""  # an intact cache: nothing to say
+    (path,) = own_cache.glob("*.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["sets"]["all"]["images"][0].fill_(123)  # the file still loads, with its key
+    torch.save(blob, path)
+    store.clear_memory_cache()
+    assert not torch.equal(load_own(dataset, 16).images, clean.images)
+    r = verify(f"folder:{root}@16")
+    assert r.ok and r.detail == f"{store.REBUILT_NOTE} ({path})"
+    store.clear_memory_cache()
+    assert torch.equal(load_own(dataset, 16).images, clean.images)
+    store.clear_memory_cache()
+
+
 def _cli_verify(spec: str, cache):
     """`python -m siamese_bench data verify SPEC` in a subprocess, with its decoded images cached in `cache`."""
     env = {**os.environ, "SIAMESE_BENCH_CACHE": str(cache)}
