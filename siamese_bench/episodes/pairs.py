@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -186,7 +187,9 @@ def _hard_count(hard_negatives: float, n_neg: int) -> int:
         raise ValueError(
             f"hard_negatives must be a number, the fraction of the negatives in [0, 1], got {hard_negatives!r}"
         )
-    return math.floor(frac * n_neg + 0.5)  # nearest count, halves up (2.5 -> 3)
+    # nearest count, halves up (2.5 -> 3), of the fraction as written: in binary floating point 0.29 * 50 is
+    # 14.499999999999998, which would round down
+    return math.floor(Fraction(repr(frac)) * n_neg + Fraction(1, 2))
 
 
 def _check_classes(index: ClassIndex, weights: torch.Tensor | None) -> None:

@@ -335,6 +335,9 @@ def test_to_device_off_the_cpu_keeps_dtypes():
         (0.2, 2, 0),
         (0.0, 64, 0),
         (1.0, 7, 7),
+        (0.29, 50, 15),  # 14.5 as written; 14.499999999999998 in binary floating point
+        (0.58, 25, 15),
+        (0.35, 90, 32),
     ],
 )
 def test_hard_negative_count_is_the_nearest_integer_halves_up(fraction, n_neg, count):
