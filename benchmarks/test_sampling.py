@@ -269,11 +269,12 @@ def test_pairs_vectorised(benchmark, mnist, threads):
     def step():
         for _ in range(stream.ahead):
             batch = next(stream)
-            a, b = gather(ds.images, torch.stack([batch.a, batch.b]))
+            x = gather(ds.images, torch.cat([batch.a, batch.b]))  # (2B, 1, H, W): a's images, then b's
             y = batch.same.float()
-        return a, b, y
+        return x, y
 
-    a, b, y = _on_threads(threads, benchmark, step)
+    x, y = _on_threads(threads, benchmark, step)
+    a, b = x.chunk(2)
     assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
     benchmark.extra_info.update({"torch_threads": threads, "batches_per_call": stream.ahead})
     key = "pairs/vectorised" if threads == 1 else "pairs/vectorised-all-cores"
@@ -290,10 +291,10 @@ def test_pairs_per_call(benchmark, mnist, threads):
 
     def step():
         batch = sample_pairs(index, PAIR_BATCH, generator)
-        a, b = gather(ds.images, torch.stack([batch.a, batch.b]))
-        return a, b, batch.same.float()
+        return gather(ds.images, torch.cat([batch.a, batch.b])), batch.same.float()
 
-    a, b, y = _on_threads(threads, benchmark, step)
+    x, y = _on_threads(threads, benchmark, step)
+    a, b = x.chunk(2)
     assert a.shape == (PAIR_BATCH, 1, 28, 28) and int(y.sum()) == PAIR_BATCH // 2
     benchmark.extra_info["torch_threads"] = threads
     _record(benchmark, "pairs/per-call" if threads == 1 else "pairs/per-call-all-cores", PAIR_BATCH, what)
@@ -311,14 +312,14 @@ def test_pairs_gather_ceiling(benchmark, mnist, threads):
     drawn = []
     for _ in range(1024):
         batch = sample_pairs(index, PAIR_BATCH, generator)
-        drawn.append(torch.stack([batch.a, batch.b]))
+        drawn.append(torch.cat([batch.a, batch.b]))
     calls = iter(range(10**9))
 
     def step():
         return gather(ds.images, drawn[next(calls) % len(drawn)])
 
     x = _on_threads(threads, benchmark, step)
-    assert x.shape == (2, PAIR_BATCH, 1, 28, 28) and x.dtype == torch.float32
+    assert x.shape == (2 * PAIR_BATCH, 1, 28, 28) and x.dtype == torch.float32
     benchmark.extra_info["torch_threads"] = threads
     _record(benchmark, "pairs/gather-ceiling" + ("" if threads == 1 else "-all-cores"), PAIR_BATCH, what)
 
@@ -342,7 +343,7 @@ def test_pairs_interleaved(benchmark, mnist, threads):
             t1 = time.perf_counter()
             for _ in range(stream.ahead):
                 batch = next(stream)
-                gather(ds.images, torch.stack([batch.a, batch.b]))
+                gather(ds.images, torch.cat([batch.a, batch.b]))
                 batch.same.float()
             t2 = time.perf_counter()
             ratios.append(((t1 - t0) / 64) / ((t2 - t1) / stream.ahead))

@@ -246,7 +246,11 @@ def gather(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         )
     if idx.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"gather: idx must hold int64 image indices, got {idx.dtype}")
-    flat = idx.reshape(-1).to(images.device, non_blocking=True)
+    # One call per training step, and each torch call costs microseconds: a (B,) index already on the images'
+    # device skips the reshape, the move and the view (about a tenth of a 128-pair MNIST gather, 2-core CPU).
+    flat = idx if idx.ndim == 1 else idx.reshape(-1)
+    if flat.device != images.device:  # asynchronously only to a GPU (a copy to the CPU must end before use)
+        flat = flat.to(images.device, non_blocking=images.device.type != "cpu")
     try:  # out-of-range indices: torch's IndexError (CPU), explained here; no extra pass on the hot path
         rows = images.index_select(0, flat)
     except IndexError:
@@ -255,4 +259,5 @@ def gather(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             f"gather: image index {lo if lo < 0 else hi} out of range for {n} images (valid: 0..{n - 1}); "
             "were the indices drawn from an index of another ImageSet?"
         ) from None
-    return rows.float().div_(255).reshape(*idx.shape, *images.shape[1:])
+    out = rows.float().div_(255)
+    return out if idx.ndim == 1 else out.view(*idx.shape, *images.shape[1:])
