@@ -105,7 +105,7 @@ def _accuracy(dir_a: Path, dir_b: Path, a: list[dict], b: list[dict], n_boot: in
     cols = match_columns(a, b)
     shows_sides = len(cols) < len(MATCH) + len(VARYING)  # device or dtype differs: show each side's
     by_b = {tuple(r[c] for c in cols): r for r in b}
-    lines, diffs, other_episodes, missing = [], [], 0, 0
+    lines, diffs, other_episodes, missing, single = [], [], 0, 0, 0
     order = ("protocol", "backbone", "head", "device", "dtype", "n_way", "k_shot", "seed")
     for ra in sorted(
         a, key=lambda r: tuple(int(r[c]) if c in ("n_way", "k_shot", "seed") else r[c] for c in order)
@@ -115,6 +115,9 @@ def _accuracy(dir_a: Path, dir_b: Path, a: list[dict], b: list[dict], n_boot: in
             continue
         if ra["episodes_hash"] != rb["episodes_hash"]:
             other_episodes += 1
+            continue
+        if int(ra["episodes"]) < 2:  # one episode: no interval over episodes (`run` refuses --episodes 1)
+            single += 1
             continue
         pa, pb = per_episode_path(dir_a, ra), per_episode_path(dir_b, rb)
         if not (pa.is_file() and pb.is_file()):
@@ -145,15 +148,17 @@ def _accuracy(dir_a: Path, dir_b: Path, a: list[dict], b: list[dict], n_boot: in
         "b_lower": sum(hi < 0 for _, _, hi in diffs),
         "other_episodes": other_episodes,
         "missing_per_episode": missing,
+        "single_episode": single,
     }
     notes = (
         [f"{other_episodes} matched cell(s) left out: scored on other episodes."] if other_episodes else []
     )
     notes += [f"{missing} matched cell(s) left out: per_episode/*.pt missing on one side."] if missing else []
+    notes += [f"{single} matched cell(s) left out: one test episode, no interval."] if single else []
     if not lines:
         what = (
             "No matched cell of A and B could be compared"
-            if missing
+            if missing or single
             else "No cell of A and B was scored on the same episodes"
             if other_episodes
             else "No cell of A has one in B"

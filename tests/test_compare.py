@@ -90,7 +90,7 @@ def _directory(out, accuracy_rows, throughput_rows=()):
         if "correct" not in row:  # an error row: no correctness file
             continue
         correct = torch.tensor(row.pop("correct"))
-        row["accuracy"] = float(correct.float().mean())
+        row["accuracy"], row["episodes"] = float(correct.float().mean()), correct.shape[0]
         path = per_episode_path(out, row)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(correct, path)
@@ -164,6 +164,20 @@ def test_a_cell_with_one_side_s_per_episode_file_missing_is_counted_not_compared
     report, counts = compare(a, b, n_boot=50)
     assert counts["compared"] == 1 and counts["missing_per_episode"] == 1
     assert "1 matched cell(s) left out: per_episode/*.pt missing on one side." in report
+
+
+def test_a_one_episode_cell_is_counted_and_left_out_not_an_error(tmp_path):
+    """A hand-made folder's cell of one episode has no interval over episodes: compare once stopped with the
+    bootstrap's ValueError; it now leaves the cell out and says so (as the summary's comparison does)."""
+    a = _directory(
+        tmp_path / "a", [{"seed": 0, "correct": [[False] * 5]}, {"seed": 1, "correct": [[True]] * 3}]
+    )
+    b = _directory(
+        tmp_path / "b", [{"seed": 0, "correct": [[True] * 5]}, {"seed": 1, "correct": [[False]] * 3}]
+    )
+    report, counts = compare(a, b, n_boot=50)
+    assert counts["compared"] == 1 and counts["single_episode"] == 1
+    assert "1 matched cell(s) left out: one test episode, no interval." in report
 
 
 def test_no_common_cell_or_no_per_episode_file_is_said_as_such(tmp_path):
