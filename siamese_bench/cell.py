@@ -363,36 +363,57 @@ class CellRunner:
             (group["backbone"], group["head"], group["device"], group["dtype"], size, channels)
         )
 
-    def throughput_rows(self, table, log=None) -> Iterator[dict]:
-        """Throughput rows of every shape trained (or noted: `note_shape`) in this run, per batch size; rows already in
-        `table` with status ok are not measured again. `log(line)` hears of each measurement as it starts.
-        throughput.csv's rows have no channel count: where one model and image size comes with 1 and 3 channels
-        (a grayscale and a colour protocol), the first is measured and a warning says the other is not."""
-        from siamese_bench.throughput import measure
-
+    def _throughput_shapes(self, warn: bool = False) -> Iterator[tuple[dict, int]]:
+        """(row key, channel count) of every throughput row of the shapes trained (or noted: `note_shape`) in
+        this run, per batch size. throughput.csv's rows have no channel count: where one model and image size
+        comes with 1 and 3 channels (a grayscale and a colour protocol), the first is measured (with `warn`, a
+        warning says the other is not)."""
         first: dict[tuple, int] = {}
         for backbone, head, device, dtype, size, channels in dict.fromkeys(self._shapes):
             shape = (backbone, head, device, dtype, size)
             if first.setdefault(shape, channels) != channels:
-                warnings.warn(
-                    f"throughput: {backbone}+{head} {device} {dtype} {size}x{size} is measured on "
-                    f"{first[shape]}-channel images only (throughput.csv has one row per image size, none per "
-                    f"channel count); its {channels}-channel cells are not measured separately",
-                    stacklevel=2,
-                )
+                if warn:
+                    warnings.warn(
+                        f"throughput: {backbone}+{head} {device} {dtype} {size}x{size} is measured on "
+                        f"{first[shape]}-channel images only (throughput.csv has one row per image size, none "
+                        f"per channel count); its {channels}-channel cells are not measured separately",
+                        stacklevel=2,
+                    )
                 continue
             for bs in self.config.throughput_batch_sizes:
-                row = dict(
+                key = dict(
                     backbone=backbone, head=head, device=device, dtype=dtype, image_size=size, batch_size=bs
                 )
-                if table.get(row) is not None and table.get(row)["status"] == "ok":
-                    continue
+                yield key, channels
+
+    def throughput_keys(self) -> list[dict]:
+        """The key of every throughput row this run measures or keeps (`throughput_rows`)."""
+        return [key for key, _ in self._throughput_shapes()]
+
+    def throughput_rows(self, table, log=None) -> Iterator[dict]:
+        """Throughput rows of every shape trained (or noted: `note_shape`) in this run, per batch size; rows already in
+        `table` are not measured again, as finished cells are not: an ok one, and a failed one unless
+        --retry-failed. `log(line)` hears of each measurement as it starts, and of each failed one kept."""
+        from siamese_bench.throughput import measure
+
+        for row, channels in self._throughput_shapes(warn=True):
+            old = table.get(row)
+            what = (
+                f"{row['backbone']}+{row['head']} {row['device']} {row['dtype']} "
+                f"{row['image_size']}x{row['image_size']}, batch {row['batch_size']}"
+            )
+            if old is not None and old["status"] == "ok":
+                continue
+            if old is not None and old["status"] == "error" and not self.config.retry_failed:
                 if log is not None:
-                    log(f"throughput: {backbone}+{head} {device} {dtype} {size}x{size}, batch {bs}")
-                yield measure(
-                    row,
-                    channels,
-                    amp=dtype.startswith("bfloat16"),
-                    channels_last=self.config.channels_last,
-                    forward_chunk=self.config.forward_chunk,
-                )
+                    log(f"throughput: {what}: failed earlier, kept (--retry-failed measures it again)")
+                continue
+            if log is not None:
+                log(f"throughput: {what}")
+            yield measure(
+                row,
+                channels,
+                amp=row["dtype"].startswith("bfloat16"),
+                channels_last=self.config.channels_last,
+                forward_chunk=self.config.forward_chunk,
+            )

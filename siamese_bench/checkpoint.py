@@ -97,6 +97,12 @@ def _first_problem(e: Exception) -> str:
     return (lines[0][:300] + ("; ..." if len(lines) > 1 else "")) if lines else type(e).__name__
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether `e` is an allocation failure: Python's MemoryError, CUDA's OutOfMemoryError, or the
+    RuntimeError of torch's CPU allocator ("can't allocate memory")."""
+    return isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) or "can't allocate memory" in str(e)
+
+
 def _check_device(device: str) -> None:
     try:
         kind = torch.device(device).type
@@ -118,12 +124,17 @@ def evaluate_command(args) -> int:
     from siamese_bench.episodes.index import ClassIndex
     from siamese_bench.evaluate import evaluate_episodes
     from siamese_bench.protocols import get_protocol
+    from siamese_bench.runner import check_episode_count
 
     _check_device(args.device)
-    if args.episodes is not None and args.episodes < 2:
-        raise ValueError(f"--episodes {args.episodes}: must be >= 2, as the 95% CI is over episodes")
+    check_episode_count(args.episodes)
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed {args.seed}: seeds must be >= 0")
+    if args.seed is not None and args.seed + TEST_SEED_OFFSET >= 2**64:
+        raise ValueError(
+            f"--seed {args.seed}: seeds must be between 0 and {2**64 - 1 - TEST_SEED_OFFSET} (the episodes are "
+            f"drawn with seed + {TEST_SEED_OFFSET}, and torch seeds are below 2**64)"
+        )
     model, meta = load(args.checkpoint, args.device)
     proto = get_protocol(args.protocol or meta["protocol"])
     data = {
@@ -187,21 +198,29 @@ def evaluate_command(args) -> int:
             f"note: {proto.name} is scored on its fixed published trials: {' and '.join(given)} {verb} not apply"
         )
     for n, k in todo:
-        if proto.fixed_episodes is not None:
-            ep = proto.fixed_episodes(data, split, args.data_dir, n, k)
-        else:
-            ep = sample_episodes(
-                index.to("cpu"),
-                n,
-                k,
-                proto.n_query,
-                n_episodes,
-                seed=seed + TEST_SEED_OFFSET,
-                within_group=proto.within_group,
-                split_hash=split.hash,
-                same_positions=proto.same_positions,
-            ).to(args.device)
-        r = evaluate_episodes(model, ds.images, ep)
+        try:
+            if proto.fixed_episodes is not None:
+                ep = proto.fixed_episodes(data, split, args.data_dir, n, k)
+            else:
+                ep = sample_episodes(
+                    index.to("cpu"),
+                    n,
+                    k,
+                    proto.n_query,
+                    n_episodes,
+                    seed=seed + TEST_SEED_OFFSET,
+                    within_group=proto.within_group,
+                    split_hash=split.hash,
+                    same_positions=proto.same_positions,
+                ).to(args.device)
+            r = evaluate_episodes(model, ds.images, ep)
+        except (MemoryError, RuntimeError) as e:
+            if not _out_of_memory(e):
+                raise
+            raise ValueError(
+                f"{n}-way {k}-shot: {n_episodes:,} episodes do not fit in the memory of {args.device} "
+                f"({_first_problem(e)}); ask for fewer with --episodes (e.g. --episodes 1000)"
+            ) from None
         print(
             f"  {n}-way {k}-shot: accuracy {100 * r.accuracy:.2f}% ± {100 * r.ci95:.2f} "
             f"({len(ep)} episodes, hash {episodes_fingerprint(ep)[:16]}, {r.aggregation})"

@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--episodes",
         type=int,
-        help="test episodes per cell (default: the preset's, else the protocol's 1000; the lake-runs protocols "
-        "always score Lake's 20 official runs and ignore it)",
+        help="test episodes per cell, 2 to 1,000,000 (default: the preset's, else the protocol's 1000; the "
+        "lake-runs protocols always score Lake's 20 official runs and ignore it)",
     )
     run.add_argument("--seeds", type=_csv(int), help="training and episode seeds, e.g. 0,1,2")
     run.add_argument(
@@ -192,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--save-pairs", type=int, default=0, metavar="N", help="PNG grid of N evaluated pairs")
     run.add_argument("--offline", action="store_true", help="never download missing datasets; fail instead")
-    run.add_argument("--retry-failed", action="store_true", help="re-run cells whose row says error")
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-run cells and throughput measurements whose row says error (without it, they are kept)",
+    )
     run.add_argument("--out", type=Path, help="output directory (default: results/<preset>/)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument(
@@ -242,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--episodes",
         type=int,
-        help="test episodes per cell (default: the run's count for its own protocol's test part, else the "
-        "protocol's)",
+        help="test episodes per cell, 2 to 1,000,000 (default: the run's count for its own protocol's test "
+        "part, else the protocol's)",
     )
     ev.add_argument(
         "--seed",

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from siamese_bench.results import atomic_write
+
 
 def save_pairs(model, ds, episodes, n: int, path: Path) -> Path:
     """Draw the first `n` (query, support) pairs of `episodes`: alternately the query's own class (same) and
@@ -52,9 +54,10 @@ def save_pairs(model, ds, episodes, n: int, path: Path) -> Path:
             axes[r, 2 * c + side].imshow(img.numpy(), cmap="gray")
         axes[r, 2 * c].set_title(f"{'same' if same else 'diff'} {float(sim[i]):.2f}", fontsize=6, loc="left")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tmp_" + path.name)
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        # atomically: an interrupted write leaves no half-written picture, and no temp file (or, killed on
+        # the spot, one that `results.remove_stale_temps` recognises)
+        atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
     return path

@@ -5,8 +5,9 @@ config.json holds the resolved RunConfig of the latest run, its environment (git
 hardware), and `runs`: one entry per run that wrote rows (its grids, devices, dtype, torch CPU threads,
 command, wall time; `interrupted` when Ctrl-C, an error or a kill stopped it: a run is recorded so before
 each row it writes). A resume is refused, before anything runs, when it would mix rows of another kind of run
-(throughput-only vs full), skip finished cells made with other training settings, train CPU cells with another
-torch thread count beside finished ones, or score your own images after they changed.
+(throughput-only vs full), skip finished cells made with other training settings or train other ways and shots
+of their model with other settings, train CPU cells with another torch thread count beside finished ones, or
+score your own images after they changed.
 """
 
 from __future__ import annotations
@@ -132,25 +133,28 @@ def _check_same_threads(config: RunConfig, recorded: dict, acc: Table, groups: l
             )
 
 
-def _check_resume_settings(out: Path, recorded: dict, groups: list[dict], done, finished: set[tuple]) -> None:
+def _check_resume_settings(out: Path, recorded: dict, groups: list[dict], finished: set[tuple]) -> None:
     """Refuse to resume into a directory whose finished cells were made with other training settings than this
-    run asks for (`recorded`: cell key -> Grid.settings): re-running would skip them, and the table would
-    silently answer a different question. done(group) says whether any cell of the group has a finished
-    (status ok) row: error and skipped rows are re-run, so their settings do not matter. Also refused: a new
-    seed of a protocol/backbone/head/device/dtype whose other seeds finished (`finished`: their cell keys, seed
-    as text) with other settings: the summary would average them as if they were seeds of one setting."""
+    run asks for (`recorded`: cell key -> Grid.settings; `finished`: the cell keys, seed as text, with a
+    finished (status ok) row of any N-way K-shot): re-running would skip them, or train the group's other
+    ways and shots with other settings beside them, and the table would silently answer a different question
+    (and config.json would record this run's settings for the finished rows too). Error and skipped rows are
+    re-run, so their settings do not matter. Also refused: a new seed of a protocol/backbone/head/device/dtype
+    whose other seeds finished with other settings: the summary would average them as if they were seeds of
+    one setting."""
     from siamese_bench.commands import UserError
 
     for group in groups:
         name = (group["protocol"].name, group["backbone"], group["head"], group["seed"])
         key = (*name[:3], group["device"], group["dtype"], group["seed"])
         want = group["grid"].settings
-        if key in recorded and recorded[key] != want and done(group):
+        if key in recorded and recorded[key] != want and (*key[:5], str(key[5])) in finished:
             raise UserError(
                 f"{out} already holds {'/'.join(map(str, name))} (protocol/backbone/head/seed) on "
                 f"{group['device']} {group['dtype']} made with other settings: {_diff(recorded[key], want)}. "
-                "Resuming would skip those cells; write this run to a new --out directory (or delete the folder "
-                "to start over)"
+                "Resuming would skip those cells, or put cells of other settings beside them; run with the "
+                "recorded settings, or write this run to a new --out directory (or delete the folder to start "
+                "over)"
             )
         others = sorted(
             (k[-1], settings)
@@ -204,14 +208,6 @@ def check_resumable(config: RunConfig, doc: dict, acc: Table, groups: list[dict]
     """The checks of a run into a folder that already has a config.json (`doc`): same kind of run, no
     finished cell recorded with other settings or another CPU thread count, your own images unchanged (`run`
     and `run --dry-run` alike); a UserError naming the problem otherwise."""
-    from siamese_bench.runner import base_row
-
-    def rows(group: dict) -> list[dict | None]:
-        return [acc.get(base_row(group, n, k)) for n, k in group["cells"]]
-
-    def done(group: dict) -> bool:
-        return any(r and r["status"] == "ok" for r in rows(group))
-
     try:
         cells = list(_recorded_cells(doc))
     except (TypeError, KeyError, AttributeError):  # a config.json of another version: nothing to compare
@@ -222,7 +218,7 @@ def check_resumable(config: RunConfig, doc: dict, acc: Table, groups: list[dict]
         for r in acc.rows
         if r["status"] == "ok"
     }
-    _check_resume_settings(config.out, {key: settings for key, settings, _ in cells}, groups, done, finished)
+    _check_resume_settings(config.out, {key: settings for key, settings, _ in cells}, groups, finished)
     _check_same_threads(config, {key: threads for key, _, threads in cells}, acc, groups)
     _check_own_images_unchanged(config.out, groups, acc.rows)
 

@@ -10,6 +10,7 @@ cells already in the table. A failing cell becomes a row with status=error and t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import re
@@ -134,6 +135,13 @@ def config_from_args(args) -> RunConfig:
         if not re.fullmatch(r"(cpu|cuda(:\d+)?)\??", d):
             raise UserError(f"unknown device {d!r}; valid: cpu, cuda (or cuda:N, N a GPU number)")
     explicit_cuda = [d for d in devices if d.startswith("cuda") and not d.endswith("?")]
+    if not torch.cuda.is_available() and all(d.startswith("cuda") and d.endswith("?") for d in devices):
+        # "cuda?" alone adds no group without a GPU: the run would write an empty folder and exit 0
+        raise UserError(
+            f"--devices {','.join(devices)} runs CUDA cells where a GPU is present, and "
+            "torch.cuda.is_available() is False here (no GPU or a CPU-only torch build), so no cell would "
+            "run; use --devices cpu (or cpu,cuda? for the CPU plus CUDA where present)"
+        )
     dry_run = getattr(args, "dry_run", False)  # a plan of a GPU grid may be read on a machine without one
     if explicit_cuda and not torch.cuda.is_available() and len(devices) == len(explicit_cuda) and not dry_run:
         raise UserError(
@@ -182,15 +190,8 @@ def config_from_args(args) -> RunConfig:
         raise UserError(f"--snapshot-every {args.snapshot_every}: seconds must be >= 0 (0 = no snapshots)")
     out = Path(args.out) if args.out is not None else _default_out(args.preset, grids)
     if args.out is None and out == results_root() / args.preset:
-        extra = sorted(
-            set(cell_settings(grids, strict=False)) - set(cell_settings(preset.grids, strict=False))
-        )
-        if extra:
-            raise UserError(
-                f"this run has cells that are not in the {args.preset} preset (e.g. "
-                f"{'/'.join(map(str, extra[0]))}, protocol/backbone/head/seed), and without --out it would add "
-                f"them to {out}, the preset's results folder; name a folder for them, e.g. --out results/mine"
-            )
+        measured = () if args.no_throughput else batch_sizes
+        _refuse_cells_outside_preset(preset, out, grids, devices, dtype_of(args.amp), measured)
     check_out_folder(out)
     return RunConfig(
         preset=args.preset,
@@ -215,6 +216,78 @@ def config_from_args(args) -> RunConfig:
     )
 
 
+def grid_cells(grids, devices, dtype: str) -> set[tuple]:
+    """The accuracy rows `grids` make on `devices` ("cuda?" counts as cuda) in `dtype`, each as (protocol,
+    backbone, head, device, dtype, n_way, k_shot, seed): what identifies a row (CELL_KEY; the dataset comes
+    with the protocol), with a protocol's own ways and shots where a grid names none."""
+    from siamese_bench.protocols import get_protocol
+
+    cells = set()
+    for g in grids:
+        for p in g.protocols:
+            proto = get_protocol(p)
+            cells.update(
+                (p, b, h, d.rstrip("?"), dtype, n, k, s)
+                for b, h, d, n, k, s in itertools.product(
+                    g.backbones, g.heads, devices, g.ways or proto.ways, g.shots or proto.shots, g.seeds
+                )
+            )
+    return cells
+
+
+def _refuse_cells_outside_preset(preset, out: Path, grids, devices, dtype: str, batch_sizes) -> None:
+    """A UserError when a run without --out, into the preset's results folder `out`, would add rows the preset
+    does not make: an accuracy cell (any of protocol, backbone, head, device, dtype, ways, shots, seed) or a
+    throughput batch size (`batch_sizes`: those this run measures) that is not the preset's."""
+    from siamese_bench.commands import UserError
+
+    extra = sorted(
+        grid_cells(grids, devices, dtype) - grid_cells(preset.grids, preset.devices, dtype_of("none")),
+        key=str,
+    )
+    if extra:
+        protocol, backbone, head, device, dtype, n, k, seed = extra[0]
+        cell = f"{protocol} {backbone}+{head} on {device} {dtype}, {n}-way {k}-shot, seed {seed}"
+        what = f"cells that are not in the {preset.name} preset (e.g. {cell})"
+    elif set(batch_sizes) - set(preset.throughput_batch_sizes):
+        sizes = ", ".join(map(str, sorted(set(batch_sizes) - set(preset.throughput_batch_sizes))))
+        what = (
+            f"throughput rows that are not in the {preset.name} preset (batch size {sizes}; the preset measures "
+            f"{', '.join(map(str, preset.throughput_batch_sizes))})"
+        )
+    else:
+        return
+    raise UserError(
+        f"this run has {what}, and without --out it would add them to {out}, the preset's results folder; "
+        "name a folder for them, e.g. --out results/mine"
+    )
+
+
+# the largest seed a run can use: training seeds its generators with seed, seed + 1 and seed + 2 (TrainConfig
+# takes seeds below 2**63 - 2), the test episodes use seed + 1000 (cell.TEST_SEED_OFFSET) and the verification
+# pairs seed + 3000, both below torch's 2**64
+MAX_SEED = 2**63 - 3
+# the most test episodes per cell (`run --episodes`, `evaluate --episodes`): they are drawn at once, in memory;
+# the 95% CI over a million episodes is already under 0.1 points
+MAX_EPISODES = 1_000_000
+
+
+def check_episode_count(episodes: int | None) -> None:
+    """A UserError for an --episodes count no run (or evaluation) can use: below 2, or above MAX_EPISODES."""
+    from siamese_bench.commands import UserError
+
+    if episodes is not None and episodes < 2:
+        raise UserError(
+            f"--episodes {episodes}: must be >= 2, as the 95% CI is over episodes (omit it for the "
+            "protocol's default)"
+        )
+    if episodes is not None and episodes > MAX_EPISODES:
+        raise UserError(
+            f"--episodes {episodes}: must be at most {MAX_EPISODES:,}, as the episodes are drawn at once, in "
+            f"memory (the 95% CI over {MAX_EPISODES:,} episodes is under 0.1 points); e.g. --episodes 1000"
+        )
+
+
 def _check_numbers(g: Grid) -> None:
     """A UserError naming the flag for a value of a grid (after the flags were applied) that no run can use."""
     from siamese_bench.commands import UserError
@@ -224,11 +297,12 @@ def _check_numbers(g: Grid) -> None:
     for s in g.seeds:
         if s < 0:
             raise UserError(f"--seeds {s}: seeds must be >= 0")
-    if g.episodes is not None and g.episodes < 2:
-        raise UserError(
-            f"--episodes {g.episodes}: must be >= 2, as the 95% CI is over episodes (omit it for the "
-            "protocol's default)"
-        )
+        if s > MAX_SEED:
+            raise UserError(
+                f"--seeds {s}: seeds must be between 0 and {MAX_SEED} (2**63 - 3: training also seeds with "
+                "seed + 2, and the test episodes with seed + 1000)"
+            )
+    check_episode_count(g.episodes)
     if g.train_pairs < 0:
         raise UserError(f"--train-pairs {g.train_pairs}: must be >= 0 (0 = evaluate without training)")
     if g.batch_size < 2 or g.batch_size % 2:
@@ -459,7 +533,8 @@ def plan(config: RunConfig) -> str:
             lines.append(f"[{si}/{len(shapes)}] {proto} {backbone}+{head} {device} {dtype}: {state}")
         lines.append(
             f"--throughput-only: {len(shapes)} model(s) x image size(s), no accuracy cells (rows already in "
-            f"throughput.csv are kept), into {config.out}; nothing was written (--dry-run)"
+            "throughput.csv are kept, failed ones too unless --retry-failed), into "
+            f"{config.out}; nothing was written (--dry-run)"
         )
         return "\n".join(lines)
     for gi, g in enumerate(groups, 1):
@@ -539,7 +614,7 @@ def _run(config: RunConfig, print_summary: bool, advice: bool = True) -> int:
         if not fresh:
             resume.check_resumable(config, doc, acc, groups)
         runner = CellRunner(config)
-        counts = {"wrote": 0, "failed_throughput": 0}
+        counts = {"wrote": 0}
 
         def record_interrupted(rows: int) -> None:
             """Record this run in config.json as interrupted after `rows` rows: before each row it writes (a
@@ -569,6 +644,12 @@ def _run(config: RunConfig, print_summary: bool, advice: bool = True) -> int:
                 for n, k in g["cells"]
             )
         )
+        # likewise every throughput row of this run's models and batch sizes that is an error
+        failed_throughput = (
+            sum((thr.get(key) or {}).get("status") == "error" for key in runner.throughput_keys())
+            if config.throughput
+            else 0
+        )
         if wrote or fresh:
             write_json(config_path, resume.config_doc(config, wall, earlier, started, wrote))
         summary = write_summary(config.out, published_lookup())
@@ -577,25 +658,42 @@ def _run(config: RunConfig, print_summary: bool, advice: bool = True) -> int:
     tables = (thr.path,) if config.throughput_only else (acc.path, thr.path)
     written = "".join(f"{p.name}, " for p in tables if p.is_file())  # --no-throughput: no throughput.csv
     _log(config, f"wrote {config.out}/{written}summary.md in {wall:.0f} s")
-    if advice and not wrote and not fresh and not failed and not config.quiet:
+    failures = [
+        f"{n} {what} failed: see the error column of {path}"
+        for n, what, path in (
+            (failed, "cell(s)", acc.path),
+            (failed_throughput, "throughput measurement(s)", thr.path),
+        )
+        if n
+    ]
+    if advice and not wrote and not fresh and not failures and not config.quiet:
         print(
             f"nothing was run: every cell of this grid is already in {config.out} (written by the runs its "
             "config.json lists). To measure them on this machine, write to another folder (add e.g. --out "
             f"results/mine), or re-run and compare with `python -m siamese_bench reproduce {config.out}`",
             file=sys.stderr,
         )
-    failures = [
-        f"{n} {what} failed: see the error column of {path}"
-        for n, what, path in (
-            (failed, "cell(s)", acc.path),
-            (counts["failed_throughput"], "throughput measurement(s)", thr.path),
-        )
-        if n
-    ]
     if failures and advice:
+        instead = [
+            text
+            for n, text in (
+                (
+                    failed,
+                    "a cell whose episodes its protocol cannot make, e.g. more ways than test classes, "
+                    "needs other --ways or --shots",
+                ),
+                (
+                    failed_throughput,
+                    "a throughput measurement that cannot succeed as asked, e.g. of a backbone made for larger "
+                    "images or at a batch size that does not fit in memory, needs other --backbones or "
+                    "--throughput-batch-sizes",
+                ),
+            )
+            if n
+        ]
         print(
-            "; ".join(failures) + "; fix the cause and re-run with --retry-failed (a cell whose episodes its "
-            "protocol cannot make, e.g. more ways than test classes, needs other --ways or --shots instead)",
+            "; ".join(failures) + f"; fix the cause and re-run with --retry-failed ({'; '.join(instead)} "
+            "instead)",
             file=sys.stderr,
         )
     return 1 if failures else 0
@@ -605,9 +703,8 @@ def _run_groups(
     config: RunConfig, groups: list[dict], runner, acc: Table, thr: Table, counts: dict, before_row
 ) -> None:
     """Run every group's missing cells (and then the throughput table), writing each row as it comes (after
-    calling `before_row()`) and counting in `counts` the rows written ("wrote") and the throughput
-    measurements that failed ("failed_throughput") as it goes, so that an interrupted run still knows what it
-    wrote."""
+    calling `before_row()`) and counting in `counts` the rows written ("wrote") as it goes, so that an
+    interrupted run still knows what it wrote."""
     cells_total, done = sum(len(g["cells"]) for g in groups), 0
     for gi, group in enumerate(groups, 1):
         label = (
@@ -667,7 +764,6 @@ def _run_groups(
             before_row()
             thr.put(trow)
             counts["wrote"] += 1
-            counts["failed_throughput"] += trow["status"] == "error"
             _log(config, f"    {_throughput_text(trow)}")
 
 

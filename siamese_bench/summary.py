@@ -17,7 +17,7 @@ import torch
 
 from siamese_bench import stats
 from siamese_bench.presets import Grid
-from siamese_bench.results import atomic_write_text, file_stem, read_table
+from siamese_bench.results import atomic_write, atomic_write_text, file_stem, read_table
 
 PER_EPISODE_DIR = "per_episode"
 
@@ -221,14 +221,24 @@ def throughput_table(rows: list[dict]) -> str:
 
 
 def failures(rows: list[dict]) -> str:
+    """Markdown bullets for the rows of accuracy.csv and throughput.csv that are not ok: the cell (protocol,
+    model, device, episode shape) or the throughput measurement (model, device, dtype, image size, batch
+    size), and the error."""
     bad = [r for r in rows if r["status"] != "ok"]
     if not bad:
         return "_None._"
-    return "\n".join(
-        f"- {r['status']}: {r.get('protocol', '')} {r['backbone']} {r['head']} {r['device']} "
-        f"{r.get('n_way', '')}-way {r.get('k_shot', '')}-shot: {r['error']}"
-        for r in bad
-    )
+    return "\n".join(f"- {r['status']}: {_failed_what(r)}: {r['error']}" for r in bad)
+
+
+def _failed_what(row: dict) -> str:
+    """What a row that is not ok stands for: a throughput row (it has a batch size) or an accuracy cell."""
+    if "batch_size" in row:
+        size = row["image_size"]
+        return (
+            f"throughput of {row['backbone']}+{row['head']} on {row['device']} {row['dtype']}, {size}x{size} "
+            f"images, batch size {row['batch_size']}"
+        )
+    return f"{row['protocol']} {row['backbone']} {row['head']} {row['device']} {row['n_way']}-way {row['k_shot']}-shot"
 
 
 def plot(out_dir: Path, rows: list[dict]) -> Path | None:
@@ -256,11 +266,13 @@ def plot(out_dir: Path, rows: list[dict]) -> Path | None:
     ax.set_title("accuracy vs training throughput, one point per cell")
     ax.grid(alpha=0.3)
     path = Path(out_dir) / "accuracy_vs_throughput.png"
-    tmp = path.with_name(".tmp_" + path.name)
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.tight_layout()
+        # atomically: an interrupted write leaves the old picture, and no temp file (or, killed on the spot,
+        # one that `remove_stale_temps` recognises)
+        atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -450,8 +462,9 @@ def write_summary(out_dir: Path, published: dict | None = None) -> Path:
             "## One-shot accuracy",
             "",
             "Mean over test episodes (95% CI = 1.96 standard errors over episodes, the normal approximation: "
-            "over the 20 episodes of the lake-runs protocols a t interval would be 7% wider; 'seed std' = "
-            "standard deviation of the per-seed means). Verification accuracy and ROC-AUC are pair metrics on balanced "
+            "over the 20 episodes of the lake-runs protocols a t interval would be 7% wider; with several seeds, "
+            "the mean of the seeds' accuracies and the mean of their CIs; 'seed std' = standard deviation of "
+            "the per-seed means). Verification accuracy and ROC-AUC are pair metrics on balanced "
             "held-out pairs, not one-shot accuracy.",
             "",
             accuracy_table(acc, published),

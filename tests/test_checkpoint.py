@@ -175,6 +175,8 @@ def test_evaluate_refuses_a_checkpoint_of_another_split_or_protocol_version(ckpt
     [
         (("--episodes", "1"), "--episodes 1: must be >= 2"),
         (("--seed", "-5"), "--seed -5: seeds must be >= 0"),
+        (("--episodes", "100000000000"), "--episodes 100000000000: must be at most 1,000,000"),
+        (("--seed", str(2**64 - 1000)), f"--seed {2**64 - 1000}: seeds must be between 0 and {2**64 - 1001}"),
     ],
 )
 def test_evaluate_refuses_numbers_no_run_uses(ckpt_dir, argv, message):
@@ -372,3 +374,24 @@ def test_a_checkpoint_records_the_runs_test_cells_and_evaluate_scores_those(ckpt
     )
     out = capsys.readouterr().out
     assert out.count("-way ") == 1 and "5-way 1-shot: accuracy" in out and "(20 episodes" in out
+
+
+def test_episodes_that_do_not_fit_in_memory_are_a_clear_error(ckpt_dir, monkeypatch, capsys):
+    """An allocation failure while drawing or scoring the episodes is one line saying what to do (exit 2),
+    not torch's traceback."""
+    from siamese_bench.cli import main
+    from siamese_bench.episodes import episodes
+
+    def out_of_memory(*a, **k):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 800000000000 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.setattr(episodes, "sample_episodes", out_of_memory)
+    ckpt = ckpt_dir / "checkpoints" / "digits-heldout_small-cnn_contrastive_cpu_seed0.pt"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--episodes", "900000", "--ways", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "error: 3-way 1-shot: 900,000 episodes do not fit in the memory of cpu (" in err
+    assert "can't allocate memory" in err and "ask for fewer with --episodes" in err
+    assert "Traceback" not in err

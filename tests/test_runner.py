@@ -1127,7 +1127,10 @@ def test_a_frozen_episodes_file_must_match_every_field_its_name_stands_for(tmp_p
             episodes()
 
 
-def test_throughput_rows_measure_each_shape_once_and_retry_failed_ones(tmp_path, monkeypatch):
+def test_throughput_rows_measure_each_shape_once_and_failed_ones_only_with_retry_failed(
+    tmp_path, monkeypatch
+):
+    """A failed throughput row is kept, as a failed cell is, and measured again only with --retry-failed."""
     from types import SimpleNamespace
 
     from siamese_bench import throughput
@@ -1139,11 +1142,6 @@ def test_throughput_rows_measure_each_shape_once_and_retry_failed_ones(tmp_path,
         return {**row, "status": "ok"}
 
     monkeypatch.setattr(throughput, "measure", measure)
-    cfg = SimpleNamespace(out=tmp_path, throughput_batch_sizes=(16, 32), channels_last=False, forward_chunk=0)
-    runner_ = cell.CellRunner(cfg)
-    for seed, dtype in ((0, "float32"), (1, "float32"), (0, "bfloat16-amp")):  # two seeds: one shape
-        group = {"backbone": "small-cnn", "head": "koch", "device": "cpu", "dtype": dtype, "seed": seed}
-        runner_._add_shape(group, SimpleNamespace(image_shape=(1, 8, 8)))
 
     class Recorded:  # float32 at 16 measured, at 32 failed
         def get(self, row):
@@ -1151,9 +1149,27 @@ def test_throughput_rows_measure_each_shape_once_and_retry_failed_ones(tmp_path,
                 return {"status": "ok" if row["batch_size"] == 16 else "error"}
             return None
 
-    rows = list(runner_.throughput_rows(Recorded()))
-    assert calls == [("float32", 32, 1, False), ("bfloat16-amp", 16, 1, True), ("bfloat16-amp", 32, 1, True)]
-    assert [r["image_size"] for r in rows] == [8, 8, 8]
+    for retry_failed in (False, True):
+        calls.clear()
+        cfg = SimpleNamespace(
+            out=tmp_path,
+            throughput_batch_sizes=(16, 32),
+            channels_last=False,
+            forward_chunk=0,
+            retry_failed=retry_failed,
+        )
+        runner_ = cell.CellRunner(cfg)
+        for seed, dtype in ((0, "float32"), (1, "float32"), (0, "bfloat16-amp")):  # two seeds: one shape
+            group = {"backbone": "small-cnn", "head": "koch", "device": "cpu", "dtype": dtype, "seed": seed}
+            runner_._add_shape(group, SimpleNamespace(image_shape=(1, 8, 8)))
+        logged = []
+        rows = list(runner_.throughput_rows(Recorded(), logged.append))
+        bf16 = [("bfloat16-amp", 16, 1, True), ("bfloat16-amp", 32, 1, True)]
+        assert calls == ([("float32", 32, 1, False)] if retry_failed else []) + bf16
+        assert [r["image_size"] for r in rows] == [8] * len(calls)
+        kept = "throughput: small-cnn+koch cpu float32 8x8, batch 32: failed earlier, kept (--retry-failed"
+        assert (kept in "\n".join(logged)) is not retry_failed
+        assert [k["batch_size"] for k in runner_.throughput_keys()] == [16, 32, 16, 32]
 
 
 def test_one_model_and_size_in_grayscale_and_colour_warns_that_one_is_not_measured(tmp_path, monkeypatch):
@@ -1568,3 +1584,143 @@ def test_no_distort_turns_off_a_presets_distortions_and_distort_turns_them_on(tm
     smoke = ["run", "--preset", "smoke", "--out", str(tmp_path)]
     assert not runner.config_from_args(build_parser().parse_args(smoke)).grids[0].distort
     assert runner.config_from_args(build_parser().parse_args([*smoke, "--distort"])).grids[0].distort
+
+
+@pytest.mark.parametrize(
+    ("argv", "cell"),
+    [
+        (("--shots", "2"), "digits-heldout small-cnn+koch on cpu float32, 3-way 2-shot, seed 0"),
+        (("--ways", "2"), "digits-heldout small-cnn+koch on cpu float32, 2-way 1-shot, seed 0"),
+        (("--amp", "bf16"), "digits-heldout small-cnn+koch on cpu bfloat16-amp, 3-way 1-shot, seed 0"),
+        (("--devices", "cpu,cuda"), "digits-heldout small-cnn+koch on cuda float32, 3-way 1-shot, seed 0"),
+        (("--seeds", "1"), "digits-heldout small-cnn+koch on cpu float32, 3-way 1-shot, seed 1"),
+    ],
+)
+def test_without_out_other_ways_shots_dtype_devices_or_seeds_than_the_presets_are_refused(
+    tmp_path, monkeypatch, argv, cell
+):
+    """Without --out a run writes into results/<preset>/: every cell (its ways, shots, dtype and device too, not
+    only its names and seed) must be one of the preset's, else the run is refused before anything is written."""
+    monkeypatch.setattr(runner, "results_root", lambda: tmp_path)
+    base = ["run", "--preset", "smoke", "--no-throughput", "--devices", "cpu", "--heads", "koch"]
+
+    def resolve(*extra):
+        return runner.config_from_args(build_parser().parse_args([*base, *extra]))
+
+    assert resolve("--ways", "3").out == tmp_path / "smoke"  # the preset's cells, on fewer ways
+    with pytest.raises(
+        UserError, match=re.escape(f"not in the smoke preset (e.g. {cell}), and without --out")
+    ):
+        resolve(*argv)
+    assert resolve(*argv, "--out", str(tmp_path / "mine")).out == tmp_path / "mine"
+    assert not (tmp_path / "smoke").exists()
+
+
+def test_without_out_throughput_batch_sizes_other_than_the_presets_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "results_root", lambda: tmp_path)
+    base = ["run", "--preset", "smoke", "--devices", "cpu", "--throughput-batch-sizes", "32"]
+    with pytest.raises(
+        UserError, match=r"throughput rows that are not in the smoke preset \(batch size 32; the "
+    ):
+        runner.config_from_args(build_parser().parse_args(base))
+    runner.config_from_args(build_parser().parse_args([*base, "--no-throughput"]))  # measures none
+
+
+def test_new_ways_of_a_finished_model_with_other_settings_are_refused(tmp_path, monkeypatch):
+    """A model (protocol/backbone/head/device/dtype/seed) with finished cells keeps its settings for its other
+    ways and shots too: trained anew with other settings they would sit beside the finished ones, and
+    config.json would then record the new settings for all of them."""
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    first = ("--heads", "contrastive", "--amp", "bf16", "--train-pairs", "256")  # 3- and 5-way
+    runner.run(config(tmp_path, *first), print_summary=False)
+    before = (tmp_path / "accuracy.csv").read_text()
+    with pytest.raises(
+        UserError,
+        match=r"small-cnn/contrastive/0 \(protocol/backbone/head/seed\) on cpu bfloat16-amp made with other "
+        r"settings: train_pairs 256 \(recorded\) vs 512 \(now\)",
+    ):
+        runner.run(config(tmp_path, *first, "--ways", "2", "--train-pairs", "512"), print_summary=False)
+    assert (tmp_path / "accuracy.csv").read_text() == before
+    # the recorded settings for the new way are fine, and the first command still finds everything done
+    runner.run(config(tmp_path, *first, "--ways", "2"), print_summary=False)
+    assert runner.run(config(tmp_path, *first), print_summary=False) == 0
+    rows = read_csv(tmp_path / "accuracy.csv")
+    assert sorted(r["n_way"] for r in rows) == ["2", "3", "5"]
+
+
+def test_seeds_and_episodes_beyond_what_a_cell_can_use_are_refused_with_the_range(tmp_path):
+    """The largest seed is the largest every seed of a cell takes: training's (TrainConfig, up to seed + 2),
+    the test episodes' (seed + TEST_SEED_OFFSET) and the verification pairs' (seed + 3 * TEST_SEED_OFFSET)."""
+    from siamese_bench.train import TrainConfig
+
+    TrainConfig(seed=runner.MAX_SEED)
+    with pytest.raises(ValueError, match="TrainConfig.seed"):
+        TrainConfig(seed=runner.MAX_SEED + 1)
+    assert runner.MAX_SEED + 3 * cell.TEST_SEED_OFFSET < 2**64
+    assert config(tmp_path, "--seeds", str(runner.MAX_SEED)).grids[0].seeds == (runner.MAX_SEED,)
+    for seed in (runner.MAX_SEED + 1, 2**63 - 1):
+        message = f"--seeds {seed}: seeds must be between 0 and {runner.MAX_SEED} (2**63 - 3"
+        with pytest.raises(UserError, match=re.escape(message)):
+            config(tmp_path, "--seeds", f"0,{seed}")
+    config(tmp_path, "--episodes", str(runner.MAX_EPISODES))
+    with pytest.raises(UserError, match=r"--episodes 100000000000: must be at most 1,000,000"):
+        config(tmp_path, "--episodes", "100000000000")
+
+
+def test_a_kept_failed_throughput_row_still_makes_the_run_exit_1_until_retried(tmp_path, monkeypatch, capsys):
+    """A failed throughput measurement is kept by a re-run, as a failed cell is (exit 1, with advice that fits
+    a throughput row), and measured again with --retry-failed."""
+    from siamese_bench import throughput
+    from siamese_bench.cli import main
+
+    measured = []
+
+    def measure(row, *a, **k):
+        measured.append(row["batch_size"])
+        if len(measured) == 1:
+            return {**row, "status": "error", "error": "RuntimeError: out of memory"}
+        return {**row, "status": "ok", "eval_images_per_s": 1.0, "eval_episodes_per_s": 1.0}
+
+    monkeypatch.setattr(throughput, "measure", measure)
+    argv = [
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        "--devices",
+        "cpu",
+        "--heads",
+        "koch",
+    ]
+    argv += ["--throughput-only", "--throughput-batch-sizes", "16"]
+    for _ in range(2):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "1 throughput measurement(s) failed" in err and "more ways than test classes" not in err
+        assert (
+            "fix the cause and re-run with --retry-failed (a throughput measurement that cannot succeed"
+            in err
+        )
+    assert measured == [16]
+    assert main([*argv, "--retry-failed"]) == 0
+    assert measured == [16, 16]
+    assert [r["status"] for r in read_csv(tmp_path / "throughput.csv")] == ["ok"]
+
+
+def test_optional_cuda_alone_without_a_gpu_is_refused_as_running_nothing(tmp_path, monkeypatch):
+    """--devices cuda? ("CUDA where present") and nothing else, without a GPU: no cell would run, and the run
+    would write an empty folder and exit 0; it is refused (exit 2) instead, the dry run too."""
+    from siamese_bench.cli import main
+
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
+    for extra in ((), ("--dry-run",)):
+        with pytest.raises(
+            UserError, match=r"--devices cuda\? runs CUDA cells where a GPU is present, .*no cell "
+        ):
+            config(tmp_path / "out", "--devices", "cuda?", *extra)
+    argv = ["run", "--preset", "smoke", "--devices", "cuda?", "--out", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 2
+    assert not (tmp_path / "out").exists()
+    assert [d for d, _ in runner._devices(config(tmp_path / "out", "--devices", "cpu,cuda?"))] == ["cpu"]

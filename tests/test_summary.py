@@ -1,5 +1,7 @@
 """summary.py: the accuracy table's aggregation rule (seeds of one protocol version and split only)."""
 
+import pytest
+
 from siamese_bench.summary import accuracy_table, own_images_lines
 
 
@@ -183,7 +185,6 @@ def test_the_grid_line_states_the_training_pairs_the_rows_record():
 def test_an_unreadable_per_episode_file_is_an_error_naming_it(tmp_path):
     """A per_episode/*.pt cut short (a copy) stopped summarize and compare with torch's "PytorchStreamReader
     failed reading zip archive" and a traceback naming no file."""
-    import pytest
     import torch
 
     from siamese_bench.summary import paired_comparisons, per_episode_path
@@ -237,3 +238,59 @@ def test_a_folder_whose_grids_flags_changed_says_so_in_its_heading():
     assert _kind(cfg("python -m siamese_bench run --seeds 1"), "quick") == " preset (changed by flags)"
     # a path that merely contains a flag's name is not that flag
     assert not changed_by_flags(cfg("python -m siamese_bench run --out results/--seeds"))
+
+
+def test_a_failed_throughput_row_is_listed_as_a_measurement_with_its_batch_size():
+    from siamese_bench.summary import failures
+
+    row = {
+        "backbone": "conv4",
+        "head": "koch",
+        "device": "cpu",
+        "dtype": "float32",
+        "image_size": "28",
+        "batch_size": "64",
+        "status": "error",
+        "error": "ValueError: boom",
+    }
+    assert failures([row]) == (
+        "- error: throughput of conv4+koch on cpu float32, 28x28 images, batch size 64: ValueError: boom"
+    )
+
+
+def _plotted_folder(path):
+    """A results folder with one ok cell that has a training throughput (so `plot` draws it)."""
+    path.mkdir()
+    return [{**_row(0, 0.8), "n_way": "5", "k_shot": "1"}]
+
+
+def test_an_interrupted_picture_write_leaves_the_old_picture_and_no_temp_file(tmp_path, monkeypatch):
+    """Ctrl-C while the PNG is written: the old picture stays, no temp file is left, and the temp file a kill on
+    the spot would leave is one that `remove_stale_temps` removes."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from siamese_bench import summary
+    from siamese_bench.results import remove_stale_temps
+
+    out = tmp_path / "run"
+    rows = _plotted_folder(out)
+    png = summary.plot(out, rows)
+    assert png == out / "accuracy_vs_throughput.png" and png.read_bytes()[:4] == b"\x89PNG"
+    old = png.read_bytes()
+    temps = []
+
+    def interrupted(self, target, **kwargs):
+        (written,) = [p for p in out.iterdir() if p.name.startswith(".")]  # the file being written
+        temps.append(written.name)
+        written.write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        summary.plot(out, rows)
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy_vs_throughput.png"]
+    assert png.read_bytes() == old
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / temps[0]).write_bytes(b"")
+    assert [p.name for p in remove_stale_temps(tmp_path / "killed")] == temps
