@@ -96,3 +96,26 @@ def own_cache(tmp_path, monkeypatch):
     """Decoded test images go to a temporary tensor cache, not the checkout's data/cache."""
     monkeypatch.setenv("SIAMESE_BENCH_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def interrupt_savefig(monkeypatch):
+    """patch(folder) -> temps: from then on matplotlib's Figure.savefig writes half a PNG into the one
+    dot-named temp file being written in `folder`, appends its name to `temps` and raises KeyboardInterrupt
+    (Ctrl-C in the middle of writing a picture)."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    def patch(folder: Path) -> list[str]:
+        temps = []
+
+        def interrupted(self, target, **kwargs):
+            (written,) = [p for p in folder.iterdir() if p.name.startswith(".")]
+            temps.append(written.name)
+            written.write_bytes(b"\x89PNG half")
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Figure, "savefig", interrupted)
+        return temps
+
+    return patch

@@ -11,13 +11,10 @@ from siamese_bench.results import remove_stale_temps
 
 
 def test_an_interrupted_pairs_picture_leaves_no_file_and_a_killed_one_a_recognised_temp(
-    tmp_path, monkeypatch
+    tmp_path, interrupt_savefig
 ):
     """Ctrl-C while the PNG is written leaves neither the picture nor a temp file; the temp file a kill on the
     spot would leave is one that `remove_stale_temps` removes."""
-    pytest.importorskip("matplotlib")
-    from matplotlib.figure import Figure
-
     digits = load_dataset("digits")["all"]
     index = ClassIndex.build(digits, ["5", "6", "7", "8", "9"])
     episodes = sample_episodes(index, n_way=3, k_shot=1, n_query=1, n_episodes=2, seed=0)
@@ -26,15 +23,7 @@ def test_an_interrupted_pairs_picture_leaves_no_file_and_a_killed_one_a_recognis
     out = tmp_path / "pairs"
     path = save_pairs(model, digits, episodes, 4, out / "cell.png")
     assert path == out / "cell.png" and path.read_bytes()[:4] == b"\x89PNG"
-    temps = []
-
-    def interrupted(self, target, **kwargs):
-        (written,) = [p for p in out.iterdir() if p.name.startswith(".")]  # the file being written
-        temps.append(written.name)
-        written.write_bytes(b"\x89PNG half")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Figure, "savefig", interrupted)
+    temps = interrupt_savefig(out)
     with pytest.raises(KeyboardInterrupt):
         save_pairs(model, digits, episodes, 4, out / "other.png")
     assert sorted(p.name for p in out.iterdir()) == ["cell.png"]

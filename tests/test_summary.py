@@ -264,12 +264,9 @@ def _plotted_folder(path):
     return [{**_row(0, 0.8), "n_way": "5", "k_shot": "1"}]
 
 
-def test_an_interrupted_picture_write_leaves_the_old_picture_and_no_temp_file(tmp_path, monkeypatch):
+def test_an_interrupted_picture_write_leaves_the_old_picture_and_no_temp_file(tmp_path, interrupt_savefig):
     """Ctrl-C while the PNG is written: the old picture stays, no temp file is left, and the temp file a kill on
     the spot would leave is one that `remove_stale_temps` removes."""
-    pytest.importorskip("matplotlib")
-    from matplotlib.figure import Figure
-
     from siamese_bench import summary
     from siamese_bench.results import remove_stale_temps
 
@@ -278,15 +275,7 @@ def test_an_interrupted_picture_write_leaves_the_old_picture_and_no_temp_file(tm
     png = summary.plot(out, rows)
     assert png == out / "accuracy_vs_throughput.png" and png.read_bytes()[:4] == b"\x89PNG"
     old = png.read_bytes()
-    temps = []
-
-    def interrupted(self, target, **kwargs):
-        (written,) = [p for p in out.iterdir() if p.name.startswith(".")]  # the file being written
-        temps.append(written.name)
-        written.write_bytes(b"\x89PNG half")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Figure, "savefig", interrupted)
+    temps = interrupt_savefig(out)
     with pytest.raises(KeyboardInterrupt):
         summary.plot(out, rows)
     assert sorted(p.name for p in out.iterdir()) == ["accuracy_vs_throughput.png"]
