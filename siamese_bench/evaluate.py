@@ -225,7 +225,8 @@ def best_threshold(similarity: torch.Tensor, same: torch.Tensor) -> float:
     """The threshold t maximising the accuracy of `similarity > t` against `same` (both (B,), on any device).
 
     Candidates are midpoints between consecutive distinct sorted similarities, plus one below the minimum
-    and one above the maximum; ties in accuracy go to the lowest threshold. Vectorised (one sort).
+    and one above the maximum; ties in accuracy go to the lowest threshold. Vectorised (one sort). t is a
+    float64 midpoint: apply it in float64 (`similarity.double() > t`), as `verification` does.
     """
     s = similarity.detach().double().flatten().cpu()
     y = same.detach().flatten().cpu().bool()
@@ -294,7 +295,9 @@ def verification(
         else:
             threshold = 0.0  # log-odds 0 = probability 0.5
     same = pairs.same.reshape(-1).to(sim.device).bool()
-    accuracy = float(((sim > threshold) == same).float().mean())
+    # in float64, where the threshold was chosen: a float64 midpoint between two adjacent float32 similarities
+    # can round onto one of them in float32 and flip its pair
+    accuracy = float(((sim.double() > threshold) == same).float().mean())
     y = same.cpu().numpy()
     if y.all() or not y.any():
         raise ValueError("verification: ROC-AUC needs both same and different pairs in `pairs`")

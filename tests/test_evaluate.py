@@ -6,6 +6,7 @@ so episodes can be built whose answer is known exactly (and a random table gives
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -322,6 +323,22 @@ def test_verification_predicts_same_only_strictly_above_the_threshold():
     pairs = PairBatch(torch.tensor([3, 3]), torch.tensor([4, 5]), torch.tensor([True, False]))
     acc, auc = verification(metric, images, pairs, threshold_pairs=thr_pairs)
     assert acc == 0.5 and auc == 1.0
+
+
+def test_verification_applies_the_threshold_at_the_precision_it_was_chosen_in():
+    # same pair at distance 1, different pair at the next float32 distance: the float64 midpoint of their
+    # similarities separates them, but rounded to float32 it lands on -1.0 (ties to even), and a float32
+    # comparison called the same pair different (accuracy 0.5)
+    d = float(np.nextafter(np.float32(1), np.float32(2)))
+    table = torch.tensor([0.0, 1.0, d])[:, None]
+    model = lookup_model(table)
+    pairs = PairBatch(torch.tensor([0, 0]), torch.tensor([1, 2]), torch.tensor([True, False]))
+    with torch.no_grad():
+        sim = model.head.similarity(table[[0, 0]], table[[1, 2]])
+    assert (
+        sim.dtype == torch.float32 and sim[0] > sim[1] and float(sim[1]) == np.nextafter(sim[0].numpy(), -2)
+    )
+    assert verification(model, index_images(3), pairs, threshold_pairs=pairs) == (1.0, 1.0)
 
 
 @pytest.mark.parametrize("flip", [False, True])
