@@ -155,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="training forward in chunks of N images (e.g. 64: faster on CPUs, where a whole 2x128-image batch "
         "overflows the caches); backbones with BatchNorm ignore it (their batch statistics would change)",
     )
-    run.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    run.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the backbone for training (the training pairs/s include the compilation; "
+        "evaluation and throughput rows run it uncompiled)",
+    )
     run.add_argument(
         "--threads",
         type=int,
