@@ -52,7 +52,8 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
         type=_data_dir,
-        help="dataset directory (default: $SIAMESE_BENCH_DATA, else the checkout's data/ folder)",
+        help="dataset directory (default: $SIAMESE_BENCH_DATA, else the checkout's data/ folder, or "
+        "~/.cache/siamese_bench/data for an installed copy)",
     )
 
 
@@ -222,14 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="fetch or verify datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    for name, text in (("verify", "check the files: counts and checksums"), ("fetch", "download (online)")):
+    for name, text, what in (
+        (
+            "verify",
+            "check the files: counts and checksums",
+            "omniglot-vinyals and omniglot-mnist check the files they read); your own images as "
+            "folder:PATH[@SIZE] or csv:FILE[@SIZE] (decoded, split and counted)",
+        ),
+        ("fetch", "download (online)", "omniglot-vinyals and omniglot-mnist fetch the files they read)"),
+    ):
         p = dsub.add_parser(name, help=text)
         p.add_argument(
-            "datasets",
-            nargs="*",
-            help="datasets, as `ls datasets` lists them (default: all; omniglot-vinyals and omniglot-mnist check "
-            "the files they read); your own images as folder:PATH[@SIZE] or csv:FILE[@SIZE] (decoded, split and "
-            "counted)",
+            "datasets", nargs="*", help=f"datasets, as `ls datasets` lists them (default: all; {what}"
         )
         _add_data_dir(p)
 

@@ -36,7 +36,8 @@ PRIVATE_PREFIXES = ("folder-", "csv-", "mine-")
 PRIVATE_NAMES = ("smoke", "mine")
 
 
-def section(results_root: Path = REPO / "results") -> str:
+def section(results_root: Path | None = None) -> str:
+    results_root = REPO / "results" if results_root is None else results_root
     parts = []
     dirs = [
         p
@@ -97,7 +98,7 @@ def _order(d: Path) -> tuple:
     return (PRESET_ORDER.index(base) if base in PRESET_ORDER else len(PRESET_ORDER), d.name)
 
 
-def render(readme: str, results_root: Path = REPO / "results") -> str:
+def render(readme: str, results_root: Path | None = None) -> str:
     if BEGIN not in readme or END not in readme:
         raise ValueError(f"README.md lacks the markers {BEGIN!r} ... {END!r}")
     head, rest = readme.split(BEGIN, 1)
@@ -106,7 +107,14 @@ def render(readme: str, results_root: Path = REPO / "results") -> str:
 
 
 def command(args) -> int:
+    from siamese_bench.commands import UserError
+
     path = REPO / "README.md"
+    if not (REPO / "pyproject.toml").is_file():
+        raise UserError(
+            f"readme regenerates a source checkout's README.md, and this siamese_bench is installed in {REPO}, "
+            "not a checkout; run it in a clone (git clone, then pip install -e .)"
+        )
     old = path.read_text()
     new = render(old)
     if args.check:

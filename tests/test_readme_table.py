@@ -72,10 +72,22 @@ def test_render_needs_both_markers():
 def test_check_fails_on_a_stale_section_and_writes_nothing(tmp_path, monkeypatch, capsys):
     stale = f"intro\n{readme_table.BEGIN}\nold numbers\n{readme_table.END}\n"
     (tmp_path / "README.md").write_text(stale)
-    monkeypatch.setattr(readme_table, "REPO", tmp_path)
+    (tmp_path / "pyproject.toml").write_text("")  # a checkout, with no results folder yet
+    (tmp_path / "results").mkdir()
+    monkeypatch.setattr(readme_table, "REPO", tmp_path)  # its results/ too, not only its README
     assert readme_table.command(SimpleNamespace(check=True)) == 1
     assert "out of date" in capsys.readouterr().out
     assert (tmp_path / "README.md").read_text() == stale
+
+
+def test_an_installed_copy_is_told_that_readme_needs_a_checkout(tmp_path, monkeypatch):
+    """Installed (`pip install .`), the package sits in site-packages: readme said "No such file or
+    directory: .../site-packages/README.md"; it now says what it needs."""
+    from siamese_bench.commands import UserError
+
+    monkeypatch.setattr(readme_table, "REPO", tmp_path / "site-packages")
+    with pytest.raises(UserError, match="not a checkout; run it in a clone"):
+        readme_table.command(SimpleNamespace(check=True))
 
 
 def _folder(path, config):
