@@ -55,8 +55,12 @@ _MAGIC = {2049: 1, 2051: 3}  # labels: 1 dimension, images: 3
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The IDX bytes of a file, gunzipped when it starts with gzip's magic bytes, whatever its name: a browser
+    may decompress a download and keep its .gz name."""
     try:
-        if path.suffix == ".gz":
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        if gzipped:
             with gzip.open(path, "rb") as f:
                 return f.read()
         return path.read_bytes()

@@ -73,6 +73,15 @@ def test_read_idx_raw_and_sha256_check(tmp_path):
         mnist.read_idx(p, "0" * 64)
 
 
+def test_read_idx_reads_a_decompressed_file_that_kept_its_gz_name(tmp_path):
+    """A browser may gunzip a download and keep the .gz name: the file is read as the raw IDX it is (its
+    decompressed sha256 still checked), where it was "cannot decompress ...: the file is corrupt"."""
+    data = idx_bytes(np.ones((2, 28, 28)))
+    p = tmp_path / "t10k-images-idx3-ubyte.gz"
+    p.write_bytes(data)
+    assert mnist.read_idx(p, hashlib.sha256(data).hexdigest()).shape == (2, 28, 28)
+
+
 def test_load_mnist_rejects_non_official_files(tmp_path, monkeypatch):
     write_fake_mnist(tmp_path / "mnist")
     monkeypatch.setenv(store.ENV_CACHE, str(tmp_path / "cache"))
