@@ -5,7 +5,7 @@ config.json holds the resolved RunConfig of the latest run, its environment (git
 hardware), and `runs`: one entry per run that wrote rows (its grids, devices, dtype, torch CPU threads,
 command, wall time; `interrupted` when Ctrl-C, an error or a kill stopped it: a run is recorded so before
 each row it writes). A resume is refused, before anything runs, when it would mix rows of another kind of run
-(throughput-only vs full), skip finished cells made with other training settings or train other ways and shots
+(throughput-only vs full) or of another --channels-last, --forward-chunk or --compile, skip finished cells made with other training settings or train other ways and shots
 of their model with other settings, train CPU cells with another torch thread count beside finished ones, or
 score your own images after they changed.
 """
@@ -66,6 +66,33 @@ def _check_same_kind(config: RunConfig, doc: dict, acc: Table) -> None:
         f"{config.out} holds {what}; write this {'full' if recorded else 'throughput-only'} run to another "
         "--out directory"
     )
+
+
+def _check_same_execution(config: RunConfig, doc: dict, acc: Table) -> None:
+    """Refuse to add rows to a folder whose rows were made with another --channels-last, --forward-chunk or
+    --compile (config.json's top level; not recorded per run): its rows would mix numerics and speeds that no
+    column tells apart, and `reproduce` re-runs a folder with the recorded values."""
+    from siamese_bench.commands import UserError
+
+    if not (acc.rows or doc.get("throughput_only")):
+        return
+    flags = {
+        "channels_last": lambda v: "--channels-last" if v else "no --channels-last (NCHW)",
+        "forward_chunk": lambda v: f"--forward-chunk {v}" if v else "no --forward-chunk",
+        "compile": lambda v: "--compile" if v else "no --compile",
+    }
+    default = {"channels_last": False, "forward_chunk": 0, "compile": False}
+    diff = [
+        (flags[k](doc.get(k, default[k])), flags[k](getattr(config, k)))
+        for k in flags
+        if doc.get(k, default[k]) != getattr(config, k)
+    ]
+    if diff:
+        raise UserError(
+            f"{config.out} holds rows made with {', '.join(old for old, _ in diff)}, and this run asks for "
+            f"{', '.join(new for _, new in diff)}; a folder keeps one setting of these, so that its rows compare "
+            "and `reproduce` repeats them: run with the folder's, or write this run to another --out directory"
+        )
 
 
 def _recorded_cells(doc: dict) -> Iterator[tuple[tuple, tuple, int | None]]:
@@ -213,6 +240,7 @@ def check_resumable(config: RunConfig, doc: dict, acc: Table, groups: list[dict]
     except (TypeError, KeyError, AttributeError):  # a config.json of another version: nothing to compare
         cells = []
     _check_same_kind(config, doc, acc)
+    _check_same_execution(config, doc, acc)
     finished = {
         tuple(r[c] for c in ("protocol", "backbone", "head", "device", "dtype", "seed"))
         for r in acc.rows

@@ -431,6 +431,28 @@ def test_training_cpu_cells_with_another_thread_count_into_a_folder_is_refused(t
     assert {r["seed"] for r in read_csv(tmp_path / "accuracy.csv")} == {"0", "1"}
 
 
+def test_rows_of_another_layout_chunking_or_compile_into_a_folder_are_refused(tmp_path):
+    """config.json records --channels-last, --forward-chunk and --compile once per folder (reproduce re-runs
+    with them): a run with other values was let in, and its rows mixed with the folder's unmarked."""
+    from siamese_bench.commands import UserError
+
+    runner.run(config(tmp_path, "--heads", "koch", "--channels-last"), print_summary=False)
+    before = (tmp_path / "accuracy.csv").read_text()
+    for extra, said in (
+        ((), r"made with --channels-last, and this run asks for no --channels-last \(NCHW\)"),
+        (
+            ("--channels-last", "--forward-chunk", "8"),
+            r"made with no --forward-chunk, .* asks for --forward-chunk 8",
+        ),
+        (("--channels-last", "--compile"), r"made with no --compile, and this run asks for --compile"),
+    ):
+        with pytest.raises(UserError, match=said + r".*another --out directory"):
+            runner.run(config(tmp_path, "--heads", "contrastive", *extra), print_summary=False)
+    assert (tmp_path / "accuracy.csv").read_text() == before
+    runner.run(config(tmp_path, "--heads", "contrastive", "--channels-last"), print_summary=False)
+    assert {r["head"] for r in read_csv(tmp_path / "accuracy.csv")} == {"koch", "contrastive"}
+
+
 def _grids(*argv):
     args = build_parser().parse_args(["run", *argv, "--devices", "cpu", "--out", "unused"])
     return runner.config_from_args(args).grids
