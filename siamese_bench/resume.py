@@ -82,10 +82,13 @@ def _check_same_execution(config: RunConfig, doc: dict, acc: Table) -> None:
         "compile": lambda v: "--compile" if v else "no --compile",
     }
     default = {"channels_last": False, "forward_chunk": 0, "compile": False}
+    recorded = {
+        k: doc.get(k) or default[k] for k in flags
+    }  # absent or null in older config.json: the default
     diff = [
-        (flags[k](doc.get(k, default[k])), flags[k](getattr(config, k)))
+        (flags[k](recorded[k]), flags[k](getattr(config, k)))
         for k in flags
-        if doc.get(k, default[k]) != getattr(config, k)
+        if recorded[k] != getattr(config, k)
     ]
     if diff:
         raise UserError(

@@ -434,6 +434,8 @@ def test_training_cpu_cells_with_another_thread_count_into_a_folder_is_refused(t
 def test_rows_of_another_layout_chunking_or_compile_into_a_folder_are_refused(tmp_path):
     """config.json records --channels-last, --forward-chunk and --compile once per folder (reproduce re-runs
     with them): a run with other values was let in, and its rows mixed with the folder's unmarked."""
+    import json
+
     from siamese_bench.commands import UserError
 
     runner.run(config(tmp_path, "--heads", "koch", "--channels-last"), print_summary=False)
@@ -451,6 +453,11 @@ def test_rows_of_another_layout_chunking_or_compile_into_a_folder_are_refused(tm
     assert (tmp_path / "accuracy.csv").read_text() == before
     runner.run(config(tmp_path, "--heads", "contrastive", "--channels-last"), print_summary=False)
     assert {r["head"] for r in read_csv(tmp_path / "accuracy.csv")} == {"koch", "contrastive"}
+    # an older config.json records forward_chunk null (as results/standard's does): the default, no chunks
+    path = tmp_path / "config.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "channels_last": False, "forward_chunk": None}))
+    runner.run(config(tmp_path, "--heads", "koch,contrastive", "--seeds", "0,1"), print_summary=False)
 
 
 def _grids(*argv):
