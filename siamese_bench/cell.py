@@ -398,12 +398,12 @@ class CellRunner:
 
         for row, channels in self._throughput_shapes(warn=True):
             old = table.get(row)
+            if old is not None and old["status"] == "ok":
+                continue
             what = (
                 f"{row['backbone']}+{row['head']} {row['device']} {row['dtype']} "
                 f"{row['image_size']}x{row['image_size']}, batch {row['batch_size']}"
             )
-            if old is not None and old["status"] == "ok":
-                continue
             if old is not None and old["status"] == "error" and not self.config.retry_failed:
                 if log is not None:
                     log(f"throughput: {what}: failed earlier, kept (--retry-failed measures it again)")

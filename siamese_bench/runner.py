@@ -10,7 +10,6 @@ cells already in the table. A failing cell becomes a row with status=error and t
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import os
 import re
@@ -191,7 +190,7 @@ def config_from_args(args) -> RunConfig:
     out = Path(args.out) if args.out is not None else _default_out(args.preset, grids)
     if args.out is None and out == results_root() / args.preset:
         measured = () if args.no_throughput else batch_sizes
-        _refuse_cells_outside_preset(preset, out, grids, devices, dtype_of(args.amp), measured)
+        _refuse_cells_outside_preset(preset, out, grids, devices, args.amp, measured)
     check_out_folder(out)
     return RunConfig(
         preset=args.preset,
@@ -216,33 +215,26 @@ def config_from_args(args) -> RunConfig:
     )
 
 
-def grid_cells(grids, devices, dtype: str) -> set[tuple]:
-    """The accuracy rows `grids` make on `devices` ("cuda?" counts as cuda) in `dtype`, each as (protocol,
-    backbone, head, device, dtype, n_way, k_shot, seed): what identifies a row (CELL_KEY; the dataset comes
-    with the protocol), with a protocol's own ways and shots where a grid names none."""
-    from siamese_bench.protocols import get_protocol
-
-    cells = set()
-    for g in grids:
-        for p in g.protocols:
-            proto = get_protocol(p)
-            cells.update(
-                (p, b, h, d.rstrip("?"), dtype, n, k, s)
-                for b, h, d, n, k, s in itertools.product(
-                    g.backbones, g.heads, devices, g.ways or proto.ways, g.shots or proto.shots, g.seeds
-                )
-            )
-    return cells
+def grid_cells(grids, devices, amp: str) -> set[tuple]:
+    """The accuracy rows `grids` make on `devices` ("cuda?" counts as cuda) with `--amp amp`, as `expand` lays
+    them out, each as (protocol, backbone, head, device, dtype, n_way, k_shot, seed): what identifies a row
+    (CELL_KEY; the dataset comes with the protocol)."""
+    config = RunConfig("", tuple(grids), tuple(d.rstrip("?") for d in devices), Path(), amp=amp)
+    return {
+        (g["protocol"].name, g["backbone"], g["head"], g["device"], g["dtype"], n, k, g["seed"])
+        for g in expand(config)
+        for n, k in g["cells"]
+    }
 
 
-def _refuse_cells_outside_preset(preset, out: Path, grids, devices, dtype: str, batch_sizes) -> None:
+def _refuse_cells_outside_preset(preset, out: Path, grids, devices, amp: str, batch_sizes) -> None:
     """A UserError when a run without --out, into the preset's results folder `out`, would add rows the preset
     does not make: an accuracy cell (any of protocol, backbone, head, device, dtype, ways, shots, seed) or a
     throughput batch size (`batch_sizes`: those this run measures) that is not the preset's."""
     from siamese_bench.commands import UserError
 
     extra = sorted(
-        grid_cells(grids, devices, dtype) - grid_cells(preset.grids, preset.devices, dtype_of("none")),
+        grid_cells(grids, devices, amp) - grid_cells(preset.grids, preset.devices, "none"),
         key=str,
     )
     if extra:

@@ -133,11 +133,6 @@ def _build(paths: dict[str, Path]) -> dict[str, ImageSet]:
     return out
 
 
-def _key(paths: dict[str, Path]) -> dict:
-    """The cache key of the full-size sets (a resized set's key adds "image_size")."""
-    return {"dataset": "mnist", "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())}}
-
-
 def load_mnist(
     data_dir: str | os.PathLike | None = None, image_size: int | None = None, download: bool = False
 ) -> dict[str, ImageSet]:
@@ -149,7 +144,7 @@ def load_mnist(
     """
     size = store.check_image_size(image_size)
     paths = store.require_files("mnist", data_dir, MNIST_FILES, allow_download=download)
-    key = _key(paths)
+    key = store.sources_key("mnist", paths)
     full = store.cached(key, lambda: _build(paths), name="mnist")
     if size is None or size == 28:
         return full
@@ -173,7 +168,7 @@ def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
     try:
         with store.from_source() as rebuilt:
             sets = load_mnist(data_dir)
-            for size in store.cached_sizes("mnist", _key(paths)):
+            for size in store.cached_sizes("mnist", store.sources_key("mnist", paths)):
                 load_mnist(data_dir, size)  # resized from the sets just decoded, compared with its file
     except ValueError as e:
         return store.VerifyReport("mnist", True, False, folder, detail=str(e))

@@ -167,11 +167,6 @@ def _build(paths: dict[str, Path]) -> dict[str, ImageSet]:
     return out
 
 
-def _key(paths: dict[str, Path]) -> dict:
-    """The cache key of the full-size sets (a resized set's key adds "image_size")."""
-    return {"dataset": "omniglot", "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())}}
-
-
 def load_omniglot(
     data_dir: str | os.PathLike | None = None, image_size: int | None = None, download: bool = False
 ) -> dict[str, ImageSet]:
@@ -183,7 +178,7 @@ def load_omniglot(
     """
     size = store.check_image_size(image_size)
     paths = store.require_files("omniglot", data_dir, OMNIGLOT_FILES, allow_download=download)
-    key = _key(paths)
+    key = store.sources_key("omniglot", paths)
     full = store.cached(key, lambda: _build(paths), name="omniglot")
     if size is None or size == SIZE:
         return full
@@ -207,7 +202,7 @@ def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
     try:
         with store.from_source() as rebuilt:
             sets = load_omniglot(data_dir)
-            for size in store.cached_sizes("omniglot", _key(paths)):
+            for size in store.cached_sizes("omniglot", store.sources_key("omniglot", paths)):
                 load_omniglot(data_dir, size)  # resized from the sets just decoded, compared with its file
     except ValueError as e:
         return store.VerifyReport("omniglot", True, False, folder, detail=str(e))

@@ -19,6 +19,7 @@ Inside:
   warning), not the pixel bytes (hashing them would cost more than the load): damaged bytes in a file that
   still loads are served as they are. `from_source()` (used by `data verify`) builds from the source files
   instead, compares with the cache file and rewrites a damaged one (each key once per `from_source()`);
+  `sources_key(dataset, paths)`: key parts from the source files' sha256;
   `cached_sizes(name, key_parts)`: the image sizes whose resized cache file is there (what verify checks too).
 - `resize_images(images, size)`: (N, C, H, W) uint8 -> (N, C, size, size) uint8, antialiased bilinear;
   `check_image_size(image_size)`: None or an int >= 1 (what every loader takes), else ValueError.
@@ -407,6 +408,12 @@ def _unpack(packed: dict) -> dict[str, ImageSet]:
 def cache_path(key_parts: dict, name: str = "dataset") -> Path:
     """The .pt file `cached` uses for these key parts."""
     return cache_dir() / f"{name}-{cache_key(key_parts)[:20]}.pt"
+
+
+def sources_key(dataset: str, paths: dict[str, Path]) -> dict:
+    """The cache key parts of a dataset decoded from the source files `paths` (name -> path): the dataset and
+    each file's sha256 (a resized set's key adds "image_size")."""
+    return {"dataset": dataset, "sources": {n: sha256_file(p) for n, p in sorted(paths.items())}}
 
 
 def cached_sizes(name: str, key_parts: dict) -> list[int]:

@@ -188,14 +188,6 @@ def rotate_set(base: list[ImageSet], name: str = "omniglot-vinyals") -> ImageSet
     )
 
 
-def _key(paths: dict[str, Path]) -> dict:
-    """The cache key of the rotated sets, but their "image_size"."""
-    return {
-        "dataset": "omniglot-vinyals",
-        "sources": {n: store.sha256_file(p) for n, p in sorted(paths.items())},
-    }
-
-
 def load_vinyals(
     data_dir: str | os.PathLike | None = None, image_size: int | None = 28, download: bool = False
 ) -> dict[str, ImageSet]:
@@ -206,7 +198,7 @@ def load_vinyals(
     """
     size = 28 if image_size is None else store.check_image_size(image_size)
     paths = store.require_files("omniglot", data_dir, OMNIGLOT_FILES, allow_download=download)
-    key = {**_key(paths), "image_size": size}
+    key = {**store.sources_key("omniglot-vinyals", paths), "image_size": size}
 
     def build() -> dict[str, ImageSet]:
         omni = load_omniglot(data_dir, size, download)
@@ -245,7 +237,7 @@ def verify(data_dir: str | os.PathLike | None = None) -> store.VerifyReport:
     if paths is not None:
         try:
             with store.from_source() as rebuilt:
-                for size in store.cached_sizes("vinyals", _key(paths)):
+                for size in store.cached_sizes("vinyals", store.sources_key("omniglot-vinyals", paths)):
                     load_vinyals(data_dir, size)
         except ValueError as e:
             return store.VerifyReport("omniglot-vinyals", True, False, folder, counts, detail=str(e))
