@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from siamese_bench import provenance
-from siamese_bench.datasets import load_dataset
+from siamese_bench.datasets import image_shape, load_dataset
 from siamese_bench.datasets.store import (
     DatasetError,
     DatasetMissingError,
@@ -216,7 +216,7 @@ class CellRunner:
             del images
             if not cfg.quiet:
                 print(file=sys.stderr)
-            self._add_shape(group, train_ds)
+            self._add_shape(group, *train_ds.image_shape[:2])
             if cfg.checkpoints:
                 # with the run's test cells and episode count: `evaluate` then scores the same episodes
                 meta = {
@@ -351,14 +351,18 @@ class CellRunner:
     # ------------------------------------------------------------------ throughput
     def note_shape(self, group) -> None:
         """Add the group's model and image shape to the throughput table without training (`--throughput-only`,
-        and a group whose cells a resumed run finds done): the shape of the protocol's training images (the
-        dataset is loaded once to learn it)."""
+        and a group whose cells a resumed run finds done): the shape of the protocol's training images, as the
+        dataset's loader declares it (`image_shape`; nothing is read, so a finished run needs no data), or, for
+        your own images, as loaded."""
         proto = group["protocol"]
-        data = self.data(proto, "cpu")
-        self._add_shape(group, data[proto.split(data, self.config.data_dir).part("train").subset])
+        shape = image_shape(proto.dataset, proto.image_size)
+        if shape is None:
+            data = self.data(proto, "cpu")
+            train_ds = data[proto.split(data, self.config.data_dir).part("train").subset]
+            shape = train_ds.image_shape[:2]
+        self._add_shape(group, *shape)
 
-    def _add_shape(self, group, train_ds) -> None:
-        channels, size = train_ds.image_shape[0], train_ds.image_shape[1]
+    def _add_shape(self, group, channels: int, size: int) -> None:
         self._shapes.append(
             (group["backbone"], group["head"], group["device"], group["dtype"], size, channels)
         )

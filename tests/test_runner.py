@@ -1164,7 +1164,7 @@ def test_throughput_rows_measure_each_shape_once_and_failed_ones_only_with_retry
         runner_ = cell.CellRunner(cfg)
         for seed, dtype in ((0, "float32"), (1, "float32"), (0, "bfloat16-amp")):  # two seeds: one shape
             group = {"backbone": "small-cnn", "head": "koch", "device": "cpu", "dtype": dtype, "seed": seed}
-            runner_._add_shape(group, SimpleNamespace(image_shape=(1, 8, 8)))
+            runner_._add_shape(group, 1, 8)
         logged = []
         rows = list(runner_.throughput_rows(Recorded(), logged.append))
         bf16 = [("bfloat16-amp", 16, 1, True), ("bfloat16-amp", 32, 1, True)]
@@ -1188,7 +1188,7 @@ def test_one_model_and_size_in_grayscale_and_colour_warns_that_one_is_not_measur
     runner_ = cell.CellRunner(cfg)
     group = {"backbone": "pixels", "head": "l2", "device": "cpu", "dtype": "float32", "seed": 0}
     for channels in (3, 1):
-        runner_._add_shape(group, SimpleNamespace(image_shape=(channels, 28, 28)))
+        runner_._add_shape(group, channels, 28)
 
     class Empty:
         def get(self, row):
@@ -1513,6 +1513,46 @@ def test_a_resume_measures_the_throughput_rows_an_earlier_run_left_out(tmp_path,
     run("koch,contrastive")
     assert measured == ["koch", "contrastive"]
     assert sorted(r["head"] for r in read_csv(tmp_path / "throughput.csv")) == ["contrastive", "koch"]
+
+
+def test_a_finished_grid_measures_its_throughput_rows_without_reading_any_data(tmp_path, monkeypatch):
+    """A resume whose cells are all done needs only the image shape of each model's protocol for its
+    throughput rows: it reads no dataset (it used to load MNIST, and offline without the files it stopped with
+    a missing-data error after saying every cell was already there)."""
+    from siamese_bench import throughput
+
+    def no_data(self, proto, device):
+        raise AssertionError(f"read {proto.dataset}")
+
+    measured = []
+
+    def measure(row, channels, *a, **k):
+        measured.append((row["image_size"], channels))
+        return {
+            **row,
+            "status": "ok",
+            "train_pairs_per_s": 1.0,
+            "eval_images_per_s": 2.0,
+            "eval_episodes_per_s": 3.0,
+        }
+
+    monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
+    monkeypatch.setattr(cell.CellRunner, "data", no_data)
+    monkeypatch.setattr(throughput, "measure", measure)
+    argv = (
+        "--protocols",
+        "mnist-heldout",
+        "--heads",
+        "koch",
+        "--ways",
+        "3",
+        "--throughput-batch-sizes",
+        "16",
+    )
+    assert runner.run(config(tmp_path, *argv, "--no-throughput"), print_summary=False) == 0
+    assert runner.run(config(tmp_path, *argv, throughput=True), print_summary=False) == 0
+    assert measured == [(28, 1)]
+    assert [r["image_size"] for r in read_csv(tmp_path / "throughput.csv")] == ["28"]
 
 
 @pytest.mark.parametrize("device", ["cpu:0", "gpu", "cuda:x", "cuda:", "CUDA", "cpu?x"])

@@ -2,6 +2,7 @@
 
     DATASETS.get("omniglot")(data_dir=None, image_size=None, download=False) -> dict[str, ImageSet]
     load_dataset("mnist", image_size=32)
+    image_shape("mnist", 32) -> (1, 32): (channels, size) of those images, without reading a file
 
 Names: "mnist" -> {"train", "test"}; "omniglot" -> {"background", "evaluation"}; "omniglot-vinyals" ->
 {"vinyals"} (rotated set; image_size None means 28); "digits" -> {"all"}; "omniglot-mnist" ->
@@ -54,6 +55,9 @@ _CHECKS = {
     "digits": (digits, "", ()),
 }
 VERIFY_NAMES = tuple(_CHECKS)
+# size (square, grayscale) of each loader's images when image_size is None: what `image_shape` says without
+# loading (a test checks it against the loaded sets)
+_NATIVE_SIZE = {"mnist": 28, "omniglot": 105, "omniglot-vinyals": 28, "omniglot-mnist": 28, "digits": 8}
 # Every dataset name that `ls`, `data verify|fetch` and `run --datasets` take: the loaders above, plus
 # omniglot-runs (Lake's runs, read by the lake-runs protocols) -> (what it is, the checks of its files).
 ABOUT: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -87,6 +91,7 @@ __all__ = [
     "cache_dir",
     "fetch",
     "format_report",
+    "image_shape",
     "load_dataset",
     "resolve_data_dir",
     "verify",
@@ -117,6 +122,17 @@ def load_dataset(
             "with `python -m siamese_bench run --datasets omniglot-runs`"
         )
     return DATASETS.get(name)(data_dir=data_dir, image_size=image_size, download=download)
+
+
+def image_shape(name: str, image_size: int | None = None) -> tuple[int, int] | None:
+    """(channels, size) of the images that `load_dataset(name, image_size=image_size)` returns, without reading
+    any file (a finished run needs the shape alone, for its throughput rows); None for your own images, whose
+    channels only their files tell. An unknown name raises as load_dataset does."""
+    image_size = check_image_size(image_size)
+    if is_own(name):
+        return None
+    DATASETS.get(name)  # an unknown name: the registry's error, with the valid names
+    return 1, (_NATIVE_SIZE[name] if image_size is None else image_size)
 
 
 def _names(names: Sequence[str] | None) -> list[str]:

@@ -22,6 +22,27 @@ def test_load_dataset_digits_and_unknown():
         ds.load_dataset("cifar")
 
 
+def test_image_shape_is_known_without_reading_files():
+    assert ds.image_shape("digits") == (1, 8) == ds.load_dataset("digits")["all"].image_shape[:2]
+    assert ds.image_shape("digits", 10) == (1, 10) and ds.image_shape("mnist", 32) == (1, 32)
+    assert ds.image_shape("omniglot") == (1, 105) and ds.image_shape("omniglot-vinyals") == (1, 28)
+    assert ds.image_shape("folder:/nowhere") is None  # own images: their channels are in the files
+    with pytest.raises(UnknownNameError, match="unknown dataset 'cifar'; valid datasets: digits, mnist"):
+        ds.image_shape("cifar")
+    with pytest.raises(ValueError, match="image_size"):
+        ds.image_shape("mnist", 14.5)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", ["mnist", "omniglot", "omniglot-vinyals", "omniglot-mnist", "digits"])
+def test_image_shape_is_that_of_every_loaded_set(real_data_dir, name):
+    """What a finished run takes for its throughput rows instead of loading: the loaders' real shapes."""
+    assert name in ds.DATASETS.names()
+    shapes = {s.image_shape for s in ds.load_dataset(name, real_data_dir).values()}
+    channels, size = ds.image_shape(name)
+    assert shapes == {(channels, size, size)}
+
+
 def test_load_dataset_missing_data(tmp_path):
     with pytest.raises(ds.DatasetMissingError, match="mnist: missing"):
         ds.load_dataset("mnist", data_dir=tmp_path)
