@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--throughput-only",
         action="store_true",
         help="measure only the throughput table of the grid's backbone x head x device, on synthetic images "
-        "of each protocol's image shape (its dataset is loaded once to learn the shape): no training and no "
+        "of each protocol's image shape (as its dataset's loader declares it; your own images are loaded once to "
+        "learn theirs): no data is read otherwise, no training and no "
         "evaluation, so accuracy.csv gets no rows",
     )
     run.add_argument(
