@@ -269,7 +269,7 @@ def test_pairs_vectorised(benchmark, mnist, threads):
     def step():
         for _ in range(stream.ahead):
             batch = next(stream)
-            x = gather(ds.images, torch.cat([batch.a, batch.b]))  # (2B, 1, H, W): a's images, then b's
+            x = gather(ds.images, batch.ab())  # (2B, 1, H, W): a's images, then b's
             y = batch.same.float()
         return x, y
 
@@ -291,7 +291,7 @@ def test_pairs_per_call(benchmark, mnist, threads):
 
     def step():
         batch = sample_pairs(index, PAIR_BATCH, generator)
-        return gather(ds.images, torch.cat([batch.a, batch.b])), batch.same.float()
+        return gather(ds.images, batch.ab()), batch.same.float()
 
     x, y = _on_threads(threads, benchmark, step)
     a, b = x.chunk(2)
@@ -312,7 +312,7 @@ def test_pairs_gather_ceiling(benchmark, mnist, threads):
     drawn = []
     for _ in range(1024):
         batch = sample_pairs(index, PAIR_BATCH, generator)
-        drawn.append(torch.cat([batch.a, batch.b]))
+        drawn.append(batch.ab())
     calls = iter(range(10**9))
 
     def step():
@@ -343,7 +343,7 @@ def test_pairs_interleaved(benchmark, mnist, threads):
             t1 = time.perf_counter()
             for _ in range(stream.ahead):
                 batch = next(stream)
-                gather(ds.images, torch.cat([batch.a, batch.b]))
+                gather(ds.images, batch.ab())
                 batch.same.float()
             t2 = time.perf_counter()
             ratios.append(((t1 - t0) / 64) / ((t2 - t1) / stream.ahead))

@@ -256,7 +256,7 @@ def test_compute_only(benchmark, mnist):
     batches = []
     for _ in range(ROUND_STEPS):
         b = sample_pairs(index, BATCH, gen)
-        batches.append((gather(ds.images, torch.cat([b.a, b.b])), (b.same,)))
+        batches.append((gather(ds.images, b.ab()), (b.same,)))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def run():
@@ -280,7 +280,7 @@ def test_conv_ceiling(benchmark, mnist):
     conv1, conv2 = (m for m in _model().backbone.features if isinstance(m, nn.Conv2d))
     gen = torch.Generator().manual_seed(0)
     b = sample_pairs(ClassIndex.build(ds), BATCH, gen)
-    x = gather(ds.images, torch.cat([b.a, b.b]))
+    x = gather(ds.images, b.ab())
     h = torch.rand(2 * BATCH, 32, 13, 13, generator=gen, requires_grad=True)
     with torch.no_grad():
         g1, g2 = torch.randn_like(conv1(x)), torch.randn_like(conv2(h))

@@ -437,7 +437,7 @@ def train(
     for step in range(start, n_steps):
         if pair_stream is not None:
             batch = next(pair_stream)
-            idx = torch.cat([batch.a, batch.b])
+            idx = batch.ab()  # (2B,): a's images, then b's
             targets = (batch.same.to(device, non_blocking=True),)
         else:
             batch = sample_triplets(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -40,14 +40,22 @@ _HIGH = 2**62  # random integers in [0, 2**62); `r % n` is then unbiased to with
 @dataclass(frozen=True, eq=False)
 class PairBatch:
     """B verification pairs: a, b (B,) int64 image indices into the ImageSet; same (B,) bool, exactly B/2 True
-    (in random positions)."""
+    (in random positions). `joined` (2B,): a's indices then b's, when the sampler made them (`PairStream`
+    does, for all its batches at once); read it through `ab()`."""
 
     a: torch.Tensor
     b: torch.Tensor
     same: torch.Tensor
+    joined: torch.Tensor | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return self.a.shape[0]
+
+    def ab(self) -> torch.Tensor:
+        """(2B,) int64: a's indices, then b's, the index of one `gather` of both sides (a training step's
+        images): `joined`, or torch.cat of a and b (a torch call, about 8 us on a CPU, that a stream's batches
+        skip)."""
+        return torch.cat([self.a, self.b]) if self.joined is None else self.joined
 
     def to(self, device: str | torch.device) -> PairBatch:
         return PairBatch(self.a.to(device), self.b.to(device), self.same.to(device))

@@ -37,6 +37,7 @@ def test_exactly_half_positive_and_labels_agree(ds):
     for b in batches:
         assert len(b) == 64 and b.a.dtype == torch.int64 and b.same.dtype == torch.bool
         assert int(b.same.sum()) == 32
+        assert b.joined is None and torch.equal(b.ab(), torch.cat([b.a, b.b]))  # one gather index: a, then b
     la, lb = ds.labels[pairs.a], ds.labels[pairs.b]
     assert torch.equal(la == lb, pairs.same)
 

@@ -21,6 +21,9 @@ def _same_as_sample_pairs(ix, batch_size, seed, n, ahead=None, **kw):
             x, y = getattr(want, field), getattr(got, field)
             assert x.dtype == y.dtype and x.shape == y.shape and y.is_contiguous(), (i, field)
             assert torch.equal(x, y), (i, field)
+        joined = got.ab()  # what train gathers: a fast stream's own (2B,) copy, no torch.cat per step
+        assert (got.joined is joined) == stream.fast and joined.is_contiguous(), i
+        assert torch.equal(joined, torch.cat([want.a, want.b])), i
         assert torch.equal(stream.generator_state(), g_ref.get_state()), i
     return stream
 
@@ -143,6 +146,7 @@ def test_cuda_index_gives_the_cpu_batches_on_the_device(ds):
     for _ in range(7):
         x, y = next(ref), next(dev)
         assert y.a.device.type == "cuda" and torch.equal(x.a, y.a.cpu()) and torch.equal(x.same, y.same.cpu())
+        assert y.ab().device.type == "cuda" and torch.equal(x.ab(), y.ab().cpu())
 
 
 @pytest.mark.cuda
