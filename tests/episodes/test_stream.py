@@ -90,10 +90,10 @@ def test_large_batches_fall_back(ds):
 def test_broken_mapping_is_detected_and_falls_back(ds, monkeypatch):
     """If torch's randperm were not the Fisher-Yates shuffle assumed here, the check must see it."""
 
-    def wrong(u, n):
-        return np.tile(np.arange(n, dtype=np.int64), (u.shape[0], 1))
+    def wrong(u, n):  # no shuffle at all
+        return np.tile(np.arange(n) < n // 2, (u.shape[0], 1))
 
-    monkeypatch.setattr(stream_mod, "_fisher_yates", wrong)
+    monkeypatch.setattr(stream_mod, "_first_half_places", wrong)
     stream = _same_as_sample_pairs(ClassIndex.build(ds), 8, 0, 5, ahead=3)
     assert not stream.fast
 
