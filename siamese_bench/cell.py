@@ -80,7 +80,8 @@ class CellRunner:
             Path(self.config.out)
             / "episodes"
             / file_stem(
-                f"{proto.name}-v{proto.version}-{split.hash}-{n_way}w{k_shot}s{q}q-{n_episodes}e-seed{seed}.pt"
+                f"{proto.name}-v{proto.version}-{split.hash}-{n_way}w{k_shot}s{q}q-{n_episodes}e-seed{seed}",
+                ".pt",
             )
         )
         ds, index = test
@@ -293,8 +294,8 @@ class CellRunner:
     def snapshot_path(self, group: dict) -> Path:
         """OUT/snapshots/<protocol>_<backbone>_<head>_<device>_<dtype>_seed<S>.pt: the group's training state."""
         name = "_".join(str(group[k]) for k in ("backbone", "head", "device", "dtype"))
-        stem = f"{group['protocol'].name}_{name}_seed{group['seed']}.pt"
-        return Path(self.config.out) / "snapshots" / file_stem(stem)
+        stem = f"{group['protocol'].name}_{name}_seed{group['seed']}"
+        return Path(self.config.out) / "snapshots" / file_stem(stem, ".pt")
 
     def snapshots(self, group: dict, tcfg: TrainConfig, split, images_shape: tuple) -> Snapshots | None:
         """The group's training snapshots, or None with `--snapshot-every 0`. Identity (what a snapshot must
@@ -344,9 +345,9 @@ class CellRunner:
         dtype = "" if group["dtype"] == "float32" else f"_{group['dtype']}"
         name = (
             f"{group['protocol'].name}_{group['backbone']}_{group['head']}_{group['device']}{dtype}"
-            f"_seed{group['seed']}.pt"
+            f"_seed{group['seed']}"
         )
-        save(Path(self.config.out) / "checkpoints" / file_stem(name), model, group, tcfg, split)
+        save(Path(self.config.out) / "checkpoints" / file_stem(name, ".pt"), model, group, tcfg, split)
 
     # ------------------------------------------------------------------ throughput
     def note_shape(self, group) -> None:

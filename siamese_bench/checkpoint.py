@@ -33,6 +33,7 @@ def save(path: Path, model: SiameseModel, group: dict, train_config, split) -> N
         "in_channels": group.get("in_channels", 1),
         "image_size": group.get("image_size"),
         "protocol": group["protocol"].name,
+        "dataset": group["protocol"].dataset,  # your own images: their resolved folder (CSV), however written
         "protocol_version": group["protocol"].version,
         "split_hash": split.hash,
         "seed": group["seed"],
@@ -116,6 +117,35 @@ def _check_device(device: str) -> None:
         )
 
 
+def _trained_spec(meta: dict) -> str:
+    """The protocol the checkpoint was trained on; for your own images given by a relative path, their
+    recorded resolved folder (CSV file) at the trained size, so that `evaluate` works from any directory."""
+    from siamese_bench.datasets.own import is_own, parse
+
+    name, dataset = meta["protocol"], meta.get("dataset")
+    if not (is_own(name) and dataset) or parse(name)[1].is_absolute():
+        return name
+    return f"{dataset}@{parse(name)[2]}"
+
+
+def _trained_on(proto, meta: dict) -> bool:
+    """Whether `proto` is the protocol the checkpoint was trained on: the same name, or, for your own images,
+    the same folder (CSV file) and image size however the path is written (`folder:./faces`, `folder:faces/`,
+    an absolute path). Then its split must be the one trained on, and the run's test episodes are the default.
+    A checkpoint written before the resolved folder was recorded resolves its protocol's path from here."""
+    from siamese_bench.datasets.own import is_own, parse
+
+    if proto.name == meta["protocol"]:
+        return True
+    if not (is_own(proto.name) and is_own(meta["protocol"])):
+        return False
+    dataset = meta.get("dataset")
+    if dataset is None:
+        kind, path, _ = parse(meta["protocol"])
+        dataset = f"{kind}:{path.resolve()}"
+    return proto.dataset == dataset and proto.image_size == meta.get("image_size")
+
+
 def evaluate_command(args) -> int:
     from siamese_bench.cell import TEST_SEED_OFFSET
     from siamese_bench.datasets import load_dataset
@@ -136,14 +166,13 @@ def evaluate_command(args) -> int:
             f"drawn with seed + {TEST_SEED_OFFSET}, and torch seeds are below 2**64)"
         )
     model, meta = load(args.checkpoint, args.device)
-    proto = get_protocol(args.protocol or meta["protocol"])
+    proto = get_protocol(args.protocol or _trained_spec(meta))
     data = {
         k: v.to(args.device) for k, v in load_dataset(proto.dataset, args.data_dir, proto.image_size).items()
     }
     split = proto.split(data, args.data_dir)
-    if proto.name == meta["protocol"] and (
-        split.hash != meta.get("split_hash") or proto.version != meta.get("protocol_version")
-    ):
+    trained_on = _trained_on(proto, meta)
+    if trained_on and (split.hash != meta.get("split_hash") or proto.version != meta.get("protocol_version")):
         if is_own(proto.name):
             raise ValueError(
                 f"the images of {proto.name} changed since {args.checkpoint} was trained on them (split "
@@ -168,7 +197,7 @@ def evaluate_command(args) -> int:
         )
     # defaults: the run's own test episodes (its seed, episode count and cells) when scoring the protocol and
     # part it was trained and scored on, so the accuracy repeats the run's row
-    own = proto.name == meta["protocol"] and args.part == "test"
+    own = trained_on and args.part == "test"
     seed = args.seed if args.seed is not None else meta.get("seed", 0)
     cells = meta.get("test_cells") if own else None
     if cells and not (args.ways or args.shots):

@@ -359,7 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from siamese_bench import commands
+    from siamese_bench.protocols.folder import folder_protocol
 
+    # your own images are listed (and their split pinned) afresh by each command: a script calling main()
+    # again after editing a folder must not be served the protocol of the images as they were
+    folder_protocol.cache_clear()
     stoppable = args.command in (
         "run",
         "reproduce",

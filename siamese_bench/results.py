@@ -8,6 +8,7 @@ the generated `summary.md`.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -20,10 +21,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def file_stem(text: str) -> str:
-    """`text` made safe as (part of) a file name on any OS: characters other than letters, digits and
-    `._@+-` become `_` (registry names pass unchanged; `folder:data/faces@64` -> `folder_data_faces@64`)."""
-    return re.sub(r"[^A-Za-z0-9._@+-]", "_", text)
+def file_stem(text: str, suffix: str = "") -> str:
+    """`text` made safe as a file name on any OS, then `suffix` (e.g. ".pt"): characters other than letters,
+    digits and `._@+-` become `_`, and then the name ends in 8 hex digits of the text's sha256, so that two
+    texts never share a file (`folder:sub/d` and `folder:sub_d`, `fläche` and `flöche` would). Text without
+    such characters (every registry name) passes unchanged: `folder:data/faces@64` ->
+    `folder_data_faces@64-<8 hex>`, `mnist-heldout_conv4` -> itself."""
+    safe = re.sub(r"[^A-Za-z0-9._@+-]", "_", text)
+    if safe != text:
+        safe += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return safe + suffix
 
 
 ACCURACY_COLUMNS = (

@@ -224,7 +224,15 @@ def _check_own_images_unchanged(out: Path, groups: list[dict], recorded: list[di
         if not is_own(proto.name):
             continue
         now = proto.split({}, None).hash
-        old = {r["split_hash"] for r in recorded if r["protocol"] == proto.name and r.get("split_hash")}
+        # its rows, however its path was written then (folder:./faces, folder:faces/): the same resolved folder
+        # (CSV file) at the same size
+        images = (proto.dataset, str(proto.image_size))
+        old = {
+            r["split_hash"]
+            for r in recorded
+            if r.get("split_hash")
+            and (r["protocol"] == proto.name or (r.get("dataset"), str(r.get("image_size"))) == images)
+        }
         if old - {now}:
             raise UserError(
                 f"the images of {proto.name} changed since {out} was written (split {', '.join(sorted(old))} "

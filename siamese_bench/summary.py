@@ -42,7 +42,7 @@ def per_episode_path(out: Path, row: dict) -> Path:
     name = "_".join(
         str(row[k]) for k in ("protocol", "backbone", "head", "device", "dtype", "n_way", "k_shot", "seed")
     )
-    return Path(out) / PER_EPISODE_DIR / f"{file_stem(name)}.pt"
+    return Path(out) / PER_EPISODE_DIR / file_stem(name, ".pt")
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

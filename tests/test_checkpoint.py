@@ -274,7 +274,7 @@ def _hand_made(path, model, head, image_size=8, protocol="digits-heldout"):
         "head": head,
         "in_channels": 1,
         "image_size": image_size,
-        "protocol": SimpleNamespace(name=protocol, version=1),
+        "protocol": SimpleNamespace(name=protocol, version=1, dataset="digits"),
         "seed": 0,
     }
     checkpoint.save(path, model, group, TrainConfig(), SimpleNamespace(hash="0" * 16))

@@ -1,5 +1,6 @@
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -244,5 +245,19 @@ def test_an_extra_column_is_named_as_extra(tmp_path):
 def test_file_stems_keep_the_size_of_your_images_protocol():
     from siamese_bench.results import file_stem
 
-    assert file_stem("folder:data/faces@64") == "folder_data_faces@64"
-    assert file_stem("csv:a b.csv@28+x-y") == "csv_a_b.csv@28+x-y"
+    assert re.fullmatch(r"folder_data_faces@64-[0-9a-f]{8}", file_stem("folder:data/faces@64"))
+    assert re.fullmatch(r"csv_a_b.csv@28\+x-y-[0-9a-f]{8}\.pt", file_stem("csv:a b.csv@28+x-y", ".pt"))
+    assert file_stem("mnist-heldout_conv4_koch_cuda_float32_5_1_0", ".pt") == (
+        "mnist-heldout_conv4_koch_cuda_float32_5_1_0.pt"  # registry names: the committed file names
+    )
+
+
+def test_file_stems_of_different_texts_differ():
+    """Texts that differ only in characters a file name cannot hold used to share one file: the per-episode
+    files (and checkpoints, snapshots) of `folder:fläche` and `folder:flöche` overwrote each other."""
+    from siamese_bench.results import file_stem
+
+    texts = ["folder:fläche", "folder:flöche", "folder:sub/d", "folder:sub_d", "folder:sub d", "folder:sub:d"]
+    stems = [file_stem(t) for t in texts]
+    assert len(set(stems)) == len(texts) and all(re.fullmatch(r"[A-Za-z0-9._@+-]+", s) for s in stems)
+    assert stems == [file_stem(t) for t in texts]  # stable: a resume finds its files

@@ -104,6 +104,37 @@ def test_run_on_a_folder(tmp_path, digit_folder):
         assert f.is_file() and f.name.startswith("folder_") and ":" not in f.name, f
 
 
+def test_two_folders_whose_names_differ_only_in_unsafe_characters_keep_their_own_files(
+    tmp_path, digit_folder
+):
+    """`folder:fläche` and `folder:flöche` (or `sub/d` and `sub_d`) made the same file names: one folder's
+    per-episode results (read by the summary's and `compare`'s paired tests) and checkpoints overwrote the
+    other's, silently."""
+    a = digit_folder(tmp_path / "fläche")
+    b = digit_folder(tmp_path / "flöche", classes=8)  # other images: other per-episode results
+    out = tmp_path / "out"
+    specs = [f"folder:{a}@16", f"folder:{b}@16"]
+    argv = [
+        "--protocols",
+        ",".join(specs),
+        "--backbones",
+        "pixels",
+        "--heads",
+        "l2,cosine",
+        "--episodes",
+        "30",
+    ]
+    argv += ["--out", str(out), "--devices", "cpu", "--quiet", "--no-throughput", "--checkpoints"]
+    assert runner.run(runner.config_from_args(_args(*argv)), print_summary=False) == 0
+    assert len(list((out / "per_episode").iterdir())) == 4 and len(list((out / "episodes").iterdir())) == 2
+    assert len(list((out / "checkpoints").iterdir())) == 4
+    from siamese_bench.summary import per_episode_path
+
+    for row in read_csv(out / "accuracy.csv"):  # each row's file holds that row's episodes
+        correct = torch.load(per_episode_path(out, row))
+        assert abs(correct.float().mean().item() - float(row["accuracy"])) < 1e-6, row["protocol"]
+
+
 def test_csv_gives_the_same_split_and_run_as_the_folder(tmp_path, digit_folder):
     """A CSV listing a folder's images (paths relative to the CSV) gives the same protocol: the same classes
     in each part (the hashes differ: a split names its source), and the same one-shot numbers."""
@@ -229,7 +260,9 @@ def test_a_resume_after_the_images_changed_is_refused(tmp_path, digit_folder, ch
     change(root)
     folder.folder_protocol.cache_clear()  # a new process would list the folder again
     # another head alone: no cell of it is recorded, but its rows would sit beside the old images' ones
-    for more in ([], ["--heads", "koch,contrastive"], ["--heads", "contrastive"]):
+    # and the same folder written another way (its rows are found by the resolved folder and size)
+    other_spelling = ["--protocols", f"folder:{root}/../{root.name}@16"]
+    for more in ([], ["--heads", "koch,contrastive"], ["--heads", "contrastive"], other_spelling):
         with pytest.raises(UserError, match="changed since"):
             runner.run(runner.config_from_args(_args(*argv, *more)))
     assert (out / "accuracy.csv").read_text() == before
@@ -274,17 +307,62 @@ def test_evaluate_says_when_your_images_changed_since_the_checkpoint(tmp_path, d
         )
     )
     (ckpt,) = (out / "checkpoints").iterdir()
-    (root / "zeta").mkdir()  # a class added since training: another split
-    for i, src in enumerate(sorted((root / "one").iterdir())):
-        Image.open(src).point(lambda v: 255 - v).save(root / "zeta" / f"{i}.png")
-    r = subprocess.run(
-        [sys.executable, "-m", "siamese_bench", "evaluate", "--checkpoint", str(ckpt), "--episodes", "5"],
+    (row,) = read_csv(out / "accuracy.csv")
+
+    def evaluate(*more):
+        return subprocess.run(
+            [sys.executable, "-m", "siamese_bench", "evaluate", "--checkpoint", str(ckpt), *more],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    # the folder written another way is still the one trained on: the run's episodes, the run's accuracy
+    r = evaluate("--protocol", f"folder:{root}/../{root.name}/")
+    assert r.returncode == 0, r.stderr
+    assert f"accuracy {100 * float(row['accuracy']):.2f}%" in r.stdout and "(10 episodes, hash" in r.stdout
+    # a checkpoint of a relative path evaluates from another directory (it used to look for the path there)
+    rel = subprocess.run(
+        [sys.executable, "-m", "siamese_bench", "run", *argv[:1], "folder:mine", *argv[2:], "--out", "rel"]
+        + ["--quiet", "--no-throughput", "--checkpoints"],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=tmp_path,
     )
+    assert rel.returncode == 0, rel.stderr
+    (rel_ckpt,) = (tmp_path / "rel" / "checkpoints").iterdir()
+    (rel_row,) = read_csv(tmp_path / "rel" / "accuracy.csv")
+    r = subprocess.run(
+        [sys.executable, "-m", "siamese_bench", "evaluate", "--checkpoint", str(rel_ckpt)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"accuracy {100 * float(rel_row['accuracy']):.2f}%" in r.stdout
+    (root / "zeta").mkdir()  # a class added since training: another split
+    for i, src in enumerate(sorted((root / "one").iterdir())):
+        Image.open(src).point(lambda v: 255 - v).save(root / "zeta" / f"{i}.png")
+    r = evaluate("--episodes", "5")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"the images of folder:{root}" in r.stderr and "changed since" in r.stderr
+    r = evaluate("--episodes", "5", "--protocol", f"folder:{root}/../{root.name}")
+    assert r.returncode == 2 and "changed since" in r.stderr, r.stdout  # used to score the new split
+
+
+def test_each_command_of_one_process_lists_your_images_afresh(tmp_path, digit_folder):
+    """A script that calls cli.main() again after editing the folder: the second command used to be served the
+    protocol (split, checks) of the images as they were, and resumed over changed images."""
+    from siamese_bench.cli import main
+
+    root = digit_folder(tmp_path / "mine")
+    argv = ["run", "--protocols", f"folder:{root}@16", "--heads", "koch", "--train-pairs", "64"]
+    argv += ["--episodes", "10", "--out", str(tmp_path / "out"), "--quiet", "--no-throughput"]
+    assert main(argv) == 0
+    (root / "nine").rename(root / "ten")
+    assert main(argv) == 2  # refused: the images changed since the folder was written
 
 
 def _tiny_folder(root, classes: dict[str, int], per_class: int):
