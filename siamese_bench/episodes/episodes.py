@@ -250,8 +250,8 @@ def sample_episodes(
     if int(counts[smallest]) < need:
         raise ValueError(
             f"k_shot + n_query = {need} but class {index.class_names[smallest]!r} of {index.name} has only "
-            f"{int(counts[smallest])} images; lower k_shot/n_query or drop classes with fewer than "
-            f"{need} images"
+            f"{int(counts[smallest])} images; lower k_shot or n_query (in `run`: --shots; a protocol fixes its "
+            f"queries per class) or drop classes with fewer than {need} images"
         )
     if within_group:
         _, group_of, group_size = torch.unique(index.groups.cpu(), return_inverse=True, return_counts=True)

@@ -106,7 +106,12 @@ def build_split(name: str, dataset: str, class_groups: dict[str, str], images: s
         if len(classes) < 2:
             raise ValueError(
                 f"{name}: the {key} part got {len(classes)} class(es) (groups {sorted(chosen)}); each part "
-                "needs at least 2 classes: add classes, or use one level of class folders"
+                "needs at least 2 classes: add classes, or "
+                + (
+                    "leave out the CSV's group column (each class is then split on its own)"
+                    if dataset.startswith("csv:")
+                    else "use one level of class folders"
+                )
             )
         parts.append((key, SplitPart("all", classes)))
     # "groups": no group in two parts; when the cut is by class, each class is its own group

@@ -57,6 +57,14 @@ def test_groups_are_split_whole_when_there_are_three_or_more():
     assert len(two.part("test").classes) == 2
 
 
+def test_a_part_of_one_class_says_how_to_fix_a_folder_and_a_csv():
+    lonely = {f"g{g}/c{g}": f"g{g}" for g in range(3)}  # three groups of one class: every part gets one class
+    with pytest.raises(ValueError, match="use one level of class folders"):
+        build_split("s", "folder:/x", lonely)
+    with pytest.raises(ValueError, match="leave out the CSV's group column"):
+        build_split("s", "csv:/x.csv", lonely)
+
+
 def test_too_few_classes_or_images_are_clear_errors(tmp_path, digit_folder):
     with pytest.raises(ValueError, match="5 classes; a one-shot protocol needs at least 6"):
         build_split("s", "folder:/x", {f"c{i}": "all" for i in range(5)})
