@@ -20,7 +20,7 @@ becomes 8-bit pixels, one file open at a time, by its PIL mode:
 - "LA", "RGBA", "PA", and "P", "1", "L", "I;16*", "I" or "RGB" with a transparent colour (a PNG's tRNS key:
   alpha 0 where a pixel's stored value is the key, else 255): composited onto a white background (alpha 0 ->
   255, out = (c * a + 255 * (255 - a)) / 255 rounded); "LA", "1", "L", "I;16*" and "I" are grayscale, "RGBA"
-  and "RGB" colour.
+  and "RGB" colour, but for a 16-bit grayscale + alpha PNG (which PIL opens as "RGBA"): grayscale.
 - "P" (every GIF) and "PA": grayscale when every pixel's palette colour is gray (R == G == B), else colour.
 - any other mode ("CMYK", "YCbCr", ...): PIL's convert("RGB"), colour.
 channels: 1 when every image is grayscale by that rule, else 3 (grayscale images repeated on R, G, B), or
@@ -115,9 +115,9 @@ def _keyed_on_white(pixels: np.ndarray, stored: np.ndarray, key: object) -> np.n
     return _on_white(np.dstack([pixels, alpha])).reshape(pixels.shape)
 
 
-def _pixels(im: Image.Image, path: Path) -> tuple[np.ndarray, bool]:
+def _pixels(im: Image.Image, path: Path, gray_alpha: bool = False) -> tuple[np.ndarray, bool]:
     """(pixels, grayscale): (H, W) uint8 for a grayscale image, else (H, W, 3) uint8 RGB (rules: module
-    docstring)."""
+    docstring). gray_alpha: an "RGBA" image that the file stores as grayscale + alpha (16-bit PNG)."""
     mode = im.mode
     key = im.info.get("transparency")  # a transparent colour (palette images: handled below)
     if mode in GRAY_MODES:
@@ -143,6 +143,8 @@ def _pixels(im: Image.Image, path: Path) -> tuple[np.ndarray, bool]:
         return _on_white(np.asarray(im.convert("LA"), dtype=np.uint8))[..., 0], True
     if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info):
         rgb = _on_white(np.asarray(im.convert("RGBA"), dtype=np.uint8))
+        if gray_alpha:
+            return np.ascontiguousarray(rgb[..., 0]), True
     else:
         rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     if mode in ("P", "PA") and (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
@@ -171,8 +173,10 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
         raise ValueError(f"{path} is a folder, not an image file")
     try:
         with Image.open(path) as im:
+            # PIL opens a 16-bit grayscale + alpha PNG as "RGBA" (R = G = B); its raw mode still says what it is
+            gray_alpha = im.mode == "RGBA" and bool(im.tile) and str(im.tile[0][3]).startswith("LA")
             im.load()
-            return _pixels(_upright(im), path)
+            return _pixels(_upright(im), path, gray_alpha)
     except _BadPixels:
         raise
     except Image.DecompressionBombError as e:

@@ -101,8 +101,9 @@ def _plain_ints_as_int(column):
 # again, and the split hash of every folder changes (protocols/folder.py `images_digest`), so that a resume does
 # not mix cells of two decodings (2: 16-bit, float, transparent and palette images; before, they were clipped or
 # lost their alpha; 3: EXIF orientation applied, names in Unicode NFC (folders.py `nfc`), cache keyed by sha256;
-# 4: grayscale and RGB images with a transparent colour key laid onto white, as palette images were)
-DECODER_VERSION = 4
+# 4: grayscale and RGB images with a transparent colour key laid onto white, as palette images were; 5: a 16-bit
+# grayscale + alpha PNG is grayscale, not RGB)
+DECODER_VERSION = 5
 
 
 def load_own(dataset: str, image_size: int | None) -> ImageSet:

@@ -379,6 +379,24 @@ def test_one_image_linked_into_two_classes_is_refused(tmp_path):
         load_folder(root)
 
 
+def test_a_16_bit_grayscale_and_alpha_png_is_grayscale(tmp_path):
+    """PIL opens it as "RGBA": one such file used to turn a grayscale folder into 3-channel colour."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    gray, alpha = np.array([[0, 300, 65535]]), np.array([[65535, 65535, 0]])  # 16-bit values, one row
+    pixels = np.stack([gray, alpha], -1).astype(">u2").tobytes()
+    header = struct.pack(">IIBBBBB", 3, 1, 16, 4, 0, 0, 0)  # 3x1, 16 bits, colour type 4: gray + alpha
+    path = tmp_path / "la16.png"
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" + pixels)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    assert Image.open(path).mode == "RGBA"  # what PIL makes of it
+    images = load_images([path])
+    assert images.shape == (1, 1, 1, 3)  # one channel
+    assert images.flatten().tolist() == [0, 1, 255]  # >> 8, and alpha 0 laid onto white
+
+
 def test_an_image_too_large_to_decode_is_named(tmp_path):
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
