@@ -292,7 +292,8 @@ class CellRunner:
             path.parent.rmdir()
 
     def snapshot_path(self, group: dict) -> Path:
-        """OUT/snapshots/<protocol>_<backbone>_<head>_<device>_<dtype>_seed<S>.pt: the group's training state."""
+        """OUT/snapshots/<protocol>_<backbone>_<head>_<device>_<dtype>_seed<S>.pt (a safe name, `file_stem`):
+        the group's training state."""
         name = "_".join(str(group[k]) for k in ("backbone", "head", "device", "dtype"))
         stem = f"{group['protocol'].name}_{name}_seed{group['seed']}"
         return Path(self.config.out) / "snapshots" / file_stem(stem, ".pt")

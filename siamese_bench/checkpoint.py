@@ -1,7 +1,8 @@
 """Checkpoints (weights + the config that made them) and the `evaluate` / `predict` commands that use them.
 
 A checkpoint is written by `run --checkpoints` as OUT/checkpoints/<protocol>_<backbone>_<head>_<device>_seed<S>.pt
-(<device>_<dtype>_seed<S> for a dtype other than float32, e.g. `bfloat16-amp`).
+(<device>_<dtype>_seed<S> for a dtype other than float32, e.g. `bfloat16-amp`), made a safe file name by
+`results.file_stem` (your own images' protocols: `folder_<path>..._seed<S>-<8 hex>.pt`).
 """
 
 from __future__ import annotations
@@ -135,14 +136,15 @@ def _trained_on(proto, meta: dict) -> bool:
     A checkpoint written before the resolved folder was recorded resolves its protocol's path from here."""
     from siamese_bench.datasets.own import is_own, parse
 
-    if proto.name == meta["protocol"]:
-        return True
     if not (is_own(proto.name) and is_own(meta["protocol"])):
-        return False
+        return proto.name == meta["protocol"]
     dataset = meta.get("dataset")
-    if dataset is None:
+    if dataset is None:  # older checkpoint: its own name, or its path resolved from here
+        if proto.name == meta["protocol"]:
+            return True
         kind, path, _ = parse(meta["protocol"])
         dataset = f"{kind}:{path.resolve()}"
+    # a relative name can mean another folder in another directory: the folder decides, not the name
     return proto.dataset == dataset and proto.image_size == meta.get("image_size")
 
 

@@ -24,7 +24,7 @@ from typing import BinaryIO
 def file_stem(text: str, suffix: str = "") -> str:
     """`text` made safe as a file name on any OS, then `suffix` (e.g. ".pt"): characters other than letters,
     digits and `._@+-` become `_`, and then the name ends in 8 hex digits of the text's sha256, so that two
-    texts never share a file (`folder:sub/d` and `folder:sub_d`, `fläche` and `flöche` would). Text without
+    texts practically never share a file (`folder:sub/d` and `folder:sub_d`, `fläche` and `flöche` would). Text without
     such characters (every registry name) passes unchanged: `folder:data/faces@64` ->
     `folder_data_faces@64-<8 hex>`, `mnist-heldout_conv4` -> itself."""
     safe = re.sub(r"[^A-Za-z0-9._@+-]", "_", text)

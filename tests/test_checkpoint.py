@@ -395,3 +395,32 @@ def test_episodes_that_do_not_fit_in_memory_are_a_clear_error(ckpt_dir, monkeypa
     assert "error: 3-way 1-shot: 900,000 episodes do not fit in the memory of cpu (" in err
     assert "can't allocate memory" in err and "ask for fewer with --episodes" in err
     assert "Traceback" not in err
+
+
+def test_the_protocol_trained_on_is_known_by_its_folder_for_your_images(tmp_path, monkeypatch):
+    """`evaluate` applies the trained split's checks and the run's episodes to the protocol trained on: for your
+    own images the same folder and size however written, and not another folder of the same relative name."""
+    from types import SimpleNamespace
+
+    from siamese_bench.checkpoint import _trained_on, _trained_spec
+
+    monkeypatch.chdir(tmp_path)
+    here, there = tmp_path / "mine", tmp_path / "other" / "mine"
+
+    def proto(name, folder, size=16):
+        return SimpleNamespace(name=name, dataset=f"folder:{folder}", image_size=size)
+
+    meta = {"protocol": "folder:mine@16", "dataset": f"folder:{here}", "image_size": 16}
+    assert _trained_on(proto("folder:./mine@16", here), meta)
+    assert _trained_on(proto(f"folder:{here}@16", here), meta)
+    assert not _trained_on(proto("folder:mine@16", there), meta)  # the same name, run from another directory
+    assert not _trained_on(proto("folder:./mine@28", here, 28), meta)
+    assert _trained_spec(meta) == f"folder:{here}@16"  # evaluates from any directory
+    old = {"protocol": "folder:mine@16", "image_size": 16}  # written before the folder was recorded
+    assert _trained_on(proto("folder:mine@16", there), old) and _trained_on(
+        proto("folder:./mine@16", here), old
+    )
+    assert _trained_spec(old) == "folder:mine@16"
+    registry = {"protocol": "digits-heldout", "image_size": 8}
+    assert _trained_on(SimpleNamespace(name="digits-heldout"), registry)
+    assert not _trained_on(SimpleNamespace(name="mnist-heldout"), registry)
