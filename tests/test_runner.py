@@ -1480,25 +1480,27 @@ def test_a_new_seed_with_other_settings_than_the_finished_seeds_is_refused(tmp_p
     }
 
 
+def _recording_measure(measured: list, what):
+    """A stand-in for throughput.measure that appends what(row, channels) to `measured` and returns an ok row."""
+
+    def measure(row, channels, *args, **kwargs):
+        measured.append(what(row, channels))
+        speeds = {"train_pairs_per_s": 1.0, "eval_images_per_s": 2.0, "eval_episodes_per_s": 3.0}
+        return {**row, "status": "ok", **speeds}
+
+    return measure
+
+
 def test_a_resume_measures_the_throughput_rows_an_earlier_run_left_out(tmp_path, monkeypatch):
     """Every cell done but the throughput table not (the run was stopped during it, or ran --no-throughput):
     a re-run measures the missing rows, and only those."""
     from siamese_bench import throughput
 
     measured = []
-
-    def measure(row, *a, **k):
-        measured.append(row["head"])
-        return {
-            **row,
-            "status": "ok",
-            "train_pairs_per_s": 1.0,
-            "eval_images_per_s": 2.0,
-            "eval_episodes_per_s": 3.0,
-        }
-
     monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
-    monkeypatch.setattr(throughput, "measure", measure)
+    monkeypatch.setattr(
+        throughput, "measure", _recording_measure(measured, lambda row, channels: row["head"])
+    )
 
     def run(heads, *extra):
         argv = ("--ways", "3", "--heads", heads, "--throughput-batch-sizes", "16", *extra)
@@ -1525,20 +1527,11 @@ def test_a_finished_grid_measures_its_throughput_rows_without_reading_any_data(t
         raise AssertionError(f"read {proto.dataset}")
 
     measured = []
-
-    def measure(row, channels, *a, **k):
-        measured.append((row["image_size"], channels))
-        return {
-            **row,
-            "status": "ok",
-            "train_pairs_per_s": 1.0,
-            "eval_images_per_s": 2.0,
-            "eval_episodes_per_s": 3.0,
-        }
-
     monkeypatch.setattr(cell.CellRunner, "run_group", _ok_rows)
     monkeypatch.setattr(cell.CellRunner, "data", no_data)
-    monkeypatch.setattr(throughput, "measure", measure)
+    monkeypatch.setattr(
+        throughput, "measure", _recording_measure(measured, lambda row, ch: (row["image_size"], ch))
+    )
     argv = (
         "--protocols",
         "mnist-heldout",
