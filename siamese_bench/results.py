@@ -20,16 +20,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+_STEM_MAX = 120  # characters of a stem: a deep folder's path must not exceed the usual 255-byte name limit
+
 
 def file_stem(text: str, suffix: str = "") -> str:
     """`text` made safe as a file name on any OS, then `suffix` (e.g. ".pt"): characters other than letters,
     digits and `._@+-` become `_`, and then the name ends in 8 hex digits of the text's sha256, so that two
-    texts practically never share a file (`folder:sub/d` and `folder:sub_d`, `fläche` and `flöche` would). Text without
-    such characters (every registry name) passes unchanged: `folder:data/faces@64` ->
-    `folder_data_faces@64-<8 hex>`, `mnist-heldout_conv4` -> itself."""
+    texts practically never share a file (`folder:sub/d` and `folder:sub_d`, `fläche` and `flöche` would). A
+    name longer than 120 characters keeps its first 111 and that hash. Short text without such characters
+    (every registry name) passes unchanged: `folder:data/faces@64` -> `folder_data_faces@64-<8 hex>`,
+    `mnist-heldout_conv4` -> itself."""
     safe = re.sub(r"[^A-Za-z0-9._@+-]", "_", text)
-    if safe != text:
-        safe += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    if safe != text or len(safe) > _STEM_MAX:
+        safe = safe[: _STEM_MAX - 9] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
     return safe + suffix
 
 

@@ -261,3 +261,15 @@ def test_file_stems_of_different_texts_differ():
     stems = [file_stem(t) for t in texts]
     assert len(set(stems)) == len(texts) and all(re.fullmatch(r"[A-Za-z0-9._@+-]+", s) for s in stems)
     assert stems == [file_stem(t) for t in texts]  # stable: a resume finds its files
+
+
+def test_long_file_stems_are_cut_and_stay_distinct():
+    """A deep folder's path made names over the 255-byte limit of common file systems."""
+    from siamese_bench.results import file_stem
+
+    deep = [
+        "folder:/" + "/".join(["a" * 30] * 10) + f"/faces{i}_conv4_koch_cpu_float32_5_1_0" for i in range(2)
+    ]
+    stems = [file_stem(t, ".pt") for t in deep]
+    assert stems[0] != stems[1] and all(len(s) == 120 + 3 for s in stems)
+    assert len(file_stem("x" * 121)) == 120 and file_stem("x" * 120) == "x" * 120
