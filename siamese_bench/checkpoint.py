@@ -124,9 +124,10 @@ def _trained_spec(meta: dict) -> str:
     from siamese_bench.datasets.own import is_own, parse
 
     name, dataset = meta["protocol"], meta.get("dataset")
-    if not (is_own(name) and dataset) or parse(name)[1].is_absolute():
+    if not (is_own(name) and dataset):
         return name
-    return f"{dataset}@{parse(name)[2]}"
+    _, path, size = parse(name)
+    return name if path.is_absolute() else f"{dataset}@{size}"
 
 
 def _trained_on(proto, meta: dict) -> bool:

@@ -5,9 +5,9 @@ config.json holds the resolved RunConfig of the latest run, its environment (git
 hardware), and `runs`: one entry per run that wrote rows (its grids, devices, dtype, torch CPU threads,
 command, wall time; `interrupted` when Ctrl-C, an error or a kill stopped it: a run is recorded so before
 each row it writes). A resume is refused, before anything runs, when it would mix rows of another kind of run
-(throughput-only vs full) or of another --channels-last, --forward-chunk or --compile, skip finished cells made with other training settings or train other ways and shots
-of their model with other settings, train CPU cells with another torch thread count beside finished ones, or
-score your own images after they changed.
+(throughput-only vs full) or of another --channels-last, --forward-chunk or --compile, skip finished cells made
+with other training settings or train other ways and shots of their model with other settings, train CPU cells
+with another torch thread count beside finished ones, or score your own images after they changed.
 """
 
 from __future__ import annotations
@@ -81,10 +81,9 @@ def _check_same_execution(config: RunConfig, doc: dict, acc: Table) -> None:
         "forward_chunk": lambda v: f"--forward-chunk {v}" if v else "no --forward-chunk",
         "compile": lambda v: "--compile" if v else "no --compile",
     }
+    # absent or null in an older config.json: the default
     default = {"channels_last": False, "forward_chunk": 0, "compile": False}
-    recorded = {
-        k: doc.get(k) or default[k] for k in flags
-    }  # absent or null in older config.json: the default
+    recorded = {k: doc.get(k) or default[k] for k in flags}
     diff = [
         (flags[k](recorded[k]), flags[k](getattr(config, k)))
         for k in flags

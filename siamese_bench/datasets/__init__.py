@@ -57,7 +57,13 @@ _CHECKS = {
 VERIFY_NAMES = tuple(_CHECKS)
 # size (square, grayscale) of each loader's images when image_size is None: what `image_shape` says without
 # loading (a test checks it against the loaded sets)
-_NATIVE_SIZE = {"mnist": 28, "omniglot": 105, "omniglot-vinyals": 28, "omniglot-mnist": 28, "digits": 8}
+_NATIVE_SIZE = {
+    "mnist": 28,
+    "omniglot": omniglot.SIZE,
+    "omniglot-vinyals": 28,
+    "omniglot-mnist": 28,
+    "digits": 8,
+}
 # Every dataset name that `ls`, `data verify|fetch` and `run --datasets` take: the loaders above, plus
 # omniglot-runs (Lake's runs, read by the lake-runs protocols) -> (what it is, the checks of its files).
 ABOUT: dict[str, tuple[str, tuple[str, ...]]] = {
